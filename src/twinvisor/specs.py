@@ -1,0 +1,98 @@
+"""Frozen records describing what the user asked for, after the config is resolved.
+
+Everything downstream (core, runtime, children) consumes these and never the raw TOML,
+so a config change is a comparison of two `ProgramSpec` values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class AutoRestart(Enum):
+    ALWAYS = "always"  # restart whatever the exit status (supergo's auto_restart = true)
+    UNEXPECTED = "unexpected"  # restart unless the exit code is in exit_codes
+    NEVER = "never"
+
+
+class AfterGiveUp(Enum):
+    FATAL = "fatal"  # stay FATAL until the user starts it again
+    SLOW_RETRY = "slow_retry"  # keep retrying every `slow_retry_interval` seconds
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    auto_restart: AutoRestart = AutoRestart.ALWAYS
+    # consecutive failed runs (exit before min_uptime, or spawn error) before giving up
+    max_retry: int = 3
+    min_uptime: float = 1.0
+    backoff_initial: float = 0.1
+    backoff_factor: float = 2.0
+    backoff_max: float = 30.0
+    exit_codes: tuple[int, ...] = (0,)
+    after_give_up: AfterGiveUp = AfterGiveUp.FATAL
+    slow_retry_interval: float = 60.0
+
+
+@dataclass(frozen=True)
+class LogSpec:
+    """Where one stream of a program goes. path None = discarded."""
+
+    path: str | None
+    max_bytes: int = 10 * 1024 * 1024
+    backups: int = 5
+    timestamps: bool = False
+
+
+@dataclass(frozen=True)
+class ProgramSpec:
+    """One process instance to supervise (a program with numprocs=N gives N of these)."""
+
+    name: str  # instance name: "web" or "web:0" when numprocs > 1
+    program: str  # the [program.NAME] it comes from
+    command: tuple[str, ...]
+    directory: str | None = None
+    environment: tuple[tuple[str, str], ...] = ()
+    autostart: bool = True
+    stop_signal: str = "TERM"
+    stop_timeout: float = 10.0
+    stop_before_restart: bool = False
+    user: str | None = None
+    group: str | None = None
+    instance: int = 0
+    numprocs: int = 1
+    stdout: LogSpec = field(default_factory=lambda: LogSpec(None))
+    stderr: LogSpec = field(default_factory=lambda: LogSpec(None))
+    listen_addrs: tuple[str, ...] = ()
+    restart: RestartPolicy = field(default_factory=RestartPolicy)
+    source: str = ""  # "file:line" of the [program.NAME] header, for messages
+
+
+@dataclass(frozen=True)
+class DaemonSpec:
+    run_dir: str  # lock, control socket, state file
+    log_dir: str  # default place of program logs and the daemon's own log
+    socket: str  # control socket path
+
+    @property
+    def lock_path(self) -> str:
+        return f"{self.run_dir}/twinvisor.lock"
+
+    @property
+    def pid_path(self) -> str:
+        return f"{self.run_dir}/twinvisor.pid"
+
+    @property
+    def log_path(self) -> str:
+        return f"{self.log_dir}/twinvisor.log"
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str  # the main config file, absolute
+    daemon: DaemonSpec
+    programs: tuple[ProgramSpec, ...]  # instances, in config order
+
+    def by_name(self) -> dict[str, ProgramSpec]:
+        return {p.name: p for p in self.programs}

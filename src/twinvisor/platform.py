@@ -1,0 +1,165 @@
+"""Linux specifics in one place: pidfd, process start time, group signals, subreaper.
+
+Each function has a fallback for kernels or systems that lack the feature, so callers never
+branch on the platform themselves.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import signal
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def pidfd_open(pid: int) -> int | None:
+    """A pidfd for `pid`, or None where pidfds are unavailable (old kernel, no permission).
+
+    A pidfd becomes readable when the process exits, which lets asyncio watch any process
+    (ours or adopted) without polling and without racing pid reuse.
+    """
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        fd: int = opener(pid)
+    except ProcessLookupError:
+        raise
+    except OSError:
+        return None
+    os.set_inheritable(fd, False)
+    return fd
+
+
+def process_start_time(pid: int) -> int | None:
+    """Start time of `pid` in clock ticks since boot (/proc/PID/stat field 22), or None.
+
+    Together with the pid it identifies a process for good: a reused pid has a later start
+    time. Never signal a pid read from a file without comparing this.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return _psutil_start_time(pid)
+    # comm (field 2) may contain spaces and parentheses: split after the last ')'
+    rest = data[data.rfind(b")") + 2 :].split()
+    try:
+        return int(rest[19])  # field 22 is index 19 after pid and comm
+    except (IndexError, ValueError):
+        return None
+
+
+def _psutil_start_time(pid: int) -> int | None:
+    try:
+        import psutil
+
+        return int(psutil.Process(pid).create_time() * 100)
+    except Exception:
+        return None
+
+
+def is_same_process(pid: int, start_time: int | None) -> bool:
+    """True when `pid` is alive and is the very process that had `start_time`."""
+    if pid <= 0:
+        return False
+    current = process_start_time(pid)
+    if current is None:
+        return False
+    return start_time is None or current == start_time
+
+
+def is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return data[data.rfind(b")") + 2 : data.rfind(b")") + 3] == b"Z"
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send `sig` to a whole process group. False when the group is already gone."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    return True
+
+
+def signal_pid(pid: int, sig: int) -> bool:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process is left in the group (signal 0 probes without sending)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def set_child_subreaper() -> bool:
+    """Make orphaned descendants reparent to us (so we can reap and kill them)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def reap_zombies() -> list[tuple[int, int]]:
+    """Reap every exited child we are not otherwise tracking; returns (pid, status) pairs.
+
+    Only for processes that nobody else waits for (re-parented orphans); callers that own a
+    child reap it through its own watcher.
+    """
+    reaped: list[tuple[int, int]] = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return reaped
+        except OSError as e:
+            if e.errno == errno.EINTR:
+                continue
+            return reaped
+        if pid == 0:
+            return reaped
+        reaped.append((pid, status))
+
+
+def descendants(pid: int) -> list[int]:
+    """All live descendants of `pid` (psutil walks /proc for us)."""
+    import psutil
+
+    try:
+        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def signal_number(name_or_number: str | int) -> int:
+    """'TERM', 'SIGTERM', 'term' or 15 -> 15. Raises ValueError for unknown names."""
+    if isinstance(name_or_number, int):
+        return int(signal.Signals(name_or_number))
+    text = name_or_number.strip().upper()
+    if text.isdigit():
+        return int(signal.Signals(int(text)))
+    if not text.startswith("SIG"):
+        text = "SIG" + text
+    try:
+        return int(signal.Signals[text])
+    except KeyError:
+        raise ValueError(f"unknown signal {name_or_number!r}") from None

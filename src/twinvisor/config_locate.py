@@ -1,0 +1,94 @@
+"""Map a TOML key path to the line that defines it.
+
+tomllib returns plain dicts without positions, so config errors would have no line numbers.
+This scans the source text for table headers (`[program.web]`), key/value lines (`command =`,
+`program.web.command =`) and records the first line of every full key path. Keys inside inline
+tables and arrays are not recorded: `line()` falls back to the nearest enclosing key, which is
+the line the user has to look at anyway. It is a locator, not a parser: tomllib has already
+accepted the file when this runs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+
+_BARE = r"[A-Za-z0-9_-]+"
+_BASIC = r'"(?:[^"\\]|\\.)*"'
+_LITERAL = r"'[^']*'"
+_PART = rf"(?:{_BARE}|{_BASIC}|{_LITERAL})"
+_DOTTED = rf"{_PART}(?:[ \t]*\.[ \t]*{_PART})*"
+_HEADER = re.compile(rf"[ \t]*\[\[?[ \t]*({_DOTTED})[ \t]*\]")
+_KEYVAL = re.compile(rf"[ \t]*({_DOTTED})[ \t]*=")
+_PART_RE = re.compile(_PART)
+_TOML_ERROR_LINE = re.compile(r"\(at line (\d+), column \d+\)")
+
+
+def split_key(dotted: str) -> tuple[str, ...]:
+    """`program."web.v2" . command` -> ("program", "web.v2", "command")."""
+    return tuple(_unquote(m.group(0)) for m in _PART_RE.finditer(dotted))
+
+
+def _unquote(part: str) -> str:
+    if part.startswith("'"):
+        return part[1:-1]
+    if part.startswith('"'):
+        try:
+            # TOML basic-string escapes are JSON's plus \UXXXXXXXX; good enough for key names
+            value = json.loads(part)
+        except ValueError:
+            return part[1:-1]
+        return value if isinstance(value, str) else part[1:-1]
+    return part
+
+
+class Locator:
+    """Line numbers (1-based) of the key paths defined in one TOML text."""
+
+    def __init__(self, text: str) -> None:
+        self._lines: dict[tuple[str, ...], int] = {}
+        table: tuple[str, ...] = ()
+        in_string: str | None = None  # the delimiter of an open multi-line string
+        for number, line in enumerate(text.splitlines(), start=1):
+            if in_string is not None:
+                if line.count(in_string) % 2 == 1:
+                    in_string = None
+                continue
+            header = _HEADER.match(line)
+            if header:
+                table = split_key(header.group(1))
+                self._record(table, number)
+                continue
+            keyval = _KEYVAL.match(line)
+            if keyval:
+                self._record((*table, *split_key(keyval.group(1))), number)
+            in_string = _opens_multiline_string(line)
+
+    def _record(self, path: tuple[str, ...], number: int) -> None:
+        # every prefix too: `[program.web.environment]` alone also defines program.web
+        for end in range(1, len(path) + 1):
+            self._lines.setdefault(path[:end], number)
+
+    def line(self, path: Sequence[str]) -> int | None:
+        """The line of `path`, or of its nearest enclosing key found; None if none is."""
+        key = tuple(path)
+        while key:
+            if key in self._lines:
+                return self._lines[key]
+            key = key[:-1]
+        return None
+
+
+def _opens_multiline_string(line: str) -> str | None:
+    """The delimiter of a multi-line string left open at the end of `line`, if any."""
+    for delimiter in ('"""', "'''"):
+        if line.count(delimiter) % 2 == 1:
+            return delimiter
+    return None
+
+
+def toml_error_line(message: str) -> int | None:
+    """The line number in a TOMLDecodeError message ("... (at line 3, column 7)")."""
+    match = _TOML_ERROR_LINE.search(message)
+    return int(match.group(1)) if match else None

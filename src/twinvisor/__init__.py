@@ -1,0 +1,30 @@
+"""twinvisor: a process supervisor for Linux that survives its own death.
+
+The public library API is listed in `__all__` (pinned by a test). Submodules load lazily so
+that `import twinvisor` stays cheap for the CLI, which is started often.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "background", "Daemon", "Pool", "AsyncPool", "listen_sockets", "notify"]
+
+_LAZY = {
+    "background": "twinvisor.daemon",
+    "Daemon": "twinvisor.daemon",
+    "Pool": "twinvisor.pool",
+    "AsyncPool": "twinvisor.pool",
+    "listen_sockets": "twinvisor.sd",
+    "notify": "twinvisor.sd",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'twinvisor' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

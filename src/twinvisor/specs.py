@@ -66,7 +66,8 @@ class ProgramSpec:
     stderr: LogSpec = field(default_factory=lambda: LogSpec(None))
     listen_addrs: tuple[str, ...] = ()
     restart: RestartPolicy = field(default_factory=RestartPolicy)
-    source: str = ""  # "file:line" of the [program.NAME] header, for messages
+    # "file:line" of the [program.NAME] header, for messages; moving a section is no change
+    source: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)

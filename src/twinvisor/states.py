@@ -28,9 +28,9 @@ LEGAL_TRANSITIONS: dict[ProcessState, frozenset[ProcessState]] = {
     S.STARTING: frozenset({S.RUNNING, S.STOPPING, S.BACKOFF, S.EXITED, S.FATAL}),
     S.RUNNING: frozenset({S.STOPPING, S.BACKOFF, S.EXITED, S.FATAL, S.STARTING}),
     S.BACKOFF: frozenset({S.STARTING, S.STOPPED, S.FATAL}),
-    S.STOPPING: frozenset({S.STOPPED, S.STARTING}),
-    S.EXITED: frozenset({S.STARTING, S.STOPPED}),
-    S.FATAL: frozenset({S.STARTING, S.STOPPED}),
+    S.STOPPING: frozenset({S.STOPPED, S.STARTING, S.BACKOFF, S.FATAL}),
+    S.EXITED: frozenset({S.STARTING, S.STOPPED, S.BACKOFF, S.FATAL}),
+    S.FATAL: frozenset({S.STARTING, S.STOPPED, S.BACKOFF}),
 }
 
 

@@ -1,0 +1,3 @@
+from twinvisor.cli import main
+
+raise SystemExit(main())

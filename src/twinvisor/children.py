@@ -1,0 +1,161 @@
+"""Spawning children and tearing them down: new session, env, cwd, user, pipes, tree kill.
+
+The runtime owns every child it spawns: it is reaped only through its `ExitWatch` (pidfd, or
+a SIGCHLD-driven `waitpid(pid)` where pidfds are missing), never by a `waitpid(-1)`, so no
+other code can steal an exit status.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from twinvisor import platform
+from twinvisor.errors import SpawnError
+from twinvisor.specs import ProgramSpec
+
+
+@dataclass
+class Child:
+    pid: int
+    start_ticks: int | None  # /proc start time: identifies the process across pid reuse
+    stdout_fd: int | None
+    stderr_fd: int | None
+    popen: subprocess.Popen[bytes] | None = None
+    # descendants seen when the stop began: (pid, start ticks); killed if they outlive it
+    tree: list[tuple[int, int | None]] = field(default_factory=list)
+
+    @property
+    def pgid(self) -> int:
+        return self.pid  # start_new_session makes the child its own group (and session) leader
+
+
+def child_environment(spec: ProgramSpec, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    # our own control variables must not leak into programs (they would confuse a
+    # twinvisor started by a program, or a systemd-aware app)
+    for key in ("TWINVISOR_READY_FD", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET"):
+        env.pop(key, None)
+    env.update(dict(spec.environment))
+    env["TWINVISOR_PROGRAM"] = spec.name
+    if extra:
+        env.update(extra)
+    return env
+
+
+def spawn(
+    spec: ProgramSpec,
+    *,
+    env_extra: Mapping[str, str] | None = None,
+    pass_fds: Sequence[int] = (),
+    argv_prefix: Sequence[str] = (),
+) -> Child:
+    """Start one instance. Raises SpawnError with a message naming what went wrong."""
+    capture_out = spec.stdout.path is not None
+    capture_err = spec.stderr.path is not None
+    user_kwargs = _identity(spec)
+    argv = [*argv_prefix, *spec.command]
+    try:
+        popen = subprocess.Popen(
+            argv,
+            cwd=spec.directory,
+            env=child_environment(spec, env_extra),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if capture_out else subprocess.DEVNULL,
+            stderr=subprocess.PIPE if capture_err else subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+            pass_fds=tuple(pass_fds),
+            restore_signals=True,
+            **user_kwargs,  # type: ignore[arg-type]
+        )
+    except FileNotFoundError as e:
+        missing = e.filename or spec.command[0]
+        if spec.directory and missing == spec.directory:
+            raise SpawnError(f"directory {spec.directory!r} does not exist") from None
+        raise SpawnError(f"command not found: {missing!r}") from None
+    except PermissionError as e:
+        raise SpawnError(f"permission denied: {e.filename or spec.command[0]!r}") from None
+    except NotADirectoryError:
+        raise SpawnError(f"directory {spec.directory!r} is not a directory") from None
+    except (OSError, ValueError, subprocess.SubprocessError) as e:
+        raise SpawnError(f"{type(e).__name__}: {e}") from None
+    out_fd = _detach_pipe(popen.stdout)
+    err_fd = _detach_pipe(popen.stderr)
+    popen.stdout = popen.stderr = None
+    return Child(popen.pid, platform.process_start_time(popen.pid), out_fd, err_fd, popen)
+
+
+def _detach_pipe(pipe: object) -> int | None:
+    """Take the raw fd out of Popen's file object so that we own (and close) it ourselves."""
+    if pipe is None:
+        return None
+    fd = os.dup(pipe.fileno())  # type: ignore[attr-defined]
+    pipe.close()  # type: ignore[attr-defined]
+    os.set_blocking(fd, False)
+    return fd
+
+
+def _identity(spec: ProgramSpec) -> dict[str, object]:
+    """user/group for Popen: only meaningful (and only allowed) when we are root."""
+    if spec.user is None and spec.group is None:
+        return {}
+    if os.geteuid() != 0:
+        import pwd
+
+        me = pwd.getpwuid(os.geteuid()).pw_name
+        if spec.user in (None, me) and spec.group is None:
+            return {}
+        raise SpawnError(
+            f"cannot run as user={spec.user!r} group={spec.group!r}: "
+            f"the daemon runs as {me!r}, not root"
+        )
+    kwargs: dict[str, object] = {}
+    if spec.user is not None:
+        import pwd
+
+        entry = pwd.getpwnam(spec.user)
+        kwargs["user"] = entry.pw_uid
+        kwargs["group"] = entry.pw_gid
+        kwargs["extra_groups"] = []
+    if spec.group is not None:
+        kwargs["group"] = spec.group
+    return kwargs
+
+
+def reap(child: Child) -> tuple[int | None, int | None] | None:
+    """Collect the exit status of our own child. None while it is still running.
+
+    Returns (exit_code, signal): exactly one of them is set.
+    """
+    try:
+        pid, status = os.waitpid(child.pid, os.WNOHANG)
+    except ChildProcessError:
+        return (None, None)  # already reaped elsewhere (should not happen): status unknown
+    if pid == 0:
+        return None
+    if child.popen is not None:
+        child.popen.returncode = status  # Popen must not try to reap it again
+    if os.WIFSIGNALED(status):
+        return (None, os.WTERMSIG(status))
+    return (os.waitstatus_to_exitcode(status), None)
+
+
+def snapshot_tree(child: Child) -> None:
+    """Remember the descendants now, so those that left the process group (setsid) can
+    still be killed once the program is gone."""
+    seen = {pid for pid, _ in child.tree}
+    for pid in platform.descendants(child.pid):
+        if pid not in seen:
+            child.tree.append((pid, platform.process_start_time(pid)))
+
+
+def kill_remnants(child: Child) -> None:
+    """SIGKILL whatever the program left behind: its process group and known descendants."""
+    platform.signal_group(child.pgid, signal.SIGKILL)
+    for pid, ticks in child.tree:
+        if platform.is_same_process(pid, ticks):
+            platform.signal_pid(pid, signal.SIGKILL)

@@ -1,0 +1,327 @@
+"""`twinvisor` command line: argument parsing and rendering only.
+
+Started often (status checks in scripts, health probes), so imports stay light: the config
+loader and the daemon's modules are imported only by the verbs that need them.
+
+Exit codes: 0 success; 1 the operation failed (a program did not start, a stop timed out);
+2 usage or config error; 3 no daemon is running (LSB's "program is not running").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from twinvisor import __version__
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
+CONFIG_CANDIDATES = ("twinvisor.toml", "/etc/twinvisor/twinvisor.toml")
+
+
+def _config_path(arg: str | None) -> str:
+    if arg:
+        return arg
+    env = os.environ.get("TWINVISOR_CONFIG")
+    if env:
+        return env
+    for candidate in CONFIG_CANDIDATES:
+        if os.path.exists(candidate):
+            return candidate
+    return CONFIG_CANDIDATES[0]
+
+
+class _Fail(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _load_config(path: str) -> Any:
+    from twinvisor.config import load_config
+    from twinvisor.errors import ConfigError
+
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        raise _Fail(f"{e}", EXIT_USAGE) from None
+    except OSError as e:
+        raise _Fail(f"cannot read config {path}: {e.strerror}", EXIT_USAGE) from None
+
+
+def _socket_path(args: argparse.Namespace) -> str:
+    """The control socket: --socket, $TWINVISOR_SOCKET, or the one the config names."""
+    if args.socket:
+        return str(args.socket)
+    env = os.environ.get("TWINVISOR_SOCKET")
+    if env:
+        return env
+    return str(_load_config(_config_path(args.config)).daemon.socket)
+
+
+def _call(args: argparse.Namespace, method: str, path: str, body: Any = None,
+          query: dict[str, str] | None = None) -> tuple[int, Any]:
+    from twinvisor.control.client import ControlClient
+    from twinvisor.errors import ControlError, DaemonNotRunning
+
+    try:
+        return ControlClient(_socket_path(args), timeout=args.timeout + 5).call(method, path, body, query)
+    except DaemonNotRunning as e:
+        raise _Fail(f"{e}\n(start it with: twinvisor up)", EXIT_NOT_RUNNING) from None
+    except ControlError as e:
+        raise _Fail(str(e), EXIT_FAILED) from None
+
+
+# ---- rendering ---------------------------------------------------------------------------------
+
+
+def _uptime(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    days, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    return (f"{days}d " if days else "") + f"{h}:{m:02d}:{s:02d}"
+
+
+def _status_table(rows: list[dict[str, Any]]) -> str:
+    header = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT")
+    lines = [header]
+    for r in rows:
+        last = r.get("last_exit") or "-"
+        if r.get("error"):
+            last = f"{last}; {r['error']}" if last != "-" else r["error"]
+        state = r["state"] + (" (gave up, slow retry)" if r["given_up"] and r["state"] == "BACKOFF" else "")
+        lines.append((r["name"], state, str(r["pid"] or "-"), _uptime(r["uptime"]),
+                      str(r["restarts"]), last))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(col.ljust(w) for col, w in zip(line[:-1], widths, strict=True)) + "  " + line[-1]
+        for line in lines
+    )
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True))
+
+
+# ---- verbs ---------------------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    query = {"names": ",".join(args.names)} if args.names else None
+    code, body = _call(args, "GET", "/status", query=query)
+    if code != 200:
+        raise _Fail(body.get("error", f"HTTP {code}"), EXIT_FAILED)
+    rows = body["programs"]
+    if args.json:
+        _print_json(rows)
+    else:
+        print(_status_table(rows))
+    # like `systemctl is-active`: non-zero when something is not running as asked
+    bad = [r for r in rows if r["state"] in ("FATAL", "BACKOFF")]
+    return EXIT_FAILED if bad else EXIT_OK
+
+
+def cmd_verb(args: argparse.Namespace) -> int:
+    query = {"timeout": str(args.timeout)}
+    path = f"/programs/{','.join(args.names)}/{args.verb}"
+    code, body = _call(args, "POST", path, query=query)
+    if code == 404:
+        raise _Fail(body.get("error", "no such program"), EXIT_FAILED)
+    if args.json:
+        _print_json(body)
+    else:
+        by_name = {r["name"]: r for r in body.get("programs", [])}
+        for name, outcome in body.get("results", {}).items():
+            row = by_name.get(name, {})
+            detail = _outcome_text(args.verb, outcome, row)
+            print(f"{name}: {detail}")
+    return EXIT_OK if body.get("ok") else EXIT_FAILED
+
+
+def _outcome_text(verb: str, outcome: str, row: dict[str, Any]) -> str:
+    done = {"start": "started", "restart": "restarted", "stop": "stopped"}[verb]
+    if outcome == "ok":
+        return done + (f" (pid {row['pid']})" if row.get("pid") else "")
+    why = row.get("error") or row.get("last_exit") or ""
+    state = row.get("state", "?")
+    if outcome == "timeout":
+        return f"not {done} yet after the timeout (state {state})"
+    return f"ERROR: not {done}: state {state}" + (f" ({why})" if why else "")
+
+
+def cmd_signal(args: argparse.Namespace) -> int:
+    path = f"/programs/{','.join(args.names)}/signal"
+    code, body = _call(args, "POST", path, body={"signal": args.signal})
+    if code in (400, 404):
+        raise _Fail(body.get("error", f"HTTP {code}"), EXIT_FAILED)
+    for name, sent in body.get("sent", {}).items():
+        print(f"{name}: {'signalled' if sent else 'ERROR: not running'}")
+    return EXIT_OK if body.get("ok") else EXIT_FAILED
+
+
+def cmd_reread(args: argparse.Namespace) -> int:
+    code, body = _call(args, "POST", "/reread")
+    return _render_changes(args, code, body, applied=False)
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    code, body = _call(args, "POST", "/update", query={"timeout": str(args.timeout)})
+    return _render_changes(args, code, body, applied=True)
+
+
+def _render_changes(args: argparse.Namespace, code: int, body: Any, applied: bool) -> int:
+    if code != 200:
+        print(body.get("error", f"HTTP {code}"), file=sys.stderr)
+        for problem in body.get("problems", []):
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_USAGE if code == 400 else EXIT_FAILED
+    if args.json:
+        _print_json(body)
+        return EXIT_OK
+    changes = body["changes"]
+    words = ("added", "removed", "changed") if not applied else ("added", "removed", "updated")
+    any_change = False
+    for key, word in zip(("added", "removed", "changed"), words, strict=True):
+        for name in changes[key]:
+            any_change = True
+            print(f"{name}: {word}" if applied else f"{name}: {'available' if key == 'added' else key}")
+    if not any_change:
+        print("No config updates to processes")
+    return EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from twinvisor import logs
+
+    code, body = _call(args, "GET", "/status", query={"names": args.name})
+    if code != 200:
+        raise _Fail(body.get("error", f"HTTP {code}"), EXIT_FAILED)
+    rows = body["programs"]
+    if len(rows) != 1:
+        raise _Fail(f"{args.name} names {len(rows)} instances; pick one of: "
+                    + ", ".join(r["name"] for r in rows), EXIT_USAGE)
+    path = rows[0]["stderr_file" if args.stderr else "stdout_file"]
+    if not path:
+        raise _Fail(f"{args.name}: {'stderr' if args.stderr else 'stdout'} is discarded (set in config)", EXIT_FAILED)
+    out = sys.stdout.buffer
+    try:
+        for line in logs.tail_lines(path, args.lines):
+            out.write(line if line.endswith(b"\n") else line + b"\n")
+        out.flush()
+        if args.follow:
+            for chunk in logs.follow(path):
+                out.write(chunk)
+                out.flush()
+    except FileNotFoundError:
+        raise _Fail(f"no log yet at {path}", EXIT_FAILED) from None
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"twinvisor {__version__}")
+    return EXIT_OK
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from twinvisor.config import config_to_dict
+
+    config = _load_config(_config_path(args.config))
+    _print_json(config_to_dict(config))
+    return EXIT_OK
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    path = _config_path(args.config)
+    if args.foreground:
+        from twinvisor import service
+
+        return service.run(path, foreground=True)
+    from twinvisor.launch import start_background
+
+    config = _load_config(path)
+    return start_background(config, timeout=args.timeout)
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from twinvisor.launch import stop_daemon
+
+    try:
+        socket = _socket_path(args)
+    except _Fail:
+        raise
+    return stop_daemon(socket, timeout=args.timeout)
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    """Internal: the background daemon process started by `up`."""
+    from twinvisor import service
+
+    return service.run(_config_path(args.config), foreground=False)
+
+
+# ---- parser --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", help="config file (default: $TWINVISOR_CONFIG, ./twinvisor.toml)")
+    common.add_argument("--socket", help="control socket (default: from the config)")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for an outcome")
+
+    p = argparse.ArgumentParser(prog="twinvisor", description="A process supervisor that survives its own death.",
+                                parents=[common])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        sp.set_defaults(func=func)
+        return sp
+
+    sp = add("up", cmd_up, "start the daemon and its autostart programs")
+    sp.add_argument("--foreground", action="store_true", help="stay in the foreground (containers, systemd)")
+    add("down", cmd_down, "stop every program and the daemon")
+    sp = add("status", cmd_status, "show the state of programs")
+    sp.add_argument("names", nargs="*", metavar="NAME")
+    for verb in ("start", "stop", "restart"):
+        sp = add(verb, cmd_verb, f"{verb} programs (NAME, NAME:*, NAME:N or all); waits for the outcome")
+        sp.add_argument("names", nargs="+", metavar="NAME")
+        sp.set_defaults(verb=verb)
+    add("reread", cmd_reread, "show what changed in the config, without applying it")
+    add("update", cmd_update, "apply the config: add, remove, restart what changed")
+    sp = add("logs", cmd_logs, "print a program's log")
+    sp.add_argument("name", metavar="NAME")
+    sp.add_argument("-f", "--follow", action="store_true")
+    sp.add_argument("-n", "--lines", type=int, default=20)
+    sp.add_argument("--stderr", action="store_true", help="the stderr log instead of stdout")
+    sp = add("signal", cmd_signal, "send a signal to programs")
+    sp.add_argument("signal", metavar="SIG")
+    sp.add_argument("names", nargs="+", metavar="NAME")
+    add("version", cmd_version, "print the version")
+    add("check-config", cmd_check_config, "validate the config and print it resolved")
+    sp = sub.add_parser("daemon", parents=[common], help=argparse.SUPPRESS)
+    sp.set_defaults(func=cmd_daemon)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except _Fail as e:
+        print(f"twinvisor: {e}", file=sys.stderr)
+        return e.code
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,73 @@
+"""Small file-system helpers: private dirs, atomic writes, pid files, a log handler that
+survives a full disk. Nothing here may raise on a full disk where the caller is the daemon."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+
+
+def make_private_dir(path: str) -> None:
+    """Create `path` (and parents) with mode 0700; tighten it if it already exists and is ours."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    st = os.stat(path)
+    if st.st_uid == os.geteuid() and st.st_mode & 0o077:
+        os.chmod(path, 0o700)
+
+
+def write_atomic(path: str, text: str, mode: int = 0o644) -> bool:
+    """temp file + fsync + rename + fsync(dir): readers see the old or the new content, never
+    a torn one. Returns False (and leaves the old file) when the disk is full or unwritable."""
+    directory = os.path.dirname(path) or "."
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".new")
+    except OSError:
+        return False
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        remove_quietly(tmp)
+        return False
+    return True
+
+
+def read_pid(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            text = f.read(64).strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+class ResilientFileHandler(logging.FileHandler):
+    """A FileHandler whose write errors (ENOSPC, deleted dir) are counted, not printed:
+    the daemon's own log must never be the thing that takes it down."""
+
+    def __init__(self, filename: str) -> None:
+        super().__init__(filename, delay=True)
+        self.failed_records = 0
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        self.failed_records += 1
+        if self.stream is not None:
+            with contextlib.suppress(OSError):
+                self.stream.close()
+            self.stream = None  # type: ignore[assignment]  # reopened by the next emit

@@ -1,0 +1,156 @@
+"""The daemon process: run-dir lock, pid file, logging, control server, signals, shutdown.
+
+`twinvisor up` starts this in the background and waits on a pipe (fd in
+TWINVISOR_READY_FD) for one JSON line: the daemon is up with its autostart programs
+started, or why it is not. Whether a daemon already runs is decided by an flock on the
+run dir's lock file, never by looking at pid files or sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from twinvisor import fsutil
+from twinvisor.config import load_config
+from twinvisor.control.server import ControlServer
+from twinvisor.errors import AlreadyRunning, ConfigError
+from twinvisor.runtime import Runtime
+from twinvisor.specs import Config, DaemonSpec
+
+log = logging.getLogger("twinvisor")
+
+READY_FD_ENV = "TWINVISOR_READY_FD"
+STARTUP_TIMEOUT = 60.0
+
+
+def acquire_lock(daemon: DaemonSpec) -> int:
+    """Hold the run dir's lock for the life of the process (O_CLOEXEC: children don't
+    inherit it, so a program that outlives us cannot keep a new daemon out)."""
+    fsutil.make_private_dir(daemon.run_dir)
+    fd = os.open(daemon.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise AlreadyRunning(
+            f"a twinvisor daemon already runs for {daemon.run_dir}", fsutil.read_pid(daemon.pid_path)
+        ) from None
+    return fd
+
+
+def _setup_logging(daemon: DaemonSpec, foreground: bool) -> None:
+    os.makedirs(daemon.log_dir, mode=0o750, exist_ok=True)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    handlers: list[logging.Handler] = [fsutil.ResilientFileHandler(daemon.log_path)]
+    if foreground:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    root = logging.getLogger()
+    for h in handlers:
+        h.setFormatter(fmt)
+        root.addHandler(h)
+    root.setLevel(logging.INFO)
+
+
+class _Reporter:
+    """Tells the waiting `twinvisor up` (and systemd, if it started us) how start-up went."""
+
+    def __init__(self) -> None:
+        raw = os.environ.pop(READY_FD_ENV, None)
+        self.fd = int(raw) if raw and raw.isdigit() else None
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.write(self.fd, (json.dumps(message) + "\n").encode())
+            os.close(self.fd)
+        except OSError:
+            pass  # the caller gave up waiting; that must not stop the daemon
+        self.fd = None
+
+
+def run(config_path: str, foreground: bool) -> int:
+    reporter = _Reporter()
+    try:
+        config = load_config(config_path)
+    except ConfigError as e:
+        reporter.send({"ok": False, "error": "config", "problems": [str(p) for p in e.problems]})
+        print(str(e), file=sys.stderr)
+        return 2
+    try:
+        lock_fd = acquire_lock(config.daemon)
+    except AlreadyRunning as e:
+        reporter.send({"ok": False, "error": "running", "message": str(e), "pid": e.pid})
+        print(f"twinvisor: {e} (pid {e.pid})", file=sys.stderr)
+        return 3
+    _setup_logging(config.daemon, foreground)
+    fsutil.write_atomic(config.daemon.pid_path, f"{os.getpid()}\n")
+    try:
+        return asyncio.run(_serve(config, reporter))
+    finally:
+        fsutil.remove_quietly(config.daemon.pid_path)
+        os.close(lock_fd)
+
+
+async def _serve(config: Config, reporter: _Reporter) -> int:
+    from twinvisor.api import build_router
+    from twinvisor.sd import notify
+
+    loop = asyncio.get_running_loop()
+    runtime = Runtime(config)
+    stopping = asyncio.Event()
+    shutdown_result: dict[str, Any] = {}
+
+    async def shutdown() -> dict[str, Any]:
+        if not shutdown_result:
+            notify("STOPPING=1")
+            log.info("shutting down: stopping all programs")
+            outcomes = await runtime.stop_all()
+            shutdown_result.update(
+                {"ok": not runtime.leftover_pids(), "results": outcomes, "leftover": runtime.leftover_pids()}
+            )
+            # answer the caller first, then close the server
+            loop.call_soon(stopping.set)
+        return shutdown_result
+
+    server = ControlServer(config.daemon.socket, build_router(runtime, shutdown))
+    await server.start()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(shutdown()))
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(_reload(runtime)))
+
+    outcomes = await runtime.start(runtime.autostart_names(), timeout=STARTUP_TIMEOUT)
+    failed = sorted(n for n, v in outcomes.items() if v != "ok")
+    log.info("twinvisor up: pid %d, socket %s", os.getpid(), config.daemon.socket)
+    reporter.send(
+        {
+            "ok": True,
+            "pid": os.getpid(),
+            "socket": config.daemon.socket,
+            "log_dir": config.daemon.log_dir,
+            "failed": failed,
+        }
+    )
+    notify("READY=1")
+    await stopping.wait()
+    await server.close()
+    log.info("twinvisor down")
+    return 0 if shutdown_result.get("ok") else 1
+
+
+async def _reload(runtime: Runtime) -> None:
+    """SIGHUP = `twinvisor update`, as operators expect from daemons."""
+    try:
+        new = await asyncio.to_thread(load_config, runtime.config.path)
+    except ConfigError as e:
+        log.error("reload refused, the config has errors; nothing changed:\n%s", e)
+        return
+    changes = await runtime.apply_config(new)
+    log.info("reloaded: %s", changes)

@@ -270,15 +270,26 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 # ---- parser --------------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _common_options(suppress: bool) -> argparse.ArgumentParser:
+    """Options accepted before and after the verb. After it, defaults are suppressed so that
+    `twinvisor -c X status` keeps the -c given before the verb."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-c", "--config", help="config file (default: $TWINVISOR_CONFIG, ./twinvisor.toml)")
-    common.add_argument("--socket", help="control socket (default: from the config)")
-    common.add_argument("--json", action="store_true", help="machine-readable output")
-    common.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for an outcome")
 
+    def d(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    common.add_argument("-c", "--config", default=d(None),
+                        help="config file (default: $TWINVISOR_CONFIG, ./twinvisor.toml)")
+    common.add_argument("--socket", default=d(None), help="control socket (default: from the config)")
+    common.add_argument("--json", action="store_true", default=d(False), help="machine-readable output")
+    common.add_argument("--timeout", type=float, default=d(60.0), help="seconds to wait for an outcome")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_options(suppress=True)
     p = argparse.ArgumentParser(prog="twinvisor", description="A process supervisor that survives its own death.",
-                                parents=[common])
+                                parents=[_common_options(suppress=False)])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:

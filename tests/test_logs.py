@@ -261,7 +261,9 @@ def test_full_filesystem(full_fs: tuple[str, Path]) -> None:
     log, clock, problems = make_log(path)
     page = os.sysconf("SC_PAGE_SIZE")
     if kind == "tmpfs":
-        log.write(b"A" * page)  # exactly one page: no slack left in the log file
+        # exactly one page: no slack left in the log file; and no newline, so the gap marker
+        # must start a line of its own
+        log.write(b"A" * page)
         fill(mnt / "filler")
     else:
         os.rename(path, mnt / "x.log.real")
@@ -279,7 +281,7 @@ def test_full_filesystem(full_fs: tuple[str, Path]) -> None:
 
     if kind == "tmpfs":
         (mnt / "filler").unlink()
-        before = b"A" * page
+        before = b"A" * page + b"\n"
     else:
         path.unlink()
         os.rename(mnt / "x.log.real", path)
@@ -316,14 +318,15 @@ def test_tail_lines_partial_last_line_and_empty_file(tmp_path: Path) -> None:
 class Follower:
     """Runs follow() in a thread; `expect` waits (on a queue, no sleeping) for given bytes."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, from_start: bool = True) -> None:
+        self.from_start = from_start
         self.stop = threading.Event()
         self.q: queue.Queue[bytes] = queue.Queue()
         self.thread = threading.Thread(target=self._run, args=(str(path),))
         self.thread.start()
 
     def _run(self, path: str) -> None:
-        for data in follow(path, poll=0.01, stop=self.stop, from_start=True):
+        for data in follow(path, poll=0.01, stop=self.stop, from_start=self.from_start):
             self.q.put(data)
 
     def expect(self, wanted: bytes) -> None:
@@ -370,6 +373,26 @@ def test_follow_across_truncation_and_late_creation(tmp_path: Path) -> None:
     finally:
         follower.close()
         log.close()
+
+
+def test_follow_starts_at_the_end_by_default(tmp_path: Path) -> None:
+    path = tmp_path / "x.log"
+    path.write_bytes(b"old\n")
+    follower = Follower(path, from_start=False)
+    try:
+        # we cannot see when the thread has opened the file, so keep appending until it shows
+        got = b""
+        for _ in range(1000):
+            with open(path, "ab") as f:
+                f.write(b"x")
+            try:
+                got = follower.q.get(timeout=0.05)
+                break
+            except queue.Empty:
+                continue
+        assert got and set(got) == {ord("x")}
+    finally:
+        follower.close()
 
 
 def test_follow_stops_while_waiting(tmp_path: Path) -> None:

@@ -56,6 +56,7 @@ class LogFile:
         self._framer = _LineFramer(spec.timestamps, wallclock)
         self._fd: int | None = None
         self._size = 0  # our idea of the file size, resynced from fstat on open and each check
+        self._at_line_start = True  # the last byte we wrote was a newline (or we wrote none)
         self._closed = False
         self._last_check = 0.0
         self._last_report: float | None = None
@@ -142,6 +143,7 @@ class LogFile:
                     raise OSError(errno.EIO, "write wrote nothing")
                 done += n
                 self._size += n
+                self._at_line_start = view[done - 1] == 0x0A
         except OSError as e:
             return done, e
         return done, None
@@ -265,7 +267,9 @@ class LogFile:
         self._episode_dropped = 0
 
     def _gap_marker(self) -> bytes:
-        return f"[twinvisor: {self._unmarked} bytes dropped: {self._reason}]\n".encode()
+        # on a line of its own, even if the drop cut a line in half
+        lead = "" if self._at_line_start else "\n"
+        return f"{lead}[twinvisor: {self._unmarked} bytes dropped: {self._reason}]\n".encode()
 
 
 class _LineFramer:
@@ -377,12 +381,18 @@ def follow(
     Polling is fine here: this is a CLI, not the daemon.
     """
     stop = stop or threading.Event()
-    f = _open_when_present(path, poll, stop)
-    if f is None:
-        return
     try:
+        f = io.FileIO(path, "rb")
+    except FileNotFoundError:
+        # it did not exist when we started, so all of it is new: read it from the start
+        waited = _open_when_present(path, poll, stop)
+        if waited is None:
+            return
+        f = waited
+    else:
         if not from_start:
             f.seek(0, os.SEEK_END)
+    try:
         while not stop.is_set():
             yield from _drain(f)
             new = _replacement(path, f)

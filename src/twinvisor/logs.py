@@ -397,10 +397,13 @@ def follow(
             yield from _drain(f)
             new = _replacement(path, f)
             if new is not None:
-                # the writer may have appended to the old file between our read and its rename
-                yield from _drain(f)
-                f.close()
-                f = new
+                # the writer may have appended to the old file between our read and its rename;
+                # swap first so that the outer finally closes `new` if we are closed meanwhile
+                old, f = f, new
+                try:
+                    yield from _drain(old)
+                finally:
+                    old.close()
             elif os.fstat(f.fileno()).st_size < f.tell():
                 f.seek(0)  # truncated in place (backups=0, copytruncate)
             else:

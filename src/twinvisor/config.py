@@ -260,7 +260,10 @@ def _include_paths(src: _Source, pr: _Problems) -> list[str]:
         else:
             # the config's own directory may contain glob characters: escape it
             matches = glob.glob(os.path.join(glob.escape(here), os.path.expanduser(pattern)))
-            paths += sorted(os.path.normpath(m) for m in matches if os.path.isfile(m))
+            # a glob such as "*.toml" that matches the including file itself is no cycle
+            own = os.path.realpath(src.path)
+            keep = (m for m in matches if os.path.isfile(m) and os.path.realpath(m) != own)
+            paths += sorted(os.path.normpath(m) for m in keep)
     return paths
 
 
@@ -279,8 +282,6 @@ def _collect(
     out.append(src)
     for path in _include_paths(src, pr):
         real = os.path.realpath(path)
-        if real == chain[-1] and path != src.path:
-            continue  # a glob such as "*.toml" matching the including file itself
         if real in chain:
             cycle = [*chain[chain.index(real) :], real]
             names = " -> ".join(_display(p, out[0].path) for p in cycle)

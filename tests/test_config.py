@@ -1,0 +1,545 @@
+"""config.py: TOML -> specs, includes, and problems that name file, line and key."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from twinvisor.config import config_to_dict, format_problems, load_config, parse_size
+from twinvisor.config_locate import Locator, split_key, toml_error_line
+from twinvisor.errors import ConfigError, ConfigProblem
+from twinvisor.specs import AfterGiveUp, AutoRestart, Config, LogSpec
+
+SUPERGO = """\
+[program.test]
+directory = "/home/www" # 进程运行的目录
+command = " ./http_listener -arg=test world" # 运行的指令
+auto_restart = true # 是否自动重启
+stdout_file = "/tmp/hello.log" # 进程的标准输出，为空将不会输出
+stderr_file = "/tmp/hello.err" # 进程的标准错误输出，为空将不会输出
+max_retry = 3 # 重启的次数
+listen_addrs = [":4041"] # 进程需要监听的端口，从文件描述符3开始，可以为空
+stop_timeout = 10 # 重启时，将发送TRERM信号，如果超时进程还没有退出，将强行KILL
+stop_before_restart = false # 重启时是否先停止老的进程，默认为false，既会先启动一个新的进程，再停止老的进程
+[include]
+files = "config/conf.d/*.toml"
+"""  # noqa: E501 (seed 002's example, unchanged)
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def problems(path: Path) -> list[ConfigProblem]:
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    return info.value.problems
+
+
+def only_problem(path: Path) -> ConfigProblem:
+    found = problems(path)
+    assert len(found) == 1, found
+    return found[0]
+
+
+@pytest.fixture(autouse=True)
+def no_run_dir_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TWINVISOR_RUN_DIR", raising=False)
+
+
+# --- loading what is valid ------------------------------------------------------------------
+
+
+def test_supergo_seed_example_loads(tmp_path: Path) -> None:
+    cfg = load_config(str(write(tmp_path / "supergo.toml", SUPERGO)))
+    (p,) = cfg.programs
+    assert p.name == p.program == "test"
+    assert p.command == ("./http_listener", "-arg=test", "world")
+    assert p.directory == "/home/www"
+    assert p.restart.auto_restart is AutoRestart.ALWAYS
+    assert p.restart.max_retry == 3
+    assert p.stdout == LogSpec("/tmp/hello.log") and p.stderr == LogSpec("/tmp/hello.err")
+    assert p.listen_addrs == (":4041",)
+    assert p.stop_timeout == 10.0 and p.stop_before_restart is False
+    assert p.source == f"{tmp_path / 'supergo.toml'}:1"
+    assert cfg.path == str(tmp_path / "supergo.toml")
+
+
+def test_daemon_defaults_are_absolute(tmp_path: Path) -> None:
+    cfg = load_config(str(write(tmp_path / "a.toml", "[program.x]\ncommand = 'x'\n")))
+    run = tmp_path / ".twinvisor"
+    assert cfg.daemon.run_dir == str(run)
+    assert cfg.daemon.log_dir == str(run / "log")
+    assert cfg.daemon.socket == str(run / "twinvisor.sock")
+    x = cfg.programs[0]
+    assert x.stdout.path == str(run / "log" / "x.stdout.log")
+    assert x.stderr.path == str(run / "log" / "x.stderr.log")
+
+
+def test_daemon_relative_paths_and_env_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg_file = write(tmp_path / "a.toml", '[daemon]\nrun_dir = "run"\nlog_dir = "logs"\n')
+    cfg = load_config(str(cfg_file))
+    assert cfg.daemon.run_dir == str(tmp_path / "run")
+    assert cfg.daemon.log_dir == str(tmp_path / "logs")
+    assert cfg.daemon.socket == str(tmp_path / "run" / "twinvisor.sock")
+    monkeypatch.setenv("TWINVISOR_RUN_DIR", str(tmp_path / "elsewhere"))
+    cfg = load_config(str(write(tmp_path / "b.toml", "")))
+    assert cfg.daemon.run_dir == str(tmp_path / "elsewhere")
+
+
+def test_socket_path_too_long(tmp_path: Path) -> None:
+    long_dir = "r" * 120
+    p = only_problem(write(tmp_path / "a.toml", f'[daemon]\nrun_dir = "{long_dir}"\n'))
+    assert (p.key, p.line) == ("daemon.socket", 1)
+    assert "107" in p.message and "shorter" in p.message
+
+
+def test_all_keys(tmp_path: Path) -> None:
+    write(tmp_path / ".env", "# comment\nA=from_file\nexport B='quoted'\n\nC = spaced\n")
+    cfg = load_config(
+        str(
+            write(
+                tmp_path / "a.toml",
+                """\
+                [program.web]
+                command = ["/bin/echo", "a b"]
+                directory = "www"
+                environment = { A = "from_config", PORT = 8080 }
+                env_file = ".env"
+                autostart = false
+                auto_restart = "unexpected"
+                stop_signal = "sigint"
+                stop_timeout = 2.5
+                user = "root"
+                group = "0"
+                numprocs = 3
+                stdout_file = ""
+                stderr_file = "err.log"
+                min_uptime = 2
+                backoff_initial = 0.5
+                backoff_factor = 3
+                backoff_max = 10
+                exit_codes = [0, 2]
+                after_give_up = "slow_retry"
+                slow_retry_interval = 5
+                log_max_bytes = "512KB"
+                log_backups = 2
+                log_timestamps = true
+                listen_addrs = [":80", "127.0.0.1:8080", "[::1]:9", "unix:/x.sock", "h.example:1"]
+                """,
+            )
+        )
+    )
+    assert [p.name for p in cfg.programs] == ["web:0", "web:1", "web:2"]
+    assert [(p.instance, p.numprocs, p.program) for p in cfg.programs] == [
+        (i, 3, "web") for i in range(3)
+    ]
+    p = cfg.programs[1]
+    assert p.command == ("/bin/echo", "a b")
+    assert p.directory == str(tmp_path / "www")
+    # env_file merged under `environment`, sorted pairs
+    assert p.environment == (
+        ("A", "from_config"),
+        ("B", "quoted"),
+        ("C", "spaced"),
+        ("PORT", "8080"),
+    )
+    assert p.autostart is False and p.stop_signal == "INT" and p.stop_timeout == 2.5
+    assert (p.user, p.group) == ("root", "0")
+    assert p.stdout.path is None
+    assert p.stderr == LogSpec(str(tmp_path / "err.log"), 512 * 1024, 2, True)
+    r = p.restart
+    assert r.auto_restart is AutoRestart.UNEXPECTED and r.after_give_up is AfterGiveUp.SLOW_RETRY
+    assert (r.min_uptime, r.backoff_initial, r.backoff_factor, r.backoff_max) == (2, 0.5, 3, 10)
+    assert r.exit_codes == (0, 2) and r.slow_retry_interval == 5
+    assert p.listen_addrs[-1] == "h.example:1"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("false", AutoRestart.NEVER),
+        ("true", AutoRestart.ALWAYS),
+        ('"never"', AutoRestart.NEVER),
+        ('"always"', AutoRestart.ALWAYS),
+    ],
+)
+def test_auto_restart_values(tmp_path: Path, value: str, expected: AutoRestart) -> None:
+    f = write(tmp_path / "a.toml", f"[program.x]\ncommand='x'\nauto_restart = {value}\n")
+    assert load_config(str(f)).programs[0].restart.auto_restart is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [(10485760, 10485760), ("10MB", 10485760), ("512KB", 524288), ("1GB", 1 << 30), ("7", 7)],
+)
+def test_sizes(text: int | str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+def test_size_in_config(tmp_path: Path) -> None:
+    f = write(tmp_path / "a.toml", "[program.x]\ncommand='x'\nlog_max_bytes = '1GB'\n")
+    assert load_config(str(f)).programs[0].stdout.max_bytes == 1 << 30
+    p = only_problem(write(tmp_path / "b.toml", "[program.x]\ncommand='x'\nlog_max_bytes='1TB'\n"))
+    assert (p.key, p.line) == ("program.x.log_max_bytes", 3)
+
+
+@pytest.mark.parametrize(
+    ("value", "name"), [('"TERM"', "TERM"), ('"SIGHUP"', "HUP"), ("9", "KILL")]
+)
+def test_signal_names(tmp_path: Path, value: str, name: str) -> None:
+    f = write(tmp_path / "a.toml", f"[program.x]\ncommand='x'\nstop_signal = {value}\n")
+    assert load_config(str(f)).programs[0].stop_signal == name
+
+
+def test_unknown_signal(tmp_path: Path) -> None:
+    p = only_problem(write(tmp_path / "a.toml", "[program.x]\ncommand='x'\nstop_signal='NOPE'\n"))
+    assert (p.key, p.line, p.message) == ("program.x.stop_signal", 3, 'unknown signal "NOPE"')
+
+
+def test_user_and_group_that_do_not_exist(tmp_path: Path) -> None:
+    f = write(
+        tmp_path / "a.toml",
+        "[program.x]\ncommand='x'\nuser = 'no-such-user-tv'\ngroup = 'no-such-group-tv'\n",
+    )
+    user, group = problems(f)
+    assert (user.key, user.line) == ("program.x.user", 3)
+    assert "no-such-user-tv" in user.message and "does not exist" in user.message
+    assert (group.key, group.line) == ("program.x.group", 4)
+
+
+def test_dotted_keys_and_subtables_are_located(tmp_path: Path) -> None:
+    f = write(
+        tmp_path / "a.toml",
+        """\
+        program.web.command = "x"
+        program.web.max_retry = -1
+
+        [program.api]
+        command = "y"
+        [program.api.environment]
+        OK = "1"
+        BAD = 1.5
+        """,
+    )
+    retry, bad = problems(f)
+    assert (retry.key, retry.line) == ("program.web.max_retry", 2)
+    assert (bad.key, bad.line) == ("program.api.environment.BAD", 8)
+
+
+# --- required messages ----------------------------------------------------------------------
+
+
+def test_unknown_key_suggests_nearest(tmp_path: Path) -> None:
+    f = write(tmp_path / "a.toml", "[program.web]\ncommand = 'x'\nautorestrat = true\n")
+    p = only_problem(f)
+    assert p == ConfigProblem(
+        str(f),
+        3,
+        "program.web.autorestrat",
+        "unknown key 'autorestrat'; did you mean 'auto_restart'?",
+    )
+
+
+def test_unknown_top_level_and_daemon_keys(tmp_path: Path) -> None:
+    f = write(tmp_path / "a.toml", "[programs.x]\ncommand = 'x'\n[daemon]\nrundir = 'r'\n")
+    top, daemon = problems(f)
+    assert (top.key, top.line) == ("programs", 1) and "did you mean 'program'?" in top.message
+    assert (daemon.key, daemon.line) == ("daemon.rundir", 4)
+    assert "did you mean 'run_dir'?" in daemon.message
+
+
+def test_every_problem_is_reported(tmp_path: Path) -> None:
+    f = write(
+        tmp_path / "a.toml",
+        """\
+        [program.a]
+        command = ""
+        max_retry = "3"
+        numprocs = 0
+        stop_timeout = -1
+        [program.b]
+        numprocs = 2
+        max_retry = -2
+        exit_codes = [0, 256]
+        listen_addrs = ["80", "[::1]:80", "[zz]:1", ":70000", "unix:relative"]
+        """,
+    )
+    found = {(p.key, p.line): p.message for p in problems(f)}
+    assert found == {
+        ("program.a.command", 2): "command is empty",
+        ("program.a.max_retry", 3): 'expected int, got str ("3")',
+        ("program.a.numprocs", 4): "expected int >= 1, got 0",
+        ("program.a.stop_timeout", 5): "expected float >= 0.0, got -1",
+        ("program.b", 6): "missing required key 'command'",
+        ("program.b.max_retry", 8): "expected int >= 0, got -2",
+        ("program.b.exit_codes[1]", 9): "expected int <= 255, got 256",
+        ("program.b.listen_addrs[0]", 10): (
+            "\"80\": expected ':PORT', 'HOST:PORT', '[v6]:PORT' or 'unix:/abs/path'"
+        ),
+        ("program.b.listen_addrs[2]", 10): '"[zz]:1": invalid IPv6 address',
+        ("program.b.listen_addrs[3]", 10): '":70000": port must be a number from 0 to 65535',
+        ("program.b.listen_addrs[4]", 10): '"unix:relative": a unix socket path must be absolute',
+    }
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "..",
+        ".",
+        "a/b",
+        "../etc",
+        "-rf",
+        "a b",
+        "tab\there",
+        "nul\u0000",
+        "x" * 65,
+        "web:0",
+        "é",
+    ],
+)
+def test_unsafe_program_names(tmp_path: Path, name: str) -> None:
+    f = write(tmp_path / "a.toml", f"\n[program.{json.dumps(name)}]\ncommand = 'x'\n")
+    p = only_problem(f)
+    assert p.line == 2 and p.key.startswith("program.")
+    assert "program name" in p.message
+
+
+def test_safe_program_names(tmp_path: Path) -> None:
+    f = write(tmp_path / "a.toml", "[program.'web.v2_A-1']\ncommand = 'x'\n")
+    assert load_config(str(f)).programs[0].name == "web.v2_A-1"
+
+
+def test_toml_syntax_error_has_line(tmp_path: Path) -> None:
+    f = write(tmp_path / "a.toml", "[program.x]\ncommand = 'x'\nmax_retry = = 3\n")
+    p = only_problem(f)
+    assert (p.file, p.line) == (str(f), 3) and "invalid TOML" in p.message
+
+
+def test_missing_main_file(tmp_path: Path) -> None:
+    p = only_problem(tmp_path / "missing.toml")
+    assert p.file == str(tmp_path / "missing.toml") and p.line is None
+
+
+def test_bad_command_quoting_and_types(tmp_path: Path) -> None:
+    f = write(
+        tmp_path / "a.toml", "[program.x]\ncommand = 'echo \"open'\n[program.y]\ncommand = 3\n"
+    )
+    x, y = problems(f)
+    assert (x.key, x.line) == ("program.x.command", 2) and "cannot split" in x.message
+    assert (y.key, y.line) == ("program.y.command", 4) and "got int" in y.message
+
+
+def test_non_finite_numbers(tmp_path: Path) -> None:
+    p = only_problem(write(tmp_path / "a.toml", "[program.x]\ncommand='x'\nstop_timeout = inf\n"))
+    assert (p.key, p.line) == ("program.x.stop_timeout", 3) and "finite" in p.message
+
+
+# --- includes -------------------------------------------------------------------------------
+
+
+def test_include_relative_glob_and_nested(tmp_path: Path) -> None:
+    main = write(
+        tmp_path / "main.toml", "[program.a]\ncommand='a'\n[include]\nfiles = 'conf.d/*.toml'\n"
+    )
+    write(
+        tmp_path / "conf.d/b.toml",
+        "[program.b]\ncommand='b'\n[include]\nfiles = ['../more/c.toml']\n",
+    )
+    write(tmp_path / "conf.d/d.toml", "[program.d]\ncommand='d'\n")
+    write(tmp_path / "more/c.toml", "\n[program.c]\ncommand='c'\n")
+    cfg = load_config(str(main))
+    assert [p.name for p in cfg.programs] == ["a", "b", "c", "d"]
+    assert cfg.by_name()["c"].source == f"{tmp_path / 'more/c.toml'}:2"
+
+
+def test_include_glob_matching_nothing_is_fine(tmp_path: Path) -> None:
+    main = write(tmp_path / "main.toml", "[include]\nfiles = ['nothing/*.toml']\n")
+    assert load_config(str(main)).programs == ()
+
+
+def test_include_of_missing_explicit_file(tmp_path: Path) -> None:
+    main = write(tmp_path / "main.toml", "[include]\nfiles = 'gone.toml'\n")
+    p = only_problem(main)
+    assert p.file == str(tmp_path / "gone.toml") and "cannot read" in p.message
+
+
+def test_include_cycle(tmp_path: Path) -> None:
+    a = write(tmp_path / "a.toml", "[include]\nfiles = 'b.toml'\n")
+    b = write(tmp_path / "b.toml", "[program.x]\ncommand='x'\n[include]\nfiles = 'a.toml'\n")
+    p = only_problem(a)
+    assert (p.file, p.line, p.key) == (str(b), 4, "include.files")
+    assert p.message == "include cycle: a.toml -> b.toml -> a.toml"
+
+
+def test_glob_matching_the_including_file_is_not_a_cycle(tmp_path: Path) -> None:
+    main = write(tmp_path / "main.toml", "[include]\nfiles = '*.toml'\n")
+    write(tmp_path / "other.toml", "[program.o]\ncommand='o'\n")
+    assert [p.name for p in load_config(str(main)).programs] == ["o"]
+
+
+def test_duplicate_program_names_both_places(tmp_path: Path) -> None:
+    main = write(
+        tmp_path / "main.toml", "[include]\nfiles = 'conf.d/*.toml'\n\n[program.web]\ncommand='a'\n"
+    )
+    dup = write(tmp_path / "conf.d/x.toml", "# other\n[program.web]\ncommand='b'\n")
+    p = only_problem(main)
+    assert (p.file, p.line, p.key) == (str(dup), 2, "program.web")
+    assert p.message == f"program 'web' is defined twice: {main}:4 and {dup}:2"
+
+
+def test_daemon_only_in_main_file(tmp_path: Path) -> None:
+    main = write(tmp_path / "main.toml", "[include]\nfiles = 'x.toml'\n")
+    write(tmp_path / "x.toml", "[daemon]\nrun_dir = 'r'\n")
+    p = only_problem(main)
+    assert (p.file, p.line, p.key) == (str(tmp_path / "x.toml"), 1, "daemon")
+
+
+def test_env_file_problems_name_the_env_file(tmp_path: Path) -> None:
+    env = write(tmp_path / "app.env", "OK=1\nnot a pair\n")
+    main = write(tmp_path / "a.toml", "[program.x]\ncommand='x'\nenv_file='app.env'\n")
+    p = only_problem(main)
+    assert (p.file, p.line, p.key) == (str(env), 2, "program.x.env_file")
+    write(tmp_path / "b.toml", "[program.x]\ncommand='x'\nenv_file='none.env'\n")
+    assert "cannot read env_file" in only_problem(tmp_path / "b.toml").message
+
+
+# --- output ---------------------------------------------------------------------------------
+
+
+def test_config_to_dict_is_json(tmp_path: Path) -> None:
+    f = write(
+        tmp_path / "a.toml", SUPERGO + "[program.w]\ncommand='w'\nnumprocs=2\nenvironment={A='1'}\n"
+    )
+    cfg = load_config(str(f))
+    data = config_to_dict(cfg)
+    assert json.loads(json.dumps(data)) == data
+    assert data["programs"][0]["restart"]["auto_restart"] == "always"
+    assert data["programs"][1]["environment"] == {"A": "1"}
+    assert [p["name"] for p in data["programs"]] == ["test", "w:0", "w:1"]
+
+
+def test_format_problems(tmp_path: Path) -> None:
+    f = write(tmp_path / "a.toml", "[program.x]\nmax_retry = 'a'\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(f))
+    text = format_problems(info.value)
+    assert text.splitlines()[0] == "2 problems in config:"
+    assert f"  {f}:2: [program.x.max_retry] expected int" in text
+
+
+# --- the locator ----------------------------------------------------------------------------
+
+
+def test_locator() -> None:
+    loc = Locator(
+        textwrap.dedent(
+            '''\
+            top = 1
+            [program.web]
+            command = """
+            fake = 1
+            """
+            environment = { A = "1" }
+            [ program . "we.b" ]
+            'x y' = 2
+            [[arr.t]]
+            a.b = 3
+            '''
+        )
+    )
+    assert loc.line(["top"]) == 1
+    assert loc.line(["program"]) == 2
+    assert loc.line(["program", "web", "command"]) == 3
+    assert loc.line(["program", "web", "fake"]) == 2  # inside a string: falls back to the table
+    assert loc.line(["program", "web", "environment", "A"]) == 6
+    assert loc.line(["program", "we.b", "x y"]) == 8
+    assert loc.line(["arr", "t", "a", "b"]) == 10
+    assert loc.line(["nothing"]) is None
+
+
+def test_split_key_and_error_line() -> None:
+    assert split_key("program . \"a.b\" . 'c'") == ("program", "a.b", "c")
+    assert toml_error_line("Invalid value (at line 12, column 3)") == 12
+    assert toml_error_line("no position") is None
+
+
+# --- never anything but ConfigError ---------------------------------------------------------
+
+_KEYS = [
+    "command", "directory", "environment", "env_file", "autostart", "auto_restart",
+    "stop_signal", "stop_timeout", "stop_before_restart", "user", "group", "numprocs",
+    "stdout_file", "stderr_file", "listen_addrs", "max_retry", "min_uptime", "backoff_initial",
+    "backoff_factor", "backoff_max", "exit_codes", "after_give_up", "slow_retry_interval",
+    "log_max_bytes", "log_backups", "log_timestamps", "bogus",
+]  # fmt: skip
+
+_scalars = (
+    st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats()
+    | st.text(max_size=20)
+    | st.sampled_from(["TERM", "10MB", ":80", "[::1]:1", "unix:/x", "always", "slow_retry", ""])
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def _toml(value: Any) -> str:
+    """A tiny TOML writer for the values hypothesis makes."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return (
+            "nan"
+            if math.isnan(value)
+            else ("inf" if value > 0 else "-inf")
+            if math.isinf(value)
+            else repr(value)
+        )
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value).replace("\x7f", "\\u007f")
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return "{" + ", ".join(f"{_toml(k)} = {_toml(v)}" for k, v in value.items()) + "}"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.text(max_size=8), table=st.dictionaries(st.sampled_from(_KEYS), _values, max_size=6))
+def test_random_program_values_raise_only_config_error(name: str, table: dict[str, Any]) -> None:
+    table = {"command": "x", **table}  # so that valid programs are made too, not only errors
+    body = "\n".join(f"{k} = {_toml(v)}" for k, v in table.items())
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "a.toml")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(f"[program.{_toml(name)}]\n{body}\n")
+        try:
+            cfg = load_config(path)
+        except ConfigError as e:
+            assert e.problems and all(isinstance(p, ConfigProblem) for p in e.problems)
+            format_problems(e)
+        else:
+            assert isinstance(cfg, Config)
+            json.dumps(config_to_dict(cfg))

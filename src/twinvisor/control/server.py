@@ -1,0 +1,631 @@
+"""The control API transport: HTTP/1.1 + JSON on a unix socket.
+
+h11 does the HTTP parsing (sans-IO); this module feeds it bytes from asyncio streams in bounded
+chunks, routes complete requests to handlers and writes JSON responses. The daemon supplies the
+handlers through a :class:`Router`; only registered routes answer.
+
+Safety rules, all enforced here so handlers need not care:
+
+* the socket is 0600 from the moment it exists, in a 0700 directory when we create it;
+* every connection's peer is identified with SO_PEERCRED and refused (403) unless allowed;
+* request head and body are capped (431 / 413); reading stops past the cap, so memory stays
+  bounded whatever a client sends;
+* malformed HTTP, a bad target or invalid JSON get 400; a handler exception gets 500 and is
+  logged; the server itself never dies of a request;
+* a request must arrive complete within ``request_timeout`` (408 and close otherwise), and
+  an idle keep-alive connection is closed after the same delay.
+
+Errors are always ``{"error": "<message>"}``. See docs/api.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import http
+import logging
+import os
+import re
+import socket
+import stat
+import struct
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import h11
+import msgspec
+
+from twinvisor.errors import AlreadyRunning, ControlError
+
+__all__ = [
+    "ControlServer",
+    "HTTPError",
+    "Handler",
+    "Request",
+    "Response",
+    "Router",
+]
+
+log = logging.getLogger("twinvisor.control")
+
+_CHUNK = 16 * 1024
+_UCRED = struct.Struct("3i")  # struct ucred { pid_t pid; uid_t uid; gid_t gid; }
+_PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+_MAX_QUERY_FIELDS = 100
+_LINGER_BYTES = 1024 * 1024  # discarded at most after an error, so the client sees the answer
+_LINGER_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str  # upper case, e.g. "GET"
+    path: str  # percent-decoded path, without the query
+    params: dict[str, str]  # path parameters from the route pattern
+    query: dict[str, str]  # last value wins for repeated keys
+    body: Any  # parsed JSON, or None when the body is empty
+    peer_uid: int
+    peer_pid: int
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: Any = None  # serialised with msgspec.json
+    headers: tuple[tuple[str, str], ...] = field(default=())
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class HTTPError(Exception):
+    """Raise from a handler to answer ``status`` with ``{"error": message}``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class _Route:
+    method: str
+    pattern: str
+    segments: tuple[tuple[bool, str], ...]  # (is_param, literal text or param name)
+    handler: Handler
+
+
+class Router:
+    """An explicit table of routes; patterns look like ``/programs/{name}/start``."""
+
+    def __init__(self) -> None:
+        self._routes: list[_Route] = []
+
+    def add(self, method: str, pattern: str, handler: Handler) -> None:
+        method = method.upper()
+        if not pattern.startswith("/"):
+            raise ValueError(f"route pattern must start with '/': {pattern!r}")
+        segments: list[tuple[bool, str]] = []
+        names: set[str] = set()
+        for part in pattern.split("/")[1:]:
+            m = _PARAM.match(part)
+            if m:
+                if m.group(1) in names:
+                    raise ValueError(f"duplicate parameter {m.group(1)!r} in {pattern!r}")
+                names.add(m.group(1))
+                segments.append((True, m.group(1)))
+            elif "{" in part or "}" in part:
+                raise ValueError(f"bad segment {part!r} in route pattern {pattern!r}")
+            else:
+                segments.append((False, part))
+        shape = tuple((p, "" if p else s) for p, s in segments)
+        for r in self._routes:
+            if r.method == method and tuple((p, "" if p else s) for p, s in r.segments) == shape:
+                raise ValueError(f"route {method} {pattern} clashes with {r.method} {r.pattern}")
+        self._routes.append(_Route(method, pattern, tuple(segments), handler))
+
+    def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
+        """Find the handler for ``path``, a raw (still percent-encoded) request path.
+
+        Raises HTTPError 400 / 404 / 405. Literal segments win over parameters.
+        """
+        raw = path.split("/")[1:]
+        try:
+            parts = [unquote(p, errors="strict") for p in raw]
+        except UnicodeDecodeError:
+            raise HTTPError(400, "request path is not valid UTF-8") from None
+        best: tuple[tuple[bool, ...], _Route, dict[str, str]] | None = None
+        allowed: set[str] = set()
+        for route in self._routes:
+            params = _match(route.segments, parts)
+            if params is None:
+                continue
+            if route.method != method:
+                allowed.add(route.method)
+                continue
+            key = tuple(p for p, _ in route.segments)
+            if best is None or key < best[0]:
+                best = (key, route, params)
+        if best is not None:
+            return best[1].handler, best[2]
+        if allowed:
+            raise _MethodNotAllowed(sorted(allowed))
+        raise HTTPError(404, f"no such resource: {'/' + '/'.join(parts)}")
+
+
+class _MethodNotAllowed(HTTPError):
+    def __init__(self, allowed: list[str]) -> None:
+        super().__init__(405, f"method not allowed; allowed: {', '.join(allowed)}")
+        self.allowed = allowed
+
+
+def _match(segments: tuple[tuple[bool, str], ...], parts: list[str]) -> dict[str, str] | None:
+    if len(segments) != len(parts):
+        return None
+    params: dict[str, str] = {}
+    for (is_param, text), part in zip(segments, parts, strict=True):
+        if is_param:
+            if not part:
+                return None
+            params[text] = part
+        elif text != part:
+            return None
+    return params
+
+
+class _Reject(Exception):
+    """Stop reading this request: answer ``status`` and close the connection."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _ClientGone(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class _Peer:
+    pid: int
+    uid: int
+    gid: int
+
+
+def _peer_credentials(writer: asyncio.StreamWriter) -> _Peer | None:
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return None
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    except OSError:
+        return None
+    pid, uid, gid = _UCRED.unpack(raw)
+    return _Peer(pid, uid, gid)
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return http.HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b""
+
+
+class ControlServer:
+    """Serve a :class:`Router` over HTTP/1.1 on a unix socket."""
+
+    def __init__(
+        self,
+        path: str,
+        router: Router,
+        *,
+        allowed_uids: frozenset[int] | None = None,
+        max_body: int = 64 * 1024,
+        max_header: int = 16 * 1024,
+        request_timeout: float = 10.0,
+        max_connections: int = 64,
+    ) -> None:
+        self.path = path
+        self._router = router
+        self._allowed = (
+            frozenset({os.getuid(), 0}) if allowed_uids is None else frozenset(allowed_uids)
+        )
+        self._max_body = max_body
+        self._max_header = max_header
+        self._timeout = request_timeout
+        self._max_connections = max_connections
+        self._sock: socket.socket | None = None
+        self._server: asyncio.Server | None = None
+        self._bound_inode: tuple[int, int] | None = None  # (st_dev, st_ino) of the file we made
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def connection_count(self) -> int:
+        """Connections currently open (being read, answered or lingering)."""
+        return len(self._tasks)
+
+    @property
+    def listening_socket(self) -> socket.socket | None:
+        """The listening socket (bound or adopted), e.g. to hand it to another process."""
+        return self._sock
+
+    def adopt_socket(self, sock: socket.socket) -> None:
+        """Serve on an already-listening unix socket instead of binding ``path``.
+
+        Call before :meth:`start`. The socket file is not ours, so :meth:`close` leaves it in
+        place unless asked to unlink it.
+        """
+        if self._server is not None or self._sock is not None:
+            raise RuntimeError("adopt_socket() must be called once, before start()")
+        if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+            raise ValueError("adopt_socket() needs an AF_UNIX SOCK_STREAM socket")
+        sock.setblocking(False)
+        self._sock = sock
+
+    async def start(self) -> None:
+        """Bind ``path`` (unless a socket was adopted) and start accepting connections."""
+        if self._server is not None:
+            raise RuntimeError("server already started")
+        if self._sock is None:
+            self._sock = await self._bind()
+        self._server = await asyncio.start_unix_server(
+            self._on_connect, sock=self._sock, limit=_CHUNK
+        )
+
+    async def close(self, *, unlink: bool | None = None) -> None:
+        """Stop accepting, close every connection, and unlink the socket file.
+
+        ``unlink=None`` removes the file only if this server created it (and it is still the
+        same file); ``False`` keeps it, e.g. after handing the socket to another process.
+        """
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if server is not None:
+            await server.wait_closed()
+        if self._sock is not None:
+            self._sock.close()
+        self._sock = None
+        if unlink is None:
+            unlink = self._bound_inode is not None and self._same_file(self._bound_inode)
+        if unlink:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+        self._bound_inode = None
+
+    async def wait_idle(self) -> None:
+        """Return once no connection is open."""
+        await self._idle.wait()
+
+    def _same_file(self, ident: tuple[int, int]) -> bool:
+        try:
+            st = os.lstat(self.path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == ident
+
+    async def _bind(self) -> socket.socket:
+        parent = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(parent):
+            old = os.umask(0o077)
+            try:
+                os.makedirs(parent, mode=0o700, exist_ok=True)
+            finally:
+                os.umask(old)
+            os.chmod(parent, 0o700)
+        if len(os.fsencode(self.path)) >= 108:
+            raise ControlError(f"control socket path is too long for AF_UNIX: {self.path}")
+        await self._remove_stale()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            # Both make the file 0600 at creation: fchmod on an unbound socket sets the mode
+            # bind() uses (Linux), and the umask covers any other platform.
+            os.fchmod(sock.fileno(), 0o600)
+            old = os.umask(0o177)
+            try:
+                sock.bind(self.path)
+            finally:
+                os.umask(old)
+            st = os.lstat(self.path)
+            self._bound_inode = (st.st_dev, st.st_ino)
+            sock.listen(128)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    async def _remove_stale(self) -> None:
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(st.st_mode):
+            raise ControlError(f"{self.path} exists and is not a socket; not replacing it")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.setblocking(False)
+        try:
+            loop = asyncio.get_running_loop()
+            async with asyncio.timeout(1.0):
+                await loop.sock_connect(probe, self.path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+            log.info("removed stale control socket %s", self.path)
+            return
+        except (TimeoutError, BlockingIOError):
+            raise AlreadyRunning(f"a daemon is already listening on {self.path} (busy)") from None
+        except OSError as e:
+            if e.errno == errno.EAGAIN:
+                raise AlreadyRunning(f"a daemon is already listening on {self.path}") from None
+            raise
+        else:
+            try:
+                raw = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+                pid: int | None = _UCRED.unpack(raw)[0]
+            except OSError:
+                pid = None
+            raise AlreadyRunning(
+                f"a daemon is already answering on {self.path}" + (f" (pid {pid})" if pid else ""),
+                pid=pid,
+            )
+        finally:
+            probe.close()
+
+    # -- connections ---------------------------------------------------------------------
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._idle.clear()
+        try:
+            await self._serve(reader, writer)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # never let one connection take the server down
+            log.exception("control connection failed")
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            self._tasks.discard(task)
+            if not self._tasks:
+                self._idle.set()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_header)
+        if len(self._tasks) > self._max_connections:
+            await self._send_error(conn, writer, 503, "too many control connections")
+            return
+        peer = _peer_credentials(writer)
+        while True:
+            got = [False]  # any byte of this request received yet?
+            try:
+                async with asyncio.timeout(self._timeout):
+                    req, body = await self._read_request(conn, reader, writer, got)
+            except _ClientGone:
+                return
+            except TimeoutError:
+                if got[0]:
+                    await self._send_error(conn, writer, 408, "request not received in time")
+                return
+            except h11.RemoteProtocolError as e:
+                status = e.error_status_hint
+                msg = "request header too large" if status == 431 else f"bad request: {e}"
+                await self._reject(conn, reader, writer, status, msg)
+                return
+            except _Reject as e:
+                await self._reject(conn, reader, writer, e.status, e.message)
+                return
+            if peer is None or peer.uid not in self._allowed:
+                who = "unknown peer" if peer is None else f"uid {peer.uid}"
+                log.warning("control: refused %s (pid %s)", who, peer.pid if peer else "?")
+                await self._send_error(conn, writer, 403, f"{who} is not allowed here")
+                return
+            response = await self._dispatch(req, body, peer)
+            keep = await self._send(conn, writer, response, head=req.method == b"HEAD")
+            if not keep or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                return
+            conn.start_next_cycle()
+
+    async def _read_request(
+        self,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        got: list[bool],
+    ) -> tuple[h11.Request, bytes]:
+        req: h11.Request | None = None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                if conn.they_are_waiting_for_100_continue:
+                    cont = h11.InformationalResponse(status_code=100, headers=[])
+                    writer.write(conn.send(cont) or b"")
+                data = await reader.read(_CHUNK)
+                if data:
+                    got[0] = True
+                elif not got[0]:
+                    raise _ClientGone
+                conn.receive_data(data)
+            elif isinstance(event, h11.Request):
+                req = event
+                # h11 caps only an incomplete head; one that arrived whole is measured here
+                head = len(event.method) + len(event.target) + 12
+                head += sum(len(k) + len(v) + 4 for k, v in event.headers)
+                if head > self._max_header:
+                    raise _Reject(431, "request header too large")
+                length = _content_length(event)
+                if length is not None and length > self._max_body:
+                    raise _Reject(413, f"request body larger than {self._max_body} bytes")
+            elif isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > self._max_body:
+                    raise _Reject(413, f"request body larger than {self._max_body} bytes")
+                chunks.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                assert req is not None
+                return req, b"".join(chunks)
+            elif isinstance(event, h11.ConnectionClosed):
+                raise _ClientGone
+            else:  # h11.PAUSED cannot happen before EndOfMessage
+                raise _Reject(400, "unexpected request framing")
+
+    async def _dispatch(self, req: h11.Request, raw_body: bytes, peer: _Peer) -> Response:
+        method = req.method.decode("ascii", "replace").upper()
+        try:
+            path, query = _split_target(req.target)
+            handler, params = self._router.resolve(method, path)
+            if raw_body.strip():
+                try:
+                    body = msgspec.json.decode(raw_body)
+                except msgspec.DecodeError as e:
+                    raise HTTPError(400, f"invalid JSON body: {e}") from None
+            else:
+                body = None
+            request = Request(
+                method=method,
+                path=unquote(path),
+                params=params,
+                query=query,
+                body=body,
+                peer_uid=peer.uid,
+                peer_pid=peer.pid,
+            )
+        except _MethodNotAllowed as e:
+            return Response(405, {"error": e.message}, (("allow", ", ".join(e.allowed)),))
+        except HTTPError as e:
+            return Response(e.status, {"error": e.message})
+        try:
+            response = await handler(request)
+        except HTTPError as e:
+            return Response(e.status, {"error": e.message})
+        except Exception as e:
+            log.exception("control: handler for %s %s failed", method, path)
+            return Response(500, {"error": f"internal error: {type(e).__name__}: {e}"})
+        if not isinstance(response, Response):
+            log.error("control: handler for %s %s returned %r", method, path, response)
+            return Response(500, {"error": "internal error: handler returned no Response"})
+        return response
+
+    async def _send(
+        self,
+        conn: h11.Connection,
+        writer: asyncio.StreamWriter,
+        response: Response,
+        *,
+        head: bool = False,
+        close: bool = False,
+    ) -> bool:
+        """Write ``response``; returns False when the connection must be closed."""
+        status = response.status
+        try:
+            payload = b"" if status in (204, 304) else msgspec.json.encode(response.body)
+        except (TypeError, msgspec.EncodeError, OverflowError) as e:
+            log.error("control: response for status %s is not JSON-serialisable: %s", status, e)
+            status, close = 500, True
+            payload = msgspec.json.encode({"error": f"internal error: bad response body: {e}"})
+        headers = [(k.lower(), v) for k, v in response.headers]
+        headers += [("content-type", "application/json")]
+        if status not in (204, 304):
+            headers.append(("content-length", str(len(payload))))
+        if close:
+            headers.append(("connection", "close"))
+        try:
+            out = conn.send(
+                h11.Response(status_code=status, headers=headers, reason=_reason(status))
+            )
+            if payload and not head:
+                out = (out or b"") + (conn.send(h11.Data(data=payload)) or b"")
+            out = (out or b"") + (conn.send(h11.EndOfMessage()) or b"")
+        except h11.LocalProtocolError:
+            # h11 refuses (e.g. its state is broken): write a minimal answer by hand and close.
+            out = (
+                b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n"
+                % (status, _reason(status), len(payload))
+            ) + payload
+            close = True
+        writer.write(out)
+        try:
+            async with asyncio.timeout(self._timeout):
+                await writer.drain()
+        except (TimeoutError, ConnectionError):
+            return False
+        return not close and conn.our_state is h11.DONE
+
+    async def _send_error(
+        self, conn: h11.Connection, writer: asyncio.StreamWriter, status: int, message: str
+    ) -> None:
+        await self._send(conn, writer, Response(status, {"error": message}), close=True)
+
+    async def _reject(
+        self,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        status: int,
+        message: str,
+    ) -> None:
+        """Answer an error, then discard (boundedly) what the client still sends.
+
+        Closing a unix socket with unread data makes the peer's send fail, so a client still
+        writing its oversized body would never read our 413; a short, capped drain fixes that.
+        """
+        log.debug("control: rejecting request: %s %s", status, message)
+        await self._send_error(conn, writer, status, message)
+        if not writer.can_write_eof():
+            return
+        with contextlib.suppress(OSError):
+            writer.write_eof()
+        left = _LINGER_BYTES
+        with contextlib.suppress(TimeoutError, ConnectionError, OSError):
+            async with asyncio.timeout(min(_LINGER_SECONDS, self._timeout)):
+                while left > 0:
+                    data = await reader.read(min(_CHUNK, left))
+                    if not data:
+                        break
+                    left -= len(data)
+
+
+def _content_length(req: h11.Request) -> int | None:
+    for name, value in req.headers:
+        if name == b"content-length":
+            return int(value)  # h11 has validated it
+    return None
+
+
+def _split_target(target: bytes) -> tuple[str, dict[str, str]]:
+    """Split a request target into its raw path and decoded query."""
+    try:
+        text = target.decode("ascii")
+    except UnicodeDecodeError:
+        raise HTTPError(400, "request target is not ASCII") from None
+    if not text.startswith("/"):
+        parts = urlsplit(text)  # absolute-form, e.g. "http://x/status"
+        if not parts.scheme:
+            raise HTTPError(400, f"bad request target: {text[:100]}")
+        text = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+    path, _, qs = text.partition("?")
+    path = path.partition("#")[0]
+    try:
+        pairs = parse_qsl(
+            qs, keep_blank_values=True, errors="strict", max_num_fields=_MAX_QUERY_FIELDS
+        )
+    except (UnicodeDecodeError, ValueError) as e:
+        raise HTTPError(400, f"bad query string: {e}") from None
+    return path, dict(pairs)

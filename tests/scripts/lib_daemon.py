@@ -1,0 +1,34 @@
+"""Run by tests/test_daemon_lib.py: a program that runs itself under twinvisor.daemon.Daemon.
+
+usage: lib_daemon.py SOCKET LOG MAX_COUNT MAX_ERROR MIN_EXIT_TIME [--foreground]
+Each worker reports {pid, ppid} and exits with the code the test replies ("exit N").
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from lib_report import obey, report
+
+from twinvisor.daemon import Daemon
+
+
+def main() -> None:
+    sock, log = sys.argv[1], sys.argv[2]
+    max_count, max_error, min_exit_time = int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+    daemon = Daemon(
+        log,
+        max_count=max_count,
+        max_error=max_error,
+        min_exit_time=min_exit_time,
+        background="--foreground" not in sys.argv,
+        backoff_initial=0.01,
+    )
+    daemon.run()  # returns only in the worker
+    print(f"worker {os.getpid()} running", flush=True)
+    obey(report(sock, {"pid": os.getpid(), "ppid": os.getppid(), "pgid": os.getpgid(0)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -543,3 +543,18 @@ def test_random_program_values_raise_only_config_error(name: str, table: dict[st
         else:
             assert isinstance(cfg, Config)
             json.dumps(config_to_dict(cfg))
+
+
+def test_diamond_include_loads_each_file_once(tmp_path: Path) -> None:
+    main = write(tmp_path / "main.toml", "[include]\nfiles = ['b.toml', 'c.toml']\n")
+    write(tmp_path / "b.toml", "[include]\nfiles = 'd.toml'\n")
+    write(tmp_path / "c.toml", "[include]\nfiles = 'd.toml'\n")
+    write(tmp_path / "d.toml", "[program.d]\ncommand = 'd'\n")
+    assert [p.name for p in load_config(str(main)).programs] == ["d"]
+
+
+def test_tables_of_the_wrong_type(tmp_path: Path) -> None:
+    f = write(tmp_path / "a.toml", "include = 3\n[program]\nweb = 'not a table'\n")
+    top, web = problems(f)
+    assert (top.key, top.line) == ("include", 1) and "must be a table" in top.message
+    assert (web.key, web.line) == ("program.web", 3) and "must be a table" in web.message

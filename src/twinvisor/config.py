@@ -9,7 +9,6 @@ built from a program whose name is unsafe, because names become file names (logs
 
 from __future__ import annotations
 
-import difflib
 import glob
 import json
 import math
@@ -139,6 +138,8 @@ def _show(value: Any) -> str:
 
 
 def _unknown_key(key: str, known: tuple[str, ...]) -> str:
+    import difflib  # only needed when something is wrong
+
     close = difflib.get_close_matches(key, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
     return f"unknown key {key!r}{hint}"
@@ -473,13 +474,9 @@ def _check_meaning(
     """Checks beyond types, on keys that passed the type check (`present`); defaults pass."""
     out = _Resolved()
     out.command, problem = _resolve_command(prog.command)
-    if problem and (
-        "command" in present or "command" not in written
-    ):  # a mistyped command was reported already
+    # a command of the wrong type was reported by the type check already
+    if problem and ("command" in present or "command" not in written):
         pr.at(src, (*base, "command") if "command" in present else base, problem)
-    for key in _FLOAT_KEYS:
-        if key in present and not math.isfinite(getattr(prog, key)):
-            pr.at(src, (*base, key), f"must be a finite number, got {_show(getattr(prog, key))}")
     try:
         out.stop_signal = _signal_name(prog.stop_signal)
     except (ValueError, OverflowError):
@@ -488,6 +485,18 @@ def _check_meaning(
         out.log_max_bytes = parse_size(prog.log_max_bytes)
     except (ValueError, OverflowError) as e:
         pr.at(src, (*base, "log_max_bytes"), str(e))
+    out.environment = _resolve_environment(prog, src, base, pr)
+    _check_plain(prog, present, src, base, pr)
+    return out
+
+
+def _check_plain(
+    prog: _ProgramTable, present: set[str], src: _Source, base: tuple[str, ...], pr: _Problems
+) -> None:
+    """Checks of values that are used as they are."""
+    for key in _FLOAT_KEYS:
+        if key in present and not math.isfinite(getattr(prog, key)):
+            pr.at(src, (*base, key), f"must be a finite number, got {_show(getattr(prog, key))}")
     for key in ("user", "group"):
         name = getattr(prog, key)
         if name is not None and (problem := _account_problem(key, name)):
@@ -498,8 +507,6 @@ def _check_meaning(
     for key in ("directory", "stdout_file", "stderr_file"):
         if "\0" in (getattr(prog, key) or ""):
             pr.at(src, (*base, key), "path contains a NUL byte")
-    out.environment = _resolve_environment(prog, src, base, pr)
-    return out
 
 
 def _abspath(path: str, src: _Source) -> str | None:
@@ -536,14 +543,12 @@ def _log(
     return LogSpec(path, resolved.log_max_bytes, prog.log_backups, prog.log_timestamps)
 
 
-def _instances(
-    name: str, prog: _ProgramTable, resolved: _Resolved, src: _Source, daemon: DaemonSpec
-) -> list[ProgramSpec]:
+def _restart_policy(prog: _ProgramTable) -> RestartPolicy:
     auto = prog.auto_restart
-    policy = RestartPolicy(
-        auto_restart=AutoRestart(auto)
-        if isinstance(auto, str)
-        else AutoRestart(["never", "always"][auto]),
+    if isinstance(auto, bool):  # supergo's auto_restart = true / false
+        auto = "always" if auto else "never"
+    return RestartPolicy(
+        auto_restart=AutoRestart(auto),
         max_retry=prog.max_retry,
         min_uptime=prog.min_uptime,
         backoff_initial=prog.backoff_initial,
@@ -553,6 +558,12 @@ def _instances(
         after_give_up=AfterGiveUp(prog.after_give_up),
         slow_retry_interval=prog.slow_retry_interval,
     )
+
+
+def _instances(
+    name: str, prog: _ProgramTable, resolved: _Resolved, src: _Source, daemon: DaemonSpec
+) -> list[ProgramSpec]:
+    policy = _restart_policy(prog)
     specs = []
     for i in range(prog.numprocs):
         instance = name if prog.numprocs == 1 else f"{name}:{i}"
@@ -592,23 +603,15 @@ def _daemon_spec(root: _Source, pr: _Problems) -> DaemonSpec:
         _check_table(table, _DaemonTable, root, ("daemon",), pr) if isinstance(table, dict) else {}
     )
     d = msgspec.convert(valid, type=_DaemonTable)
-    env_run_dir = os.environ.get("TWINVISOR_RUN_DIR")
-    here = os.path.dirname(root.path)
-
-    def resolve(key: str, value: str | None, default: str) -> str:
-        path = _abspath(value, root) if value is not None else default
-        if path is None:
-            pr.at(root, ("daemon", key), "path contains a NUL byte")
-            return default
-        return path
-
-    if env_run_dir and d.run_dir is None:
-        default_run = os.path.abspath(env_run_dir)
-    else:
-        default_run = os.path.join(here, ".twinvisor")
-    run_dir = resolve("run_dir", d.run_dir, default_run)
-    log_dir = resolve("log_dir", d.log_dir, os.path.join(run_dir, "log"))
-    socket = resolve("socket", d.socket, os.path.join(run_dir, "twinvisor.sock"))
+    env_run_dir = os.environ.get("TWINVISOR_RUN_DIR")  # relative to the cwd, like any env path
+    default_run = (
+        os.path.abspath(env_run_dir)
+        if env_run_dir
+        else os.path.join(os.path.dirname(root.path), ".twinvisor")
+    )
+    run_dir = _daemon_path(root, "run_dir", d.run_dir, default_run, pr)
+    log_dir = _daemon_path(root, "log_dir", d.log_dir, os.path.join(run_dir, "log"), pr)
+    socket = _daemon_path(root, "socket", d.socket, os.path.join(run_dir, "twinvisor.sock"), pr)
     if len(os.fsencode(socket)) > _UNIX_PATH_MAX:
         pr.at(
             root,
@@ -617,6 +620,14 @@ def _daemon_spec(root: _Source, pr: _Problems) -> DaemonSpec:
             "(AF_UNIX limit); set a shorter [daemon] run_dir or socket",
         )
     return DaemonSpec(run_dir=run_dir, log_dir=log_dir, socket=socket)
+
+
+def _daemon_path(root: _Source, key: str, value: str | None, default: str, pr: _Problems) -> str:
+    path = default if value is None else _abspath(value, root)
+    if path is None:
+        pr.at(root, ("daemon", key), "path contains a NUL byte")
+        return default
+    return path
 
 
 def _check_top(src: _Source, is_main: bool, pr: _Problems) -> None:

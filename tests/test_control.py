@@ -591,3 +591,34 @@ def test_curl_works(serve: Any) -> None:
     body = json.loads(out.stdout)
     assert body["params"] == {"name": "web"} and body["query"] == {"wait": "1"}
     assert body["body"] == {"n": 1}
+
+
+def test_close_ends_open_connections_and_running_handlers(loop: Loop, short_dir: str) -> None:
+    entered = threading.Event()
+
+    async def hang(req: Request) -> Response:
+        entered.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    router = Router()
+    router.add("GET", "/hang", hang)
+    path = os.path.join(short_dir, "ctl.sock")
+    server = ControlServer(path, router)
+    loop.run(server.start())
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            ControlClient(path, timeout=10).call("GET", "/hang")
+        except BaseException as e:
+            errors.append(e)
+
+    t = threading.Thread(target=call)
+    t.start()
+    assert entered.wait(10)
+    loop.run(server.close())
+    t.join(10)
+    assert server.connection_count == 0
+    assert len(errors) == 1 and isinstance(errors[0], ControlError)
+    assert not os.path.exists(path)

@@ -391,15 +391,19 @@ class ControlServer:
         self._tasks.add(task)
         self._idle.clear()
         try:
-            await self._serve(reader, writer)
+            try:
+                await self._serve(reader, writer)
+            except Exception:  # never let one connection take the server down
+                log.exception("control connection failed")
+            finally:
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
         except asyncio.CancelledError:
-            raise
-        except Exception:  # never let one connection take the server down
-            log.exception("control connection failed")
+            # The top of the connection's own task, cancelled by close(): end quietly, or
+            # asyncio's stream callback would log the cancellation as an error.
+            pass
         finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
             self._tasks.discard(task)
             if not self._tasks:
                 self._idle.set()

@@ -458,7 +458,9 @@ class ControlServer:
             event = conn.next_event()
             if event is h11.NEED_DATA:
                 if conn.they_are_waiting_for_100_continue:
-                    cont = h11.InformationalResponse(status_code=100, headers=[])
+                    cont = h11.InformationalResponse(
+                        status_code=100, headers=[], reason=b"Continue"
+                    )
                     writer.write(conn.send(cont) or b"")
                 data = await reader.read(_CHUNK)
                 if data:

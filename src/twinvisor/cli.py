@@ -59,7 +59,47 @@ def _socket_path(args: argparse.Namespace) -> str:
     env = os.environ.get("TWINVISOR_SOCKET")
     if env:
         return env
-    return str(_load_config(_config_path(args.config)).daemon.socket)
+    path = _config_path(args.config)
+    try:
+        return str(_load_config(path).daemon.socket)
+    except _Fail:
+        # a config being edited must not lock the operator out of a running daemon
+        # (`status`, `down`, and `update`, which then reports the problems from the daemon)
+        socket = _socket_from_daemon_table(path)
+        if socket is None:
+            raise
+        return socket
+
+
+def _socket_from_daemon_table(path: str) -> str | None:
+    """The control socket named by the [daemon] table alone, as config.py resolves it; None if
+    even that cannot be read."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            daemon = tomllib.load(f).get("daemon", {})
+    except (OSError, ValueError):
+        return None
+    if not isinstance(daemon, dict) or not all(
+        isinstance(daemon.get(k, ""), str) for k in ("run_dir", "socket")
+    ):
+        return None
+    here = os.path.dirname(os.path.abspath(path))
+
+    def resolve(value: str) -> str:
+        return os.path.normpath(os.path.join(here, os.path.expanduser(value)))
+
+    env_run_dir = os.environ.get("TWINVISOR_RUN_DIR")
+    if "run_dir" in daemon:
+        run_dir = resolve(daemon["run_dir"])
+    elif env_run_dir:
+        run_dir = os.path.abspath(env_run_dir)
+    else:
+        run_dir = os.path.join(here, ".twinvisor")
+    if "socket" in daemon:
+        return resolve(daemon["socket"])
+    return os.path.join(run_dir, "twinvisor.sock")
 
 
 def _call(args: argparse.Namespace, method: str, path: str, body: Any = None,

@@ -3,8 +3,9 @@
 `load_config` never stops at the first problem: every table is checked on its own, every key of
 a program alone, so one run of `twinvisor check-config` lists everything there is to fix. Types
 are checked by msgspec against the `_*Table` structs below (the schema lives in one place);
-meaning (signals, users, addresses, sizes) is checked by small functions afterwards. Nothing is
-built from a program whose name is unsafe, because names become file names (logs, pid files).
+meaning (signals, users, addresses, sizes, readiness, dependencies) is checked afterwards by the
+small functions of config_values.py; what needs every program at once (depends_on) is checked
+last. Nothing is built from a program whose name is unsafe, because names become file names.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import json
 import math
 import os
 import re
-import shlex
 import stat
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -24,24 +24,47 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from twinvisor.config_locate import Locator, toml_error_line
+from twinvisor.config_values import (
+    UNIX_PATH_MAX,
+    account_problem,
+    held_address,
+    host_port_problem,
+    http_url_problem,
+    listen_addr_problem,
+    name_problem,
+    parse_dependency,
+    parse_env_text,
+    parse_ready,
+    parse_size,
+    parse_socket_mode,
+    signal_name,
+    socket_owner_problems,
+    split_command,
+)
+from twinvisor.config_values import show as _show
 from twinvisor.errors import ConfigError, ConfigProblem
 from twinvisor.specs import (
     AfterGiveUp,
     AutoRestart,
     Config,
     DaemonSpec,
+    DependCondition,
+    Dependency,
+    HealthKind,
+    HealthSpec,
     LogSpec,
     ProgramSpec,
+    ReadyMode,
+    ReadySpec,
     RestartPolicy,
 )
 
-__all__ = ["config_to_dict", "format_problems", "load_config"]
+__all__ = ["config_to_dict", "format_problems", "load_config", "parse_size"]
 
 _NonNeg = Annotated[float, msgspec.Meta(ge=0)]
+_Positive = Annotated[float, msgspec.Meta(gt=0)]
 _Count = Annotated[int, msgspec.Meta(ge=0)]
-_MAX_NAME = 64
 _MAX_FILE_BYTES = 1 << 20  # config and env files: a guard against pointing at a huge file
-_UNIX_PATH_MAX = 107  # sun_path is 108 bytes including the terminating NUL
 
 
 class _DaemonTable(msgspec.Struct, forbid_unknown_fields=True):
@@ -83,6 +106,23 @@ class _ProgramTable(msgspec.Struct, forbid_unknown_fields=True):
     log_max_bytes: _Count | str = 10 * 1024 * 1024
     log_backups: _Count = 5
     log_timestamps: bool = False
+    ready: str = "spawn"
+    ready_timeout: _Positive = 30.0
+    watchdog_sec: _NonNeg = 0.0
+    health: dict[str, Any] = {}  # checked against _HealthTable on its own, key by key
+    depends_on: list[str] = []
+    restart_batch: Annotated[int, msgspec.Meta(ge=1)] = 1
+    socket_mode: int | str = 0o660
+    socket_owner: str | None = None
+
+
+class _HealthTable(msgspec.Struct, forbid_unknown_fields=True):
+    http: str | None = None
+    tcp: str | None = None
+    command: str | list[str] | None = None
+    interval: _Positive = 10.0
+    timeout: _Positive = 5.0
+    failures: Annotated[int, msgspec.Meta(ge=1)] = 3
 
 
 _TOP_KEYS = ("daemon", "program", "include")
@@ -90,9 +130,17 @@ _CHOICES = {
     "auto_restart": "true, false, 'always', 'unexpected', 'never'",
     "after_give_up": "'fatal', 'slow_retry'",
 }
-_FLOAT_KEYS = tuple(
-    k for k in _ProgramTable.__struct_fields__ if isinstance(getattr(_ProgramTable(), k), float)
-)
+_PROBES = ("http", "tcp", "command")
+_PROBES_SHOWN = "'http', 'tcp' or 'command'"
+
+
+def _float_keys(schema: type[msgspec.Struct]) -> tuple[str, ...]:
+    default = schema()
+    return tuple(k for k in schema.__struct_fields__ if isinstance(getattr(default, k), float))
+
+
+_FLOAT_KEYS = _float_keys(_ProgramTable)
+_HEALTH_FLOAT_KEYS = _float_keys(_HealthTable)
 
 # ---------------------------------------------------------------------------------------------
 # problems
@@ -126,23 +174,25 @@ class _Problems:
         self.items.append(ConfigProblem(file, line, key, message))
 
 
-def _show(value: Any) -> str:
-    """A value as the user wrote it in TOML, shortened for messages."""
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, str):
-        text = json.dumps(value)
-    else:
-        text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _unknown_key(key: str, known: tuple[str, ...]) -> str:
     import difflib  # only needed when something is wrong
 
     close = difflib.get_close_matches(key, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
     return f"unknown key {key!r}{hint}"
+
+
+def _unknown_program(name: str, known: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        hint = f"; did you mean {close[0]!r}?"
+    elif known:
+        hint = f"; programs: {', '.join(known[:20])}{', ...' if len(known) > 20 else ''}"
+    else:
+        hint = ""
+    return f"depends on {name!r}, but there is no such program{hint}"
 
 
 _MSGSPEC_ERROR = re.compile(r"^(?P<body>.*?)(?: - at `\$(?P<at>[^`]*)`)?$", re.S)
@@ -304,122 +354,19 @@ def _display(path: str, main: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# checks of meaning
-
-
-def _name_problem(name: str) -> str | None:
-    """Why `name` cannot be a program name, or None. Names become file and instance names."""
-    if not name:
-        return "program name is empty"
-    if len(name) > _MAX_NAME:
-        return f"program name is longer than {_MAX_NAME} characters"
-    if name in (".", ".."):
-        return f"program name {name!r} is not allowed"
-    if name.startswith("-"):
-        return f"program name {name!r} must not start with '-'"
-    bad = sorted({c for c in name if not (c.isascii() and (c.isalnum() or c in "_-."))})
-    if bad:
-        shown = ", ".join(repr(c) for c in bad)
-        return f"program name {name!r} contains {shown}; use letters, digits, '_', '-' and '.'"
-    return None
-
-
-_HOST = re.compile(
-    r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*"
-)
-_PORT = re.compile(r"[0-9]{1,5}")
-
-
-def _listen_addr_problem(addr: str) -> str | None:
-    """Syntax of one listen address: ':PORT', 'HOST:PORT', '[v6]:PORT', 'unix:/abs/path'."""
-    if addr.startswith("unix:"):
-        path = addr[5:]
-        if not path.startswith("/") or "\0" in path:
-            return f"{_show(addr)}: a unix socket path must be absolute"
-        if len(os.fsencode(path)) > _UNIX_PATH_MAX:
-            return f"{_show(addr)}: unix socket path longer than {_UNIX_PATH_MAX} bytes"
-        return None
-    host, sep, port = addr.rpartition(":")
-    expected = "expected ':PORT', 'HOST:PORT', '[v6]:PORT' or 'unix:/abs/path'"
-    if not sep:
-        return f"{_show(addr)}: {expected}"
-    if not _PORT.fullmatch(port) or int(port) > 65535:
-        return f"{_show(addr)}: port must be a number from 0 to 65535"
-    if host.startswith("[") and host.endswith("]"):
-        import ipaddress
-
-        try:
-            ipaddress.IPv6Address(host[1:-1])
-        except ValueError:
-            return f"{_show(addr)}: invalid IPv6 address"
-    elif host and not _HOST.fullmatch(host):
-        hint = " (IPv6 addresses need brackets: '[::1]:80')" if ":" in host else ""
-        return f"{_show(addr)}: invalid host{hint}; {expected}"
-    return None
-
-
-_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([KMG]?)(?:I?B)?\s*", re.I)
-_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
-
-
-def parse_size(value: int | str) -> int:
-    """10485760, "10MB", "512KB", "1GB", "1.5M" -> bytes (binary units). ValueError if bad."""
-    if isinstance(value, int):
-        return value
-    match = _SIZE.fullmatch(value)
-    if not match:
-        raise ValueError(f"invalid size {_show(value)}; use bytes or a size such as '10MB'")
-    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
-
-
-def _signal_name(value: str | int) -> str:
-    import signal
-
-    from twinvisor.platform import signal_number  # lazy: platform pulls in ctypes
-
-    return signal.Signals(signal_number(value)).name.removeprefix("SIG")
-
-
-def _account_problem(key: str, name: str) -> str | None:
-    """Whether user / group `name` exists (a name or a numeric id)."""
-    import grp
-    import pwd
-
-    try:
-        if key == "user":
-            pwd.getpwuid(int(name)) if name.isdecimal() else pwd.getpwnam(name)
-        else:
-            grp.getgrgid(int(name)) if name.isdecimal() else grp.getgrnam(name)
-    except (KeyError, ValueError, OverflowError):
-        return f"{key} {_show(name)} does not exist on this system"
-    return None
+# programs (single values are checked by config_values.py)
 
 
 def _parse_env_file(path: str, key: str, pr: _Problems) -> dict[str, str]:
-    """KEY=VALUE lines with # comments; an optional "export " prefix; quotes removed."""
     try:
         text = _read_regular(path).decode("utf-8")
     except (OSError, ValueError) as e:
         pr.raw(path, None, key, f"cannot read env_file: {e}")
         return {}
-    env: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        name, sep, value = line.removeprefix("export ").partition("=")
-        name, value = name.strip(), value.strip()
-        if not sep or not name or "\0" in value:
-            pr.raw(path, number, key, f"expected KEY=VALUE, got {_show(raw)}")
-            continue
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        env[name] = value
+    env, bad = parse_env_text(text)
+    for number, message in bad:
+        pr.raw(path, number, key, message)
     return env
-
-
-# ---------------------------------------------------------------------------------------------
-# programs
 
 
 @dataclass
@@ -430,20 +377,19 @@ class _Resolved:
     environment: tuple[tuple[str, str], ...] = ()
     stop_signal: str = "TERM"
     log_max_bytes: int = 0
+    ready: ReadySpec = field(default_factory=ReadySpec)
+    health: HealthSpec | None = None
+    depends_on: list[tuple[int, Dependency]] = field(default_factory=list)  # (index, dep)
+    socket_mode: int = 0o660
 
 
 def _resolve_command(value: str | list[str] | None) -> tuple[tuple[str, ...], str | None]:
     if value is None:
         return (), "missing required key 'command'"
     try:
-        argv = tuple(shlex.split(value)) if isinstance(value, str) else tuple(value)
-    except ValueError as e:  # unbalanced quotes
-        return (), f"cannot split command: {e}"
-    if not argv or not argv[0]:
-        return (), "command is empty"
-    if any("\0" in arg for arg in argv):
-        return (), "command contains a NUL byte"
-    return argv, None
+        return split_command(value), None
+    except ValueError as e:
+        return (), str(e)
 
 
 def _resolve_environment(
@@ -478,7 +424,7 @@ def _check_meaning(
     if problem and ("command" in present or "command" not in written):
         pr.at(src, (*base, "command") if "command" in present else base, problem)
     try:
-        out.stop_signal = _signal_name(prog.stop_signal)
+        out.stop_signal = signal_name(prog.stop_signal)
     except (ValueError, OverflowError):
         pr.at(src, (*base, "stop_signal"), f"unknown signal {_show(prog.stop_signal)}")
     try:
@@ -487,6 +433,14 @@ def _check_meaning(
         pr.at(src, (*base, "log_max_bytes"), str(e))
     out.environment = _resolve_environment(prog, src, base, pr)
     _check_plain(prog, present, src, base, pr)
+    out.ready = _resolve_ready(prog, src, base, pr)
+    if "health" in present:
+        out.health = _resolve_health(prog, src, base, pr)
+    out.depends_on = _resolve_depends_on(prog, src, base, pr)
+    try:
+        out.socket_mode = parse_socket_mode(prog.socket_mode)
+    except ValueError as e:
+        pr.at(src, (*base, "socket_mode"), str(e))
     return out
 
 
@@ -494,19 +448,124 @@ def _check_plain(
     prog: _ProgramTable, present: set[str], src: _Source, base: tuple[str, ...], pr: _Problems
 ) -> None:
     """Checks of values that are used as they are."""
-    for key in _FLOAT_KEYS:
-        if key in present and not math.isfinite(getattr(prog, key)):
-            pr.at(src, (*base, key), f"must be a finite number, got {_show(getattr(prog, key))}")
+    _check_finite(prog, _FLOAT_KEYS, present, src, base, pr)
     for key in ("user", "group"):
         name = getattr(prog, key)
-        if name is not None and (problem := _account_problem(key, name)):
+        if name is not None and (problem := account_problem(key, name)):
             pr.at(src, (*base, key), problem)
+    if prog.socket_owner is not None:
+        for problem in socket_owner_problems(prog.socket_owner):
+            pr.at(src, (*base, "socket_owner"), f"socket_owner: {problem}")
     for i, addr in enumerate(prog.listen_addrs):
-        if problem := _listen_addr_problem(addr):
+        if problem := listen_addr_problem(addr):
             pr.at(src, (*base, "listen_addrs"), problem, f"[{i}]")
     for key in ("directory", "stdout_file", "stderr_file"):
         if "\0" in (getattr(prog, key) or ""):
             pr.at(src, (*base, key), "path contains a NUL byte")
+
+
+def _check_finite(
+    table: msgspec.Struct,
+    keys: tuple[str, ...],
+    present: set[str],
+    src: _Source,
+    base: tuple[str, ...],
+    pr: _Problems,
+) -> None:
+    for key in keys:
+        if key in present and not math.isfinite(getattr(table, key)):
+            pr.at(src, (*base, key), f"must be a finite number, got {_show(getattr(table, key))}")
+
+
+def _held_socket_problem(what: str, target: str, addr: str) -> str:
+    return (
+        f"{what} would always succeed: twinvisor itself holds the socket {addr!r} "
+        "(listen_addrs) and the kernel accepts connections on it before the program does; "
+        'probe it with http:// or use ready = "notify"'
+    )
+
+
+def _resolve_ready(
+    prog: _ProgramTable, src: _Source, base: tuple[str, ...], pr: _Problems
+) -> ReadySpec:
+    try:
+        ready = parse_ready(prog.ready, prog.ready_timeout)
+    except ValueError as e:
+        pr.at(src, (*base, "ready"), str(e))
+        return ReadySpec()
+    if ready.mode is ReadyMode.DELAY and ready.delay >= ready.timeout:
+        pr.at(
+            src,
+            (*base, "ready"),
+            f"ready delay of {ready.delay:g}s is not shorter than ready_timeout "
+            f"({ready.timeout:g}s): every start would time out",
+        )
+    if ready.mode is ReadyMode.TCP and (addr := held_address(ready.target, prog.listen_addrs)):
+        what = f"ready = {_show(prog.ready)}"
+        pr.at(src, (*base, "ready"), _held_socket_problem(what, ready.target, addr))
+    return ready
+
+
+def _resolve_health(
+    prog: _ProgramTable, src: _Source, base: tuple[str, ...], pr: _Problems
+) -> HealthSpec | None:
+    """The [program.NAME.health] table: exactly one probe and its timing."""
+    hbase = (*base, "health")
+    valid = _check_table(prog.health, _HealthTable, src, hbase, pr)
+    h = msgspec.convert(valid, type=_HealthTable)
+    _check_finite(h, _HEALTH_FLOAT_KEYS, set(valid), src, hbase, pr)
+    given = [k for k in _PROBES if k in prog.health]  # as written: a bad type is no "none"
+    if len(given) != 1:
+        found = "none is set" if not given else "got " + " and ".join(map(repr, given))
+        pr.at(src, hbase, f"a health table needs exactly one of {_PROBES_SHOWN}; {found}")
+        return None
+
+    def spec(kind: HealthKind, target: str = "", command: tuple[str, ...] = ()) -> HealthSpec:
+        return HealthSpec(kind, target, command, h.interval, h.timeout, h.failures)
+
+    if h.http is not None:
+        if problem := http_url_problem(h.http):
+            pr.at(src, (*hbase, "http"), problem)
+            return None
+        return spec(HealthKind.HTTP, h.http)
+    if h.tcp is not None:
+        if problem := host_port_problem(h.tcp):
+            pr.at(src, (*hbase, "tcp"), problem)
+            return None
+        if addr := held_address(h.tcp, prog.listen_addrs):
+            what = f"health check tcp = {_show(h.tcp)}"
+            pr.at(src, (*hbase, "tcp"), _held_socket_problem(what, h.tcp, addr))
+        return spec(HealthKind.TCP, h.tcp)
+    if h.command is not None:
+        try:
+            argv = split_command(h.command, "health command")
+        except ValueError as e:
+            pr.at(src, (*hbase, "command"), str(e))
+            return None
+        return spec(HealthKind.COMMAND, command=argv)
+    return None  # the probe had the wrong type: reported by the type check
+
+
+def _resolve_depends_on(
+    prog: _ProgramTable, src: _Source, base: tuple[str, ...], pr: _Problems
+) -> list[tuple[int, Dependency]]:
+    """Syntax of each entry; what needs the other programs is checked by _check_dependencies."""
+    name = base[-1]
+    deps: list[tuple[int, Dependency]] = []
+    for i, entry in enumerate(prog.depends_on):
+        where, suffix = (*base, "depends_on"), f"[{i}]"
+        try:
+            dep = parse_dependency(entry)
+        except ValueError as e:
+            pr.at(src, where, str(e), suffix)
+            continue
+        if dep.program == name:
+            pr.at(src, where, f"program {name!r} depends on itself", suffix)
+        elif any(d.program == dep.program for _, d in deps):
+            pr.at(src, where, f"{dep.program!r} is listed twice", suffix)
+        else:
+            deps.append((i, dep))
+    return deps
 
 
 def _abspath(path: str, src: _Source) -> str | None:
@@ -516,11 +575,25 @@ def _abspath(path: str, src: _Source) -> str | None:
     return os.path.normpath(os.path.join(os.path.dirname(src.path), os.path.expanduser(path)))
 
 
+@dataclass
+class _Node:
+    """What the checks across programs need to know of one program (see depends_on)."""
+
+    src: _Source
+    depends_on: list[tuple[int, Dependency]]  # (index in the depends_on list, dependency)
+    has_health: bool
+
+
 def _program_specs(
-    name: str, table: Any, src: _Source, daemon: DaemonSpec, pr: _Problems
+    name: str,
+    table: Any,
+    src: _Source,
+    daemon: DaemonSpec,
+    pr: _Problems,
+    nodes: dict[str, _Node],
 ) -> list[ProgramSpec]:
     base = ("program", name)
-    if problem := _name_problem(name):
+    if problem := name_problem(name):
         pr.at(src, base, problem)
         return []
     if not isinstance(table, dict):
@@ -530,9 +603,71 @@ def _program_specs(
     valid = _check_table(table, _ProgramTable, src, base, pr)
     prog = msgspec.convert(valid, type=_ProgramTable)  # each value already passed alone
     resolved = _check_meaning(prog, set(valid), set(table), src, base, pr)
+    # a health table with problems still counts: "healthy" on it is not a second problem
+    nodes[name] = _Node(src, resolved.depends_on, isinstance(table.get("health"), dict))
     if len(pr.items) > before:
         return []
     return _instances(name, prog, resolved, src, daemon)
+
+
+def _check_dependencies(nodes: dict[str, _Node], known: list[str], pr: _Problems) -> None:
+    """depends_on across all files: programs that exist, "healthy" only with health, no cycle."""
+    graph: dict[str, list[str]] = {}
+    for name, node in nodes.items():
+        graph[name] = []
+        for i, dep in node.depends_on:
+            where, suffix = ("program", name, "depends_on"), f"[{i}]"
+            if dep.program not in known:
+                pr.at(node.src, where, _unknown_program(dep.program, known), suffix)
+                continue
+            graph[name].append(dep.program)
+            target = nodes.get(dep.program)  # None: that program's table is unusable
+            if dep.condition is DependCondition.HEALTHY and target and not target.has_health:
+                pr.at(
+                    node.src,
+                    where,
+                    f"{dep.program!r} has no [program.{dep.program}.health] table, so it never "
+                    f"becomes healthy; add one, or depend on '{dep.program}:ready'",
+                    suffix,
+                )
+    for cycle in _cycles(graph):
+        node = nodes[cycle[0]]
+        i = next(i for i, d in node.depends_on if d.program == cycle[1])
+        shown = " -> ".join([*cycle, cycle[0]])
+        where = ("program", cycle[0], "depends_on")
+        pr.at(node.src, where, f"dependency cycle: {shown}", f"[{i}]")
+
+
+def _cycles(graph: dict[str, list[str]]) -> list[list[str]]:
+    """Cycles found by a depth-first walk, each starting at its first program in config order.
+
+    Iterative, so a long chain of programs cannot exhaust the recursion limit.
+    """
+    order = {name: n for n, name in enumerate(graph)}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    found: dict[tuple[str, ...], None] = {}
+    for root in graph:
+        if root in state:
+            continue
+        state[root] = 1
+        path = [root]
+        stack = [iter(graph[root])]
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif nxt not in graph:
+                continue
+            elif state.get(nxt) == 1:
+                cycle = path[path.index(nxt) :]
+                first = min(range(len(cycle)), key=lambda n: order[cycle[n]])
+                found[tuple(cycle[first:] + cycle[:first])] = None
+            elif nxt not in state:
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(graph[nxt]))
+    return [list(c) for c in found]
 
 
 def _log(
@@ -587,6 +722,13 @@ def _instances(
                 stderr=_log(prog.stderr_file, log_base + ".stderr.log", prog, resolved, src),
                 listen_addrs=tuple(prog.listen_addrs),
                 restart=policy,
+                ready=resolved.ready,
+                health=resolved.health,
+                watchdog_sec=prog.watchdog_sec,
+                depends_on=tuple(dep for _, dep in resolved.depends_on),
+                restart_batch=prog.restart_batch,
+                socket_mode=resolved.socket_mode,
+                socket_owner=prog.socket_owner,
                 source=src.where(("program", name)),
             )
         )
@@ -612,11 +754,11 @@ def _daemon_spec(root: _Source, pr: _Problems) -> DaemonSpec:
     run_dir = _daemon_path(root, "run_dir", d.run_dir, default_run, pr)
     log_dir = _daemon_path(root, "log_dir", d.log_dir, os.path.join(run_dir, "log"), pr)
     socket = _daemon_path(root, "socket", d.socket, os.path.join(run_dir, "twinvisor.sock"), pr)
-    if len(os.fsencode(socket)) > _UNIX_PATH_MAX:
+    if len(os.fsencode(socket)) > UNIX_PATH_MAX:
         pr.at(
             root,
             ("daemon", "socket"),
-            f"control socket path {socket!r} is longer than {_UNIX_PATH_MAX} bytes "
+            f"control socket path {socket!r} is longer than {UNIX_PATH_MAX} bytes "
             "(AF_UNIX limit); set a shorter [daemon] run_dir or socket",
         )
     return DaemonSpec(run_dir=run_dir, log_dir=log_dir, socket=socket)
@@ -649,6 +791,7 @@ def load_config(path: str) -> Config:
         raise ConfigError(pr.items)
     daemon = _daemon_spec(sources[0], pr)
     first_seen: dict[str, str] = {}
+    nodes: dict[str, _Node] = {}
     programs: list[ProgramSpec] = []
     for src in sources:
         _check_top(src, src is sources[0], pr)
@@ -660,7 +803,8 @@ def load_config(path: str) -> Config:
                 pr.at(src, ("program", name), msg)
                 continue
             first_seen[name] = here
-            programs += _program_specs(name, body, src, daemon, pr)
+            programs += _program_specs(name, body, src, daemon, pr, nodes)
+    _check_dependencies(nodes, list(first_seen), pr)
     if pr.items:
         raise ConfigError(_in_file_order(pr.items))
     return Config(path=main, daemon=daemon, programs=tuple(programs))
@@ -687,6 +831,7 @@ def config_to_dict(config: Config) -> dict[str, Any]:
     out: dict[str, Any] = _jsonable(config)
     for program in out["programs"]:
         program["environment"] = dict(program["environment"])  # pairs read better as a table
+        program["socket_mode"] = f"{program['socket_mode']:04o}"  # as written: "0660"
     return out
 
 

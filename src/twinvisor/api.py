@@ -6,7 +6,6 @@ all of its instances), `web:*`, or `all`.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -35,7 +34,9 @@ def resolve_names(runtime: Runtime, patterns: list[str]) -> tuple[list[str], lis
             matched = [n for n in all_names if runtime.core.procs[n].spec.program == pattern[:-2]]
         else:
             matched = [
-                n for n in all_names if n == pattern or runtime.core.procs[n].spec.program == pattern
+                n
+                for n in all_names
+                if n == pattern or runtime.core.procs[n].spec.program == pattern
             ]
         if not matched:
             unknown.append(pattern)
@@ -77,11 +78,14 @@ def build_router(runtime: Runtime, shutdown: Callable[[], Awaitable[dict[str, An
                 return _error(404, f"no such program: {', '.join(unknown)}", unknown=unknown)
             outcomes = await action(names, _wait_timeout(req))
             ok = all(v == "ok" for v in outcomes.values())
-            return Response(200 if ok else 409, {
-                "ok": ok,
-                "results": outcomes,
-                "programs": runtime.status(names),
-            })
+            return Response(
+                200 if ok else 409,
+                {
+                    "ok": ok,
+                    "results": outcomes,
+                    "programs": runtime.status(names),
+                },
+            )
 
         return handler
 
@@ -95,18 +99,20 @@ def build_router(runtime: Runtime, shutdown: Callable[[], Awaitable[dict[str, An
         if unknown:
             return _error(404, f"no such program: {', '.join(unknown)}", unknown=unknown)
         sent = {n: runtime.send_signal(n, sig) for n in names}
-        return Response(200 if all(sent.values()) else 409, {"ok": all(sent.values()), "sent": sent})
+        return Response(
+            200 if all(sent.values()) else 409, {"ok": all(sent.values()), "sent": sent}
+        )
 
     async def reread(req: Request) -> Response:
         try:
-            new = await asyncio.to_thread(load_config, runtime.config.path)
+            new = load_config(runtime.config.path)  # no thread: spawns fork this process
         except ConfigError as e:
             return _config_error(e)
         return Response(200, {"changes": diff_configs(runtime.config, new)})
 
     async def update(req: Request) -> Response:
         try:
-            new = await asyncio.to_thread(load_config, runtime.config.path)
+            new = load_config(runtime.config.path)  # no thread: spawns fork this process
         except ConfigError as e:
             return _config_error(e)  # a config with errors changes nothing
         if new.daemon != runtime.config.daemon:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from twinvisor import platform
@@ -37,7 +37,13 @@ def child_environment(spec: ProgramSpec, extra: Mapping[str, str] | None = None)
     env = dict(os.environ)
     # our own control variables must not leak into programs (they would confuse a
     # twinvisor started by a program, or a systemd-aware app)
-    for key in ("TWINVISOR_READY_FD", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET"):
+    for key in (
+        "TWINVISOR_READY_FD",
+        "LISTEN_FDS",
+        "LISTEN_PID",
+        "LISTEN_FDNAMES",
+        "NOTIFY_SOCKET",
+    ):
         env.pop(key, None)
     env.update(dict(spec.environment))
     env["TWINVISOR_PROGRAM"] = spec.name
@@ -52,12 +58,15 @@ def spawn(
     env_extra: Mapping[str, str] | None = None,
     pass_fds: Sequence[int] = (),
     argv_prefix: Sequence[str] = (),
+    preexec: Callable[[], None] | None = None,
 ) -> Child:
     """Start one instance. Raises SpawnError with a message naming what went wrong."""
     capture_out = spec.stdout.path is not None
     capture_err = spec.stderr.path is not None
-    user_kwargs = _identity(spec)
+    user, group, extra_groups = _identity(spec)
     argv = [*argv_prefix, *spec.command]
+    if argv_prefix:
+        _check_executable(spec)  # behind a trampoline a missing command would only be exit 127
     try:
         popen = subprocess.Popen(
             argv,
@@ -67,10 +76,14 @@ def spawn(
             stdout=subprocess.PIPE if capture_out else subprocess.DEVNULL,
             stderr=subprocess.PIPE if capture_err else subprocess.DEVNULL,
             start_new_session=True,
-            close_fds=True,
+            # with a preexec hook placing fds at 3.., the hook closes the rest itself
+            close_fds=preexec is None,
             pass_fds=tuple(pass_fds),
+            preexec_fn=preexec,
             restore_signals=True,
-            **user_kwargs,  # type: ignore[arg-type]
+            user=user,
+            group=group,
+            extra_groups=extra_groups,
         )
     except FileNotFoundError as e:
         missing = e.filename or spec.command[0]
@@ -89,6 +102,23 @@ def spawn(
     return Child(popen.pid, platform.process_start_time(popen.pid), out_fd, err_fd, popen)
 
 
+def _check_executable(spec: ProgramSpec) -> None:
+    import shutil
+
+    program = spec.command[0]
+    if "/" in program:
+        path = os.path.join(spec.directory or ".", program)
+        if not os.access(path, os.X_OK):
+            raise SpawnError(f"command not found or not executable: {program!r}")
+    elif (
+        shutil.which(program, path=dict(spec.environment).get("PATH", os.environ.get("PATH")))
+        is None
+    ):
+        raise SpawnError(f"command not found: {program!r}")
+    if spec.directory and not os.path.isdir(spec.directory):
+        raise SpawnError(f"directory {spec.directory!r} does not exist")
+
+
 def _detach_pipe(pipe: object) -> int | None:
     """Take the raw fd out of Popen's file object so that we own (and close) it ourselves."""
     if pipe is None:
@@ -99,31 +129,28 @@ def _detach_pipe(pipe: object) -> int | None:
     return fd
 
 
-def _identity(spec: ProgramSpec) -> dict[str, object]:
-    """user/group for Popen: only meaningful (and only allowed) when we are root."""
+def _identity(spec: ProgramSpec) -> tuple[int | None, int | str | None, list[int] | None]:
+    """(user, group, extra_groups) for Popen: only meaningful (and allowed) when we are root."""
     if spec.user is None and spec.group is None:
-        return {}
-    if os.geteuid() != 0:
-        import pwd
+        return None, None, None
+    import pwd
 
+    if os.geteuid() != 0:
         me = pwd.getpwuid(os.geteuid()).pw_name
         if spec.user in (None, me) and spec.group is None:
-            return {}
+            return None, None, None
         raise SpawnError(
             f"cannot run as user={spec.user!r} group={spec.group!r}: "
             f"the daemon runs as {me!r}, not root"
         )
-    kwargs: dict[str, object] = {}
+    user: int | None = None
+    group: int | str | None = spec.group
+    extra: list[int] | None = None
     if spec.user is not None:
-        import pwd
-
-        entry = pwd.getpwnam(spec.user)
-        kwargs["user"] = entry.pw_uid
-        kwargs["group"] = entry.pw_gid
-        kwargs["extra_groups"] = []
-    if spec.group is not None:
-        kwargs["group"] = spec.group
-    return kwargs
+        entry = pwd.getpwnam(spec.user) if not spec.user.isdigit() else pwd.getpwuid(int(spec.user))
+        user, extra = entry.pw_uid, []
+        group = spec.group if spec.group is not None else entry.pw_gid
+    return user, group, extra
 
 
 def reap(child: Child) -> tuple[int | None, int | None] | None:

@@ -18,7 +18,7 @@ from typing import assert_never
 
 from twinvisor import policy
 from twinvisor.platform import signal_number
-from twinvisor.specs import AfterGiveUp, ProgramSpec
+from twinvisor.specs import AfterGiveUp, ProgramSpec, ReadyMode
 from twinvisor.states import ProcessState, is_legal
 
 S = ProcessState
@@ -66,10 +66,46 @@ class Exited:
 class TimerFired:
     name: str
     token: int
+    kind: str = "main"  # "main" | "watchdog" | "kill" (SIGKILL a retiring pid)
+    pid: int | None = None  # for "kill"
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A readiness probe succeeded for `pid` (tcp/http probes run in the runtime)."""
+
+    name: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class Notified:
+    """An sd_notify datagram from a process of this program (sender already verified)."""
+
+    name: str
+    pid: int
+    fields: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    name: str
+    pid: int
+    ok: bool
+    detail: str = ""
 
 
 Event = (
-    StartRequested | StopRequested | RestartRequested | Spawned | SpawnFailed | Exited | TimerFired
+    StartRequested
+    | StopRequested
+    | RestartRequested
+    | Spawned
+    | SpawnFailed
+    | Exited
+    | TimerFired
+    | Ready
+    | Notified
+    | HealthResult
 )
 
 
@@ -102,6 +138,16 @@ class SetTimer:
     name: str
     token: int
     delay: float
+    kind: str = "main"
+    pid: int | None = None
+
+
+@dataclass(frozen=True)
+class StartProbe:
+    """Start probing readiness (tcp/http) of `pid`; the runtime answers with Ready."""
+
+    name: str
+    pid: int
 
 
 @dataclass(frozen=True)
@@ -118,7 +164,7 @@ class LogLine:
     level: str = "info"
 
 
-Action = Spawn | SendSignal | KillRemnants | SetTimer | StateChanged | LogLine
+Action = Spawn | SendSignal | KillRemnants | SetTimer | StartProbe | StateChanged | LogLine
 
 
 # ---- per-instance record ------------------------------------------------------------------
@@ -142,18 +188,33 @@ class ExitInfo:
 class Proc:
     spec: ProgramSpec
     state: ProcessState = S.STOPPED
-    pid: int | None = None
-    started_at: float | None = None  # monotonic time of the spawn
+    pid: int | None = None  # the current generation
+    started_at: float | None = None  # monotonic time of its spawn
     failures: int = 0  # consecutive failed runs
     restarts: int = 0  # automatic restarts since the daemon started
     last_exit: ExitInfo | None = None
     last_error: str | None = None
-    token: int = 0
+    token: int = 0  # main timer (min_uptime / ready timeout, backoff, stop timeout)
+    watchdog_token: int = 0
     start_after_stop: bool = False  # a restart (or start) is waiting for the stop to finish
     given_up: bool = False  # max_retry exceeded (FATAL, or slow retry in BACKOFF)
+    # zero-downtime restart: the previous generation keeps serving until the new one is ready
+    old_pid: int | None = None
+    old_started_at: float | None = None
+    retiring: set[int] = field(default_factory=set)  # pids being stopped in the background
+    handover_failed: bool = False
+    status_text: str | None = None  # last STATUS= from sd_notify
+    main_pid: int | None = None  # MAINPID= from sd_notify, for display
+    reloading: bool = False
+    healthy: bool | None = None
+    health_failures: int = 0
 
     def start_outcome(self) -> str:
-        """For a caller waiting on `start`: 'ok', 'failed' or 'pending'."""
+        """For a caller waiting on `start`/`restart`: 'ok', 'failed' or 'pending'."""
+        if self.handover_failed:
+            return "failed"
+        if self.old_pid is not None or (self.retiring and self.state is S.RUNNING):
+            return "pending"  # a restart is still swapping generations
         if self.state is S.RUNNING:
             return "ok"
         if self.state in (S.FATAL, S.EXITED, S.STOPPED) or self.given_up:
@@ -161,7 +222,8 @@ class Proc:
         return "pending"
 
     def stop_outcome(self) -> str:
-        return "pending" if self.state.is_alive or self.start_after_stop else "ok"
+        busy = self.state.is_alive or self.start_after_stop or self.retiring or self.old_pid
+        return "pending" if busy else "ok"
 
 
 @dataclass
@@ -177,9 +239,6 @@ class Core:
         """Forget an instance; the caller stops it first (see `update` in the runtime)."""
         del self.procs[name]
 
-    def replace_spec(self, spec: ProgramSpec) -> None:
-        self.procs[spec.name].spec = spec
-
     # -- the one entry point -----------------------------------------------------------------
 
     def handle(self, event: Event, now: float) -> list[Action]:
@@ -189,25 +248,32 @@ class Core:
         out: list[Action] = []
         match event:
             case StartRequested():
-                self._on_start(proc, now, out)
+                self._on_start(proc, out)
             case StopRequested():
-                self._on_stop(proc, now, out)
+                self._on_stop(proc, out)
             case RestartRequested():
-                self._on_restart(proc, now, out)
+                proc.handover_failed = False
+                self._on_restart(proc, out)
             case Spawned(pid=pid):
                 self._on_spawned(proc, pid, now, out)
             case SpawnFailed(reason=reason):
                 self._on_spawn_failed(proc, reason, now, out)
             case Exited():
                 self._on_exited(proc, event, now, out)
-            case TimerFired(token=token):
-                if token == proc.token:
-                    self._on_timer(proc, now, out)
+            case TimerFired():
+                self._on_timer(proc, event, now, out)
+            case Ready(pid=pid):
+                if pid == proc.pid and proc.state is S.STARTING:
+                    self._became_ready(proc, out)
+            case Notified():
+                self._on_notify(proc, event, out)
+            case HealthResult():
+                self._on_health(proc, event, out)
             case _:
                 assert_never(event)
         return out
 
-    # -- transitions --------------------------------------------------------------------------
+    # -- helpers --------------------------------------------------------------------------------
 
     def _set(self, proc: Proc, new: ProcessState, out: list[Action]) -> None:
         old = proc.state
@@ -224,11 +290,41 @@ class Core:
     def _cancel_timer(self, proc: Proc) -> None:
         proc.token += 1
 
+    def _log(self, proc: Proc, message: str, out: list[Action], level: str = "info") -> None:
+        out.append(LogLine(proc.spec.name, message, level))
+
     def _spawn(self, proc: Proc, out: list[Action]) -> None:
         self._cancel_timer(proc)
         out.append(Spawn(proc.spec.name))
 
-    def _on_start(self, proc: Proc, now: float, out: list[Action]) -> None:
+    def _stop_signals(self, proc: Proc, pid: int, out: list[Action]) -> None:
+        sig = signal_number(proc.spec.stop_signal)
+        out.append(SendSignal(proc.spec.name, pid, sig))
+        if sig != signal.SIGKILL:
+            # a stopped (SIGSTOP) process cannot act on the stop signal until continued
+            out.append(SendSignal(proc.spec.name, pid, signal.SIGCONT))
+
+    def _retire(self, proc: Proc, pid: int, out: list[Action]) -> None:
+        """Stop a generation in the background (stop signal, SIGKILL at stop_timeout)."""
+        proc.retiring.add(pid)
+        self._stop_signals(proc, pid, out)
+        out.append(SetTimer(proc.spec.name, 0, proc.spec.stop_timeout, "kill", pid))
+        self._log(proc, f"stopping previous generation pid {pid}", out)
+
+    def _restore_old(self, proc: Proc, why: str, out: list[Action]) -> None:
+        """The new generation failed during a restart: the old one stays in charge."""
+        assert proc.old_pid is not None
+        self._cancel_timer(proc)
+        proc.pid, proc.started_at = proc.old_pid, proc.old_started_at
+        proc.old_pid = proc.old_started_at = None
+        proc.handover_failed = True
+        proc.last_error = f"restart failed: {why}; the previous generation keeps serving"
+        self._set(proc, S.RUNNING, out)
+        self._log(proc, proc.last_error, out, "error")
+
+    # -- user requests --------------------------------------------------------------------------
+
+    def _on_start(self, proc: Proc, out: list[Action]) -> None:
         if proc.state is S.STOPPING:
             proc.start_after_stop = True
             return
@@ -240,64 +336,111 @@ class Core:
         proc.last_error = None
         self._spawn(proc, out)
 
-    def _on_stop(self, proc: Proc, now: float, out: list[Action]) -> None:
+    def _on_stop(self, proc: Proc, out: list[Action]) -> None:
         proc.start_after_stop = False
+        if proc.old_pid is not None:
+            self._retire(proc, proc.old_pid, out)
+            proc.old_pid = proc.old_started_at = None
         if proc.state in (S.STARTING, S.RUNNING) and proc.pid is not None:
             self._begin_stop(proc, out)
         elif proc.state in (S.BACKOFF, S.EXITED, S.FATAL):
             self._cancel_timer(proc)
             self._set(proc, S.STOPPED, out)
 
-    def _on_restart(self, proc: Proc, now: float, out: list[Action]) -> None:
-        if proc.state in (S.STARTING, S.RUNNING) and proc.pid is not None:
+    def _on_restart(self, proc: Proc, out: list[Action]) -> None:
+        alive = proc.state in (S.STARTING, S.RUNNING) and proc.pid is not None
+        if alive and proc.state is S.RUNNING and not proc.spec.stop_before_restart:
+            # start the new generation first; the old one serves until the new is ready
+            proc.old_pid, proc.old_started_at = proc.pid, proc.started_at
+            proc.pid = None
+            self._spawn(proc, out)
+        elif alive:
             self._begin_stop(proc, out)
             proc.start_after_stop = True
         elif proc.state is S.STOPPING:
             proc.start_after_stop = True
         else:
-            self._on_start(proc, now, out)
+            self._on_start(proc, out)
 
     def _begin_stop(self, proc: Proc, out: list[Action]) -> None:
         assert proc.pid is not None
-        sig = signal_number(proc.spec.stop_signal)
         self._set(proc, S.STOPPING, out)
-        out.append(SendSignal(proc.spec.name, proc.pid, sig))
-        if sig != signal.SIGKILL:
-            # a stopped (SIGSTOP) process cannot act on the stop signal until continued
-            out.append(SendSignal(proc.spec.name, proc.pid, signal.SIGCONT))
+        self._stop_signals(proc, proc.pid, out)
         self._timer(proc, proc.spec.stop_timeout, out)
-        out.append(LogLine(proc.spec.name, f"stopping pid {proc.pid} with SIG{proc.spec.stop_signal.upper().removeprefix('SIG')}"))
+        proc.watchdog_token += 1
+        self._log(proc, f"stopping pid {proc.pid} with SIG{proc.spec.stop_signal}", out)
+
+    # -- process life ---------------------------------------------------------------------------
 
     def _on_spawned(self, proc: Proc, pid: int, now: float, out: list[Action]) -> None:
         proc.pid = pid
         proc.started_at = now
+        proc.status_text = proc.main_pid = None
+        proc.reloading = False
+        proc.healthy = None
+        proc.health_failures = 0
         self._set(proc, S.STARTING, out)
-        out.append(LogLine(proc.spec.name, f"spawned pid {pid}"))
-        if proc.spec.restart.min_uptime <= 0:
-            self._became_running(proc, out)
+        self._log(proc, f"spawned pid {pid}", out)
+        ready = proc.spec.ready
+        if ready.mode is ReadyMode.SPAWN:
+            if proc.spec.restart.min_uptime <= 0:
+                self._became_ready(proc, out)
+            else:
+                self._timer(proc, proc.spec.restart.min_uptime, out)
+        elif ready.mode is ReadyMode.DELAY:
+            self._timer(proc, ready.delay, out)
         else:
-            self._timer(proc, proc.spec.restart.min_uptime, out)
+            self._timer(proc, ready.timeout, out)  # not ready by then: a failed start
+            if ready.mode in (ReadyMode.TCP, ReadyMode.HTTP):
+                out.append(StartProbe(proc.spec.name, pid))
+        self._arm_watchdog(proc, out)
 
-    def _became_running(self, proc: Proc, out: list[Action]) -> None:
-        proc.failures = 0
-        proc.given_up = False
+    def _arm_watchdog(self, proc: Proc, out: list[Action]) -> None:
+        if proc.spec.watchdog_sec > 0:
+            proc.watchdog_token += 1
+            out.append(
+                SetTimer(proc.spec.name, proc.watchdog_token, proc.spec.watchdog_sec, "watchdog")
+            )
+
+    def _became_ready(self, proc: Proc, out: list[Action]) -> None:
+        self._cancel_timer(proc)
         self._set(proc, S.RUNNING, out)
+        if proc.old_pid is not None:
+            self._retire(proc, proc.old_pid, out)
+            proc.old_pid = proc.old_started_at = None
 
     def _on_spawn_failed(self, proc: Proc, reason: str, now: float, out: list[Action]) -> None:
+        self._log(proc, f"could not start: {reason}", out, "error")
+        if proc.old_pid is not None:
+            self._restore_old(proc, f"could not start: {reason}", out)
+            return
         proc.last_error = reason
         proc.pid = None
-        out.append(LogLine(proc.spec.name, f"could not start: {reason}", "error"))
         proc.failures += 1
-        self._after_run(proc, None, now, out)
+        self._after_run(proc, None, out)
 
     def _on_exited(self, proc: Proc, ev: Exited, now: float, out: list[Action]) -> None:
+        if ev.pid in proc.retiring or ev.pid == proc.old_pid:
+            proc.retiring.discard(ev.pid)
+            if ev.pid == proc.old_pid:
+                proc.old_pid = proc.old_started_at = None
+            out.append(KillRemnants(proc.spec.name, ev.pid))
+            how = ExitInfo(ev.exit_code, ev.signal, 0.0).describe()
+            self._log(proc, f"previous generation pid {ev.pid} {how}", out)
+            return
         if ev.pid != proc.pid:
-            return  # a stale generation; the runtime already cleaned it up
-        run_time = now - (proc.started_at or now)
+            return  # not a generation we track
+        run_time = now - (proc.started_at if proc.started_at is not None else now)
         proc.last_exit = ExitInfo(ev.exit_code, ev.signal, run_time)
         proc.pid = None
+        proc.watchdog_token += 1
         out.append(KillRemnants(proc.spec.name, ev.pid))
-        out.append(LogLine(proc.spec.name, f"pid {ev.pid} {proc.last_exit.describe()} after {run_time:.3f}s"))
+        self._log(proc, f"pid {ev.pid} {proc.last_exit.describe()} after {run_time:.3f}s", out)
+        if proc.old_pid is not None:
+            self._restore_old(
+                proc, f"new generation {proc.last_exit.describe()} before it was ready", out
+            )
+            return
         if proc.state is S.STOPPING:
             self._cancel_timer(proc)
             if proc.start_after_stop:
@@ -307,11 +450,19 @@ class Core:
             else:
                 self._set(proc, S.STOPPED, out)
             return
-        if proc.state is S.STARTING:
-            proc.failures += 1  # died before min_uptime: a failed run
-        self._after_run(proc, ev.exit_code, now, out)
+        self._count_run(
+            proc, failed=proc.state is S.STARTING or policy.run_failed(proc.spec.restart, run_time)
+        )
+        self._after_run(proc, ev.exit_code, out)
 
-    def _after_run(self, proc: Proc, exit_code: int | None, now: float, out: list[Action]) -> None:
+    def _count_run(self, proc: Proc, failed: bool) -> None:
+        if failed:
+            proc.failures += 1
+        else:
+            proc.failures = 0
+            proc.given_up = False
+
+    def _after_run(self, proc: Proc, exit_code: int | None, out: list[Action]) -> None:
         decision = policy.decide(proc.spec.restart, exit_code, proc.failures)
         match decision:
             case policy.Stay():
@@ -321,7 +472,7 @@ class Core:
                 self._cancel_timer(proc)
                 proc.given_up = True
                 self._set(proc, S.FATAL, out)
-                out.append(LogLine(proc.spec.name, f"gave up after {proc.failures} consecutive failures", "error"))
+                self._log(proc, f"gave up after {proc.failures} consecutive failures", out, "error")
             case policy.Restart(delay=delay):
                 proc.restarts += 1
                 if proc.failures > proc.spec.restart.max_retry:
@@ -335,15 +486,100 @@ class Core:
             case _:
                 assert_never(decision)
 
-    def _on_timer(self, proc: Proc, now: float, out: list[Action]) -> None:
+    def _abandon(self, proc: Proc, why: str, out: list[Action]) -> None:
+        """The current generation is hung (not ready in time, watchdog): kill it in the
+        background and go through the restart policy as for a failed run."""
+        assert proc.pid is not None
+        self._log(proc, why, out, "warning")
+        proc.last_error = why
+        self._retire(proc, proc.pid, out)
+        proc.pid = None
+        proc.watchdog_token += 1
+        proc.failures += 1
+        self._after_run(proc, None, out)
+
+    # -- timers -----------------------------------------------------------------------------------
+
+    def _on_timer(self, proc: Proc, ev: TimerFired, now: float, out: list[Action]) -> None:
+        if ev.kind == "kill":
+            if ev.pid in proc.retiring:
+                out.append(SendSignal(proc.spec.name, ev.pid, signal.SIGKILL))
+                self._log(proc, f"pid {ev.pid} outlived stop_timeout: SIGKILL", out, "warning")
+            return
+        if ev.kind == "watchdog":
+            hung = ev.token == proc.watchdog_token and proc.pid is not None
+            if hung and proc.state in (S.STARTING, S.RUNNING):
+                self._abandon(
+                    proc, f"watchdog: no WATCHDOG=1 within {proc.spec.watchdog_sec}s", out
+                )
+            return
+        if ev.token != proc.token:
+            return
         match proc.state:
             case S.STARTING:
-                self._became_running(proc, out)
+                self._starting_timer(proc, out)
             case S.BACKOFF:
                 self._spawn(proc, out)
             case S.STOPPING:
                 if proc.pid is not None:
                     out.append(SendSignal(proc.spec.name, proc.pid, signal.SIGKILL))
-                    out.append(LogLine(proc.spec.name, f"pid {proc.pid} still running after stop_timeout={proc.spec.stop_timeout}s: SIGKILL", "warning"))
+                    self._log(
+                        proc,
+                        f"pid {proc.pid} outlived stop_timeout={proc.spec.stop_timeout}s: SIGKILL",
+                        out,
+                        "warning",
+                    )
             case _:
                 pass
+
+    def _starting_timer(self, proc: Proc, out: list[Action]) -> None:
+        if proc.spec.ready.mode in (ReadyMode.SPAWN, ReadyMode.DELAY):
+            self._became_ready(proc, out)
+            return
+        why = f"not ready within ready_timeout={proc.spec.ready.timeout}s"
+        if proc.old_pid is not None and proc.pid is not None:
+            new_pid = proc.pid
+            self._restore_old(proc, f"new generation {why}", out)
+            self._retire(proc, new_pid, out)
+        elif proc.pid is not None:
+            self._abandon(proc, why, out)
+
+    # -- notifications and health -------------------------------------------------------------
+
+    def _on_notify(self, proc: Proc, ev: Notified, out: list[Action]) -> None:
+        if ev.pid != proc.pid and proc.pid is not None and ev.pid in proc.retiring:
+            return  # a retiring generation's last words
+        for key, value in ev.fields:
+            if key == "READY" and value == "1":
+                proc.reloading = False
+                if proc.state is S.STARTING and proc.spec.ready.mode is ReadyMode.NOTIFY:
+                    self._became_ready(proc, out)
+            elif key == "STATUS":
+                proc.status_text = value[:200]
+            elif key == "RELOADING" and value == "1":
+                proc.reloading = True
+            elif key == "STOPPING" and value == "1":
+                self._log(proc, "reports STOPPING", out)
+            elif key == "MAINPID" and value.isdigit():
+                proc.main_pid = int(value)
+            elif key == "WATCHDOG" and value == "1":
+                self._arm_watchdog(proc, out)
+
+    def _on_health(self, proc: Proc, ev: HealthResult, out: list[Action]) -> None:
+        if ev.pid != proc.pid or proc.state is not S.RUNNING or proc.spec.health is None:
+            return
+        if ev.ok:
+            proc.healthy, proc.health_failures = True, 0
+            return
+        proc.healthy = False
+        proc.health_failures += 1
+        self._log(
+            proc,
+            f"health check {proc.health_failures}/{proc.spec.health.failures} failed: {ev.detail}",
+            out,
+            "warning",
+        )
+        if proc.health_failures >= proc.spec.health.failures:
+            proc.health_failures = 0
+            proc.last_error = f"restarted: {proc.spec.health.failures} failed health checks"
+            self._on_restart(proc, out)

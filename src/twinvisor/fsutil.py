@@ -65,9 +65,9 @@ class ResilientFileHandler(logging.FileHandler):
         super().__init__(filename, delay=True)
         self.failed_records = 0
 
-    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+    def handleError(self, record: logging.LogRecord) -> None:
         self.failed_records += 1
         if self.stream is not None:
             with contextlib.suppress(OSError):
                 self.stream.close()
-            self.stream = None  # type: ignore[assignment]  # reopened by the next emit
+            self.stream = None  # reopened by the next emit

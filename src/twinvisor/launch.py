@@ -64,12 +64,17 @@ def _read_report(fd: int, timeout: float) -> dict[str, Any] | None:
     return parsed
 
 
-def _render_report(message: dict[str, Any] | None, log_dir: str, proc: subprocess.Popen[bytes]) -> int:
+def _render_report(
+    message: dict[str, Any] | None, log_dir: str, proc: subprocess.Popen[bytes]
+) -> int:
     out_file = os.path.join(log_dir, "twinvisor.out")
     if message is None:
         proc.wait()
-        print(f"twinvisor: the daemon exited during start-up (status {proc.returncode}); "
-              f"see {out_file} and {log_dir}/twinvisor.log", file=sys.stderr)
+        print(
+            f"twinvisor: the daemon exited during start-up (status {proc.returncode}); "
+            f"see {out_file} and {log_dir}/twinvisor.log",
+            file=sys.stderr,
+        )
         return 1
     proc.returncode = 0  # detached: it is not ours to wait for
     if message.get("ok"):
@@ -78,10 +83,17 @@ def _render_report(message: dict[str, Any] | None, log_dir: str, proc: subproces
         print(f"  logs:           {message['log_dir']}")
         failed = message.get("failed") or []
         if failed:
-            print(f"  not started:    {', '.join(failed)} (see `twinvisor status`)", file=sys.stderr)
+            print(
+                f"  not started:    {', '.join(failed)} (see `twinvisor status`)", file=sys.stderr
+            )
             return 1
         return 0
     error = message.get("error")
+    if error == "bind":
+        print(
+            f"twinvisor: cannot bind a listening socket: {message.get('message')}", file=sys.stderr
+        )
+        return 1
     if error == "running":
         print(f"twinvisor: already running (pid {message.get('pid')}); nothing started")
         return 0

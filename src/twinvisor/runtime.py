@@ -15,13 +15,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import assert_never
+from typing import Any, assert_never
 
-from twinvisor import children, core, platform
+from twinvisor import children, core, deps, platform, readiness, sockets
 from twinvisor.children import Child
 from twinvisor.errors import SpawnError
 from twinvisor.logs import LogFile
-from twinvisor.specs import Config, ProgramSpec
+from twinvisor.specs import Config, DependCondition, HealthKind, ProgramSpec, ReadyMode
 from twinvisor.states import ProcessState
 
 log = logging.getLogger("twinvisor")
@@ -45,7 +45,15 @@ class Runtime:
         self.config = config
         self.core = core.Core()
         self.clock = clock
-        self.children: dict[str, Child] = {}
+        self.children: dict[
+            int, tuple[str, Child]
+        ] = {}  # pid -> (instance, child): every generation
+        self.sockets = sockets.SocketRegistry()
+        self.notify = readiness.NotifyServer(
+            f"{config.daemon.run_dir}/notify.sock", self._on_notify
+        )
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._health: dict[str, asyncio.Task[None]] = {}
         self._streams: dict[str, _Streams] = {}
         self._events: deque[core.Event] = deque()
         self._dispatching = False
@@ -57,6 +65,22 @@ class Runtime:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
+    def open(self) -> None:
+        """Bind what the programs need before the first spawn; raises OSError naming the address."""
+        self.notify.start()
+        for spec in self.config.programs:
+            self._bind_sockets(spec)
+
+    def close(self) -> None:
+        for task in [*self._tasks, *self._health.values()]:
+            task.cancel()
+        self.notify.close()
+        self.sockets.close()
+
+    def _bind_sockets(self, spec: ProgramSpec) -> list[int]:
+        owner = _owner_ids(spec.socket_owner) if spec.socket_owner else None
+        return [self.sockets.get(a, spec.socket_mode, owner).fileno() for a in spec.listen_addrs]
+
     def _add(self, spec: ProgramSpec) -> None:
         self.core.add(spec)
         self._streams[spec.name] = _Streams(
@@ -65,6 +89,9 @@ class Runtime:
 
     def _forget(self, name: str) -> None:
         self.core.remove(name)
+        health = self._health.pop(name, None)
+        if health is not None:
+            health.cancel()
         streams = self._streams.pop(name)
         streams.stdout.close()
         streams.stderr.close()
@@ -100,14 +127,18 @@ class Runtime:
                     self._spawn(name)
                 case core.SendSignal():
                     self._signal(action)
-                case core.KillRemnants(name=name):
-                    child = self.children.pop(name, None)
-                    if child is not None:
-                        children.kill_remnants(child)
-                case core.SetTimer(name=name, token=token, delay=delay):
-                    self._loop.call_later(delay, self.dispatch, core.TimerFired(name, token))
+                case core.KillRemnants(pid=pid):
+                    entry = self.children.pop(pid, None)
+                    if entry is not None:
+                        children.kill_remnants(entry[1])
+                case core.SetTimer(name=name, token=token, delay=delay, kind=kind, pid=pid):
+                    event = core.TimerFired(name, token, kind, pid)
+                    self._loop.call_later(delay, self.dispatch, event)
+                case core.StartProbe(name=name, pid=pid):
+                    self._spawn_task(self._probe_ready(name, pid))
                 case core.StateChanged(name=name, old=old, new=new):
                     log.info("%s: %s -> %s", name, old.value, new.value)
+                    self._on_state(name, new)
                 case core.LogLine(name=name, message=message, level=level):
                     log.log(logging.getLevelName(level.upper()), "%s: %s", name, message)
                 case _:
@@ -116,19 +147,36 @@ class Runtime:
     def _spawn(self, name: str) -> None:
         spec = self.core.procs[name].spec
         try:
-            child = children.spawn(spec)
-        except SpawnError as e:
+            child = children.spawn(spec, **self._spawn_extras(spec))
+        except (SpawnError, OSError) as e:
             self._events.append(core.SpawnFailed(name, str(e)))
             return
-        self.children[name] = child
+        self.children[child.pid] = (name, child)
         self._watch_output(name, child)
         self._watch_exit(name, child)
         self._events.append(core.Spawned(name, child.pid))
 
+    def _spawn_extras(self, spec: ProgramSpec) -> dict[str, Any]:
+        env = {}
+        if spec.ready.mode is ReadyMode.NOTIFY or spec.watchdog_sec > 0:
+            env["NOTIFY_SOCKET"] = self.notify.path
+        if spec.watchdog_sec > 0:
+            env["WATCHDOG_USEC"] = str(int(spec.watchdog_sec * 1_000_000))
+        if not spec.listen_addrs:
+            return {"env_extra": env}
+        fds = self._bind_sockets(spec)
+        env.update(sockets.listen_env([spec.program] * len(fds)))
+        return {
+            "env_extra": env,
+            "preexec": sockets.place_fds(fds),
+            "argv_prefix": sockets.LISTEN_PID_TRAMPOLINE,
+        }
+
     def _signal(self, action: core.SendSignal) -> None:
-        child = self.children.get(action.name)
-        if child is None or child.pid != action.pid:
+        entry = self.children.get(action.pid)
+        if entry is None or entry[0] != action.name:
             return  # not ours (anymore): never signal a pid we cannot vouch for
+        child = entry[1]
         if action.signal in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):
             children.snapshot_tree(child)
         if action.group:
@@ -170,7 +218,7 @@ class Runtime:
         self._sigchld_fallback = True
 
         def on_sigchld() -> None:
-            for name, child in list(self.children.items()):
+            for name, child in list(self.children.values()):
                 self._poll_exit(name, child)
 
         self._loop.add_signal_handler(signal.SIGCHLD, on_sigchld)
@@ -219,7 +267,9 @@ class Runtime:
         for w in self._waiters:
             if w.future.done():
                 continue
-            outcomes = {n: w.outcome(self.core.procs[n]) if n in self.core.procs else "ok" for n in w.names}
+            outcomes = {
+                n: w.outcome(self.core.procs[n]) if n in self.core.procs else "ok" for n in w.names
+            }
             if "pending" in outcomes.values():
                 still.append(w)
             else:
@@ -244,35 +294,208 @@ class Runtime:
             }
 
     # -- user requests ----------------------------------------------------------------------------
+    # All three honour depends_on: what a program needs starts first (and must reach the
+    # condition), dependents stop first, and a restarted program's dependents restart after it.
+
+    def _graph(self) -> dict[str, list[str]]:
+        return {
+            p.spec.program: [d.program for d in p.spec.depends_on] for p in self.core.procs.values()
+        }
+
+    def _instances(self, program: str) -> list[str]:
+        return [n for n, p in self.core.procs.items() if p.spec.program == program]
+
+    def _condition(self, program: str) -> Callable[[core.Proc], str]:
+        """The strictest condition any dependent asks of `program`."""
+        wanted = {
+            d.condition
+            for p in self.core.procs.values()
+            for d in p.spec.depends_on
+            if d.program == program
+        }
+        if DependCondition.HEALTHY in wanted:
+            return _healthy_outcome
+        if DependCondition.READY in wanted or not wanted:
+            return core.Proc.start_outcome
+        return _started_outcome
 
     async def start(self, names: list[str], timeout: float | None = None) -> dict[str, str]:
-        for n in names:
-            self.dispatch(core.StartRequested(n))
-        return await self.wait(names, core.Proc.start_outcome, timeout)
+        graph = self._graph()
+        requested = {self.core.procs[n].spec.program for n in names}
+        results: dict[str, str] = {}
+        failed: set[str] = set()
+        for level in deps.start_levels(graph, deps.requirements(graph, requested)):
+            level_names: list[str] = []
+            outcome: dict[str, Callable[[core.Proc], str]] = {}
+            for program in level:
+                inst = [n for n in names if n in self._instances(program)] or self._instances(
+                    program
+                )
+                blocker = next((d for d in graph.get(program, ()) if d in failed), None)
+                if blocker is not None:
+                    for n in inst:
+                        results[n] = "failed"
+                        self.core.procs[n].last_error = f"dependency {blocker!r} did not start"
+                    failed.add(program)
+                    continue
+                check = (
+                    core.Proc.start_outcome if program in requested else self._condition(program)
+                )
+                for n in inst:
+                    outcome[n] = check
+                    level_names.append(n)
+            for n in level_names:
+                self.dispatch(core.StartRequested(n))
+            got = await self.wait(level_names, _per_name(outcome), timeout)
+            results.update(got)
+            failed.update(self.core.procs[n].spec.program for n, v in got.items() if v != "ok")
+        return {n: results.get(n, "failed") for n in names}
 
     async def stop(self, names: list[str], timeout: float | None = None) -> dict[str, str]:
-        for n in names:
-            self.dispatch(core.StopRequested(n))
-        return await self.wait(names, core.Proc.stop_outcome, timeout)
+        graph = self._graph()
+        requested = {self.core.procs[n].spec.program for n in names}
+        results: dict[str, str] = {}
+        for level in deps.stop_levels(graph, deps.dependents(graph, requested)):
+            level_names = [
+                n
+                for program in level
+                for n in (
+                    [n for n in names if n in self._instances(program)] or self._instances(program)
+                )
+            ]
+            for n in level_names:
+                self.dispatch(core.StopRequested(n))
+            results.update(await self.wait(level_names, core.Proc.stop_outcome, timeout))
+        return {n: results[n] for n in names}
 
     async def restart(self, names: list[str], timeout: float | None = None) -> dict[str, str]:
-        for n in names:
-            self.dispatch(core.RestartRequested(n))
-        return await self.wait(names, core.Proc.start_outcome, timeout)
+        graph = self._graph()
+        requested = {self.core.procs[n].spec.program for n in names}
+        running_dependents = {
+            p
+            for p in deps.dependents(graph, requested) - requested
+            if any(self.core.procs[n].state.is_alive for n in self._instances(p))
+        }
+        results: dict[str, str] = {}
+        for level in deps.start_levels(graph, requested | running_dependents):
+            rolls = [
+                self._roll(
+                    [n for n in names if n in self._instances(p)] or self._instances(p), timeout
+                )
+                for p in level
+            ]
+            for got in await asyncio.gather(*rolls):
+                results.update(got)
+        return {n: results[n] for n in names}
+
+    async def _roll(self, names: list[str], timeout: float | None) -> dict[str, str]:
+        """Restart instances `restart_batch` at a time; stop rolling at the first failure so
+        the instances not yet restarted keep serving with the previous generation."""
+        results: dict[str, str] = {}
+        batch = max(1, self.core.procs[names[0]].spec.restart_batch) if names else 1
+        for i in range(0, len(names), batch):
+            chunk = names[i : i + batch]
+            if any(v != "ok" for v in results.values()):
+                results.update(dict.fromkeys(chunk, "skipped"))
+                continue
+            for n in chunk:
+                self.dispatch(core.RestartRequested(n))
+            results.update(await self.wait(chunk, core.Proc.start_outcome, timeout))
+        return results
 
     def send_signal(self, name: str, sig: int) -> bool:
-        child = self.children.get(name)
         proc = self.core.procs[name]
-        if child is None or not proc.state.is_alive:
+        if proc.pid is None or proc.pid not in self.children or not proc.state.is_alive:
             return False
-        return platform.signal_pid(child.pid, sig)
+        return platform.signal_pid(proc.pid, sig)
 
     async def stop_all(self) -> dict[str, str]:
         return await self.stop(self.names())
 
     def leftover_pids(self) -> list[int]:
         """Processes we started that are still alive (for `down`'s exit status)."""
-        return [c.pid for c in self.children.values() if platform.is_same_process(c.pid, c.start_ticks)]
+        return [
+            c.pid
+            for _, c in self.children.values()
+            if platform.is_same_process(c.pid, c.start_ticks)
+        ]
+
+    # -- readiness and health --------------------------------------------------------------------
+
+    def _spawn_task(self, coro: Any) -> None:
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _owner_of(self, pid: int) -> str | None:
+        """The instance whose process (or descendant of it) `pid` is, if any."""
+        entry = self.children.get(pid)
+        if entry is not None:
+            return entry[0]
+        import psutil
+
+        try:
+            parents = psutil.Process(pid).parents()
+        except psutil.Error:
+            return None
+        for parent in parents:
+            entry = self.children.get(parent.pid)
+            if entry is not None:
+                return entry[0]
+        return None
+
+    def _on_notify(self, pid: int, fields: tuple[tuple[str, str], ...]) -> None:
+        name = self._owner_of(pid)
+        if name is None:
+            log.warning("notify from pid %d ignored: not a process of any program", pid)
+            return
+        self.dispatch(core.Notified(name, pid, fields))
+
+    async def _probe_ready(self, name: str, pid: int) -> None:
+        """Poll the tcp/http readiness probe until it passes or the generation is gone."""
+        delay = 0.01
+        while True:
+            proc = self.core.procs.get(name)
+            if proc is None or proc.pid != pid or proc.state is not ProcessState.STARTING:
+                return
+            spec = proc.spec.ready
+            probe = readiness.probe_tcp if spec.mode is ReadyMode.TCP else readiness.probe_http
+            ok, _ = await probe(spec.target, min(2.0, spec.timeout))
+            if ok:
+                self.dispatch(core.Ready(name, pid))
+                return
+            await asyncio.sleep(delay)  # probing is inherently periodic: back off to 0.25 s
+            delay = min(delay * 2, 0.25)
+
+    def _on_state(self, name: str, new: ProcessState) -> None:
+        proc = self.core.procs[name]
+        if proc.spec.health is None:
+            return
+        if new is ProcessState.RUNNING and name not in self._health:
+            self._health[name] = self._loop.create_task(self._health_loop(name))
+        elif not new.is_alive and name in self._health:
+            self._health.pop(name).cancel()
+
+    async def _health_loop(self, name: str) -> None:
+        while True:
+            proc = self.core.procs.get(name)
+            if proc is None or proc.spec.health is None or proc.pid is None:
+                return
+            h = proc.spec.health
+            await asyncio.sleep(h.interval)  # the check interval itself, not a synchronisation
+            proc = self.core.procs.get(name)
+            if proc is None or proc.pid is None:
+                return
+            pid = proc.pid
+            if h.kind is HealthKind.HTTP:
+                ok, detail = await readiness.probe_http(h.target, h.timeout)
+            elif h.kind is HealthKind.TCP:
+                ok, detail = await readiness.probe_tcp(h.target, h.timeout)
+            else:
+                ok, detail = await readiness.probe_command(
+                    h.command, h.timeout, proc.spec.directory
+                )
+            self.dispatch(core.HealthResult(name, pid, ok, detail))
 
     # -- config changes -------------------------------------------------------------------------
 
@@ -302,7 +525,7 @@ class Runtime:
     def status(self, names: Iterable[str] | None = None) -> list[dict[str, object]]:
         now = self.clock()
         wall = time.time()
-        rows = []
+        rows: list[dict[str, object]] = []
         for name in names if names is not None else self.core.procs:
             p = self.core.procs[name]
             alive = p.state.is_alive and p.started_at is not None
@@ -324,6 +547,10 @@ class Runtime:
                     "stdout_file": p.spec.stdout.path,
                     "stderr_file": p.spec.stderr.path,
                     "dropped_bytes": self._dropped(name),
+                    "status_text": p.status_text,
+                    "healthy": p.healthy,
+                    "previous_pid": p.old_pid,
+                    "listen_addrs": list(p.spec.listen_addrs),
                 }
             )
         return rows
@@ -337,6 +564,36 @@ class Runtime:
 
     def state_of(self, name: str) -> ProcessState:
         return self.core.procs[name].state
+
+
+def _per_name(outcomes: dict[str, Callable[[core.Proc], str]]) -> Callable[[core.Proc], str]:
+    def outcome(proc: core.Proc) -> str:
+        return outcomes[proc.spec.name](proc)
+
+    return outcome
+
+
+def _started_outcome(proc: core.Proc) -> str:
+    if proc.state in (ProcessState.STARTING, ProcessState.RUNNING):
+        return "ok"
+    return core.Proc.start_outcome(proc)
+
+
+def _healthy_outcome(proc: core.Proc) -> str:
+    outcome = core.Proc.start_outcome(proc)
+    if outcome == "ok" and proc.healthy is not True:
+        return "failed" if proc.healthy is False and proc.health_failures > 1 else "pending"
+    return outcome
+
+
+def _owner_ids(owner: str) -> tuple[int, int]:
+    import grp
+    import pwd
+
+    user, _, group = owner.partition(":")
+    entry = pwd.getpwnam(user)
+    gid = grp.getgrnam(group).gr_gid if group else entry.pw_gid
+    return entry.pw_uid, gid
 
 
 def diff_configs(old: Config, new: Config) -> dict[str, list[str]]:

@@ -40,7 +40,8 @@ def acquire_lock(daemon: DaemonSpec) -> int:
     except BlockingIOError:
         os.close(fd)
         raise AlreadyRunning(
-            f"a twinvisor daemon already runs for {daemon.run_dir}", fsutil.read_pid(daemon.pid_path)
+            f"a twinvisor daemon already runs for {daemon.run_dir}",
+            fsutil.read_pid(daemon.pid_path),
         ) from None
     return fd
 
@@ -64,6 +65,11 @@ class _Reporter:
     def __init__(self) -> None:
         raw = os.environ.pop(READY_FD_ENV, None)
         self.fd = int(raw) if raw and raw.isdigit() else None
+        if self.fd is not None:
+            try:
+                os.set_inheritable(self.fd, False)  # programs must not inherit it
+            except OSError:
+                self.fd = None
 
     def send(self, message: dict[str, Any]) -> None:
         if self.fd is None:
@@ -105,6 +111,12 @@ async def _serve(config: Config, reporter: _Reporter) -> int:
 
     loop = asyncio.get_running_loop()
     runtime = Runtime(config)
+    try:
+        runtime.open()
+    except OSError as e:
+        reporter.send({"ok": False, "error": "bind", "message": str(e)})
+        log.error("cannot bind: %s", e)
+        return 1
     stopping = asyncio.Event()
     shutdown_result: dict[str, Any] = {}
 
@@ -114,7 +126,11 @@ async def _serve(config: Config, reporter: _Reporter) -> int:
             log.info("shutting down: stopping all programs")
             outcomes = await runtime.stop_all()
             shutdown_result.update(
-                {"ok": not runtime.leftover_pids(), "results": outcomes, "leftover": runtime.leftover_pids()}
+                {
+                    "ok": not runtime.leftover_pids(),
+                    "results": outcomes,
+                    "leftover": runtime.leftover_pids(),
+                }
             )
             # answer the caller first, then close the server
             loop.call_soon(stopping.set)
@@ -141,6 +157,7 @@ async def _serve(config: Config, reporter: _Reporter) -> int:
     notify("READY=1")
     await stopping.wait()
     await server.close()
+    runtime.close()
     log.info("twinvisor down")
     return 0 if shutdown_result.get("ok") else 1
 
@@ -148,7 +165,7 @@ async def _serve(config: Config, reporter: _Reporter) -> int:
 async def _reload(runtime: Runtime) -> None:
     """SIGHUP = `twinvisor update`, as operators expect from daemons."""
     try:
-        new = await asyncio.to_thread(load_config, runtime.config.path)
+        new = load_config(runtime.config.path)
     except ConfigError as e:
         log.error("reload refused, the config has errors; nothing changed:\n%s", e)
         return

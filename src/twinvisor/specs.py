@@ -35,6 +35,50 @@ class RestartPolicy:
     slow_retry_interval: float = 60.0
 
 
+class ReadyMode(Enum):
+    SPAWN = "spawn"  # ready once it has stayed up for min_uptime (supervisord's startsecs)
+    NOTIFY = "notify"  # READY=1 on NOTIFY_SOCKET (sd_notify)
+    TCP = "tcp"  # a TCP connect to `target` succeeds
+    HTTP = "http"  # GET `target` answers 2xx/3xx
+    DELAY = "delay"  # a fixed delay after the spawn
+
+
+@dataclass(frozen=True)
+class ReadySpec:
+    mode: ReadyMode = ReadyMode.SPAWN
+    target: str = ""  # host:port for TCP, URL for HTTP
+    delay: float = 0.0  # for DELAY
+    timeout: float = 30.0  # not ready by then: the start failed (the old generation keeps serving)
+
+
+class HealthKind(Enum):
+    HTTP = "http"
+    TCP = "tcp"
+    COMMAND = "command"
+
+
+@dataclass(frozen=True)
+class HealthSpec:
+    kind: HealthKind
+    target: str = ""  # URL or host:port
+    command: tuple[str, ...] = ()
+    interval: float = 10.0
+    timeout: float = 5.0
+    failures: int = 3  # consecutive failed checks before the program is restarted
+
+
+class DependCondition(Enum):
+    STARTED = "started"  # spawned
+    READY = "ready"  # RUNNING (readiness reached)
+    HEALTHY = "healthy"  # RUNNING and its last health check passed
+
+
+@dataclass(frozen=True)
+class Dependency:
+    program: str
+    condition: DependCondition = DependCondition.READY
+
+
 @dataclass(frozen=True)
 class LogSpec:
     """Where one stream of a program goes. path None = discarded."""
@@ -66,6 +110,13 @@ class ProgramSpec:
     stderr: LogSpec = field(default_factory=lambda: LogSpec(None))
     listen_addrs: tuple[str, ...] = ()
     restart: RestartPolicy = field(default_factory=RestartPolicy)
+    ready: ReadySpec = field(default_factory=ReadySpec)
+    health: HealthSpec | None = None
+    watchdog_sec: float = 0.0  # 0 = no watchdog; else WATCHDOG=1 expected at least this often
+    depends_on: tuple[Dependency, ...] = ()
+    restart_batch: int = 1  # instances restarted at a time when numprocs > 1 (rolling)
+    socket_mode: int = 0o660  # for unix: listen_addrs
+    socket_owner: str | None = None  # "user" or "user:group" for unix: listen_addrs
     # "file:line" of the [program.NAME] header, for messages; moving a section is no change
     source: str = field(default="", compare=False)
 

@@ -11,11 +11,8 @@ last. Nothing is built from a program whose name is unsafe, because names become
 from __future__ import annotations
 
 import glob
-import json
 import math
 import os
-import re
-import stat
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
@@ -23,13 +20,13 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from twinvisor.config_locate import Locator, toml_error_line
+from twinvisor.config_locate import Locator, Problems, Source, read_regular, toml_error_line
 from twinvisor.config_values import (
     UNIX_PATH_MAX,
     account_problem,
-    held_address,
-    host_port_problem,
-    http_url_problem,
+    check_table,
+    dependency_cycles,
+    health_probe,
     listen_addr_problem,
     name_problem,
     parse_dependency,
@@ -40,6 +37,8 @@ from twinvisor.config_values import (
     signal_name,
     socket_owner_problems,
     split_command,
+    unknown_key,
+    unknown_program,
 )
 from twinvisor.config_values import show as _show
 from twinvisor.errors import ConfigError, ConfigProblem
@@ -50,11 +49,9 @@ from twinvisor.specs import (
     DaemonSpec,
     DependCondition,
     Dependency,
-    HealthKind,
     HealthSpec,
     LogSpec,
     ProgramSpec,
-    ReadyMode,
     ReadySpec,
     RestartPolicy,
 )
@@ -64,7 +61,6 @@ __all__ = ["config_to_dict", "format_problems", "load_config", "parse_size"]
 _NonNeg = Annotated[float, msgspec.Meta(ge=0)]
 _Positive = Annotated[float, msgspec.Meta(gt=0)]
 _Count = Annotated[int, msgspec.Meta(ge=0)]
-_MAX_FILE_BYTES = 1 << 20  # config and env files: a guard against pointing at a huge file
 
 
 class _DaemonTable(msgspec.Struct, forbid_unknown_fields=True):
@@ -126,10 +122,6 @@ class _HealthTable(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _TOP_KEYS = ("daemon", "program", "include")
-_CHOICES = {
-    "auto_restart": "true, false, 'always', 'unexpected', 'never'",
-    "after_give_up": "'fatal', 'slow_retry'",
-}
 _PROBES = ("http", "tcp", "command")
 _PROBES_SHOWN = "'http', 'tcp' or 'command'"
 
@@ -143,145 +135,12 @@ _FLOAT_KEYS = _float_keys(_ProgramTable)
 _HEALTH_FLOAT_KEYS = _float_keys(_HealthTable)
 
 # ---------------------------------------------------------------------------------------------
-# problems
-
-
-@dataclass
-class _Source:
-    """One parsed config file."""
-
-    path: str  # absolute
-    data: dict[str, Any]
-    locator: Locator
-
-    def where(self, path: tuple[str, ...]) -> str:
-        line = self.locator.line(path)
-        return self.path if line is None else f"{self.path}:{line}"
-
-
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-@dataclass
-class _Problems:
-    items: list[ConfigProblem] = field(default_factory=list)
-
-    def at(self, src: _Source, path: tuple[str, ...], message: str, suffix: str = "") -> None:
-        key = ".".join(p if _BARE_KEY.fullmatch(p) else json.dumps(p) for p in path) + suffix
-        self.items.append(ConfigProblem(src.path, src.locator.line(path), key, message))
-
-    def raw(self, file: str, line: int | None, key: str, message: str) -> None:
-        self.items.append(ConfigProblem(file, line, key, message))
-
-
-def _unknown_key(key: str, known: tuple[str, ...]) -> str:
-    import difflib  # only needed when something is wrong
-
-    close = difflib.get_close_matches(key, known, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
-    return f"unknown key {key!r}{hint}"
-
-
-def _unknown_program(name: str, known: list[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, known, n=1)
-    if close:
-        hint = f"; did you mean {close[0]!r}?"
-    elif known:
-        hint = f"; programs: {', '.join(known[:20])}{', ...' if len(known) > 20 else ''}"
-    else:
-        hint = ""
-    return f"depends on {name!r}, but there is no such program{hint}"
-
-
-_MSGSPEC_ERROR = re.compile(r"^(?P<body>.*?)(?: - at `\$(?P<at>[^`]*)`)?$", re.S)
-
-
-def _translate(error: str, key: str, value: Any) -> tuple[str, str]:
-    """msgspec's message -> (our message, key path suffix such as "[0]")."""
-    match = _MSGSPEC_ERROR.match(error)
-    body, at = (match["body"], match["at"] or "") if match else (error, "")
-    suffix = at.removeprefix(f".{key}")
-    body = body.replace("`object`", "`table`").replace("`", "")
-    for index in re.findall(r"\[(\d+)\]", suffix):  # show the element, not the whole list
-        value = value[int(index)] if isinstance(value, list) else value
-    if body.startswith("Invalid enum value"):
-        return f"invalid value {_show(value)}; expected one of {_CHOICES.get(key, '')}", suffix
-    if ", got" in body:
-        body += f" ({_show(value)})"
-    else:  # a constraint such as "Expected int >= 1"
-        body += f", got {_show(value)}"
-    return body[0].lower() + body[1:], suffix
-
-
-def _check_table(
-    table: dict[str, Any],
-    schema: type[msgspec.Struct],
-    src: _Source,
-    base: tuple[str, ...],
-    pr: _Problems,
-) -> dict[str, Any]:
-    """Report unknown keys and badly typed values one by one; return the valid entries."""
-    known = schema.__struct_fields__
-    valid: dict[str, Any] = {}
-    for key, value in table.items():
-        if key not in known:
-            pr.at(src, (*base, key), _unknown_key(key, known))
-        elif _type_ok(schema, key, value, src, (*base, key), pr):
-            valid[key] = value
-    return valid
-
-
-def _type_ok(
-    schema: type[msgspec.Struct],
-    key: str,
-    value: Any,
-    src: _Source,
-    path: tuple[str, ...],
-    pr: _Problems,
-) -> bool:
-    error = _convert_error(schema, key, value)
-    if error is None:
-        return True
-    message, suffix = _translate(error, key, value)
-    if suffix != "[...]" or not isinstance(value, dict):
-        pr.at(src, path, message, suffix)
-        return False
-    # msgspec does not say which entry of a table is wrong: name each one
-    for name, item in value.items():
-        if (error := _convert_error(schema, key, {name: item})) is not None:
-            pr.at(src, (*path, name), _translate(error, key, item)[0])
-    return False
-
-
-def _convert_error(schema: type[msgspec.Struct], key: str, value: Any) -> str | None:
-    try:
-        # one key at a time so that every bad key is reported, not only the first
-        msgspec.convert({key: value}, type=schema)
-    except msgspec.ValidationError as e:
-        return str(e)
-    return None
-
-
-# ---------------------------------------------------------------------------------------------
 # reading files and includes
 
 
-def _read_regular(path: str) -> bytes:
-    """Read a regular file; refuse devices and FIFOs, which could block or never end."""
-    if not stat.S_ISREG(os.stat(path).st_mode):
-        raise OSError(f"not a regular file: {path}")
-    with open(path, "rb") as f:
-        data = f.read(_MAX_FILE_BYTES + 1)
-    if len(data) > _MAX_FILE_BYTES:
-        raise OSError(f"file larger than {_MAX_FILE_BYTES} bytes: {path}")
-    return data
-
-
-def _read_source(path: str, pr: _Problems) -> _Source | None:
+def _read_source(path: str, pr: Problems) -> Source | None:
     try:
-        text = _read_regular(path).decode("utf-8")
+        text = read_regular(path).decode("utf-8")
     except (OSError, ValueError) as e:  # ValueError: NUL in path, invalid UTF-8
         pr.raw(path, None, "", f"cannot read config file: {e}")
         return None
@@ -290,15 +149,15 @@ def _read_source(path: str, pr: _Problems) -> _Source | None:
     except tomllib.TOMLDecodeError as e:
         pr.raw(path, toml_error_line(str(e)), "", f"invalid TOML: {e}")
         return None
-    return _Source(path, data, Locator(text))
+    return Source(path, data, Locator(text))
 
 
-def _include_paths(src: _Source, pr: _Problems) -> list[str]:
+def _include_paths(src: Source, pr: Problems) -> list[str]:
     """Files named by [include] files, in order; globs matching nothing are fine."""
     table = src.data.get("include")
     if not isinstance(table, dict):
         return []
-    valid = _check_table(table, _IncludeTable, src, ("include",), pr)
+    valid = check_table(table, _IncludeTable, src, ("include",), pr)
     patterns = valid.get("files", [])
     here = os.path.dirname(src.path)
     paths: list[str] = []
@@ -318,9 +177,9 @@ def _include_paths(src: _Source, pr: _Problems) -> list[str]:
     return paths
 
 
-def _load_sources(main: str, pr: _Problems) -> list[_Source]:
+def _load_sources(main: str, pr: Problems) -> list[Source]:
     """The main file and every file it includes, depth first, each file once."""
-    out: list[_Source] = []
+    out: list[Source] = []
     root = _read_source(main, pr)
     if root is not None:
         _collect(root, [os.path.realpath(main)], out, {os.path.realpath(main)}, pr)
@@ -328,7 +187,7 @@ def _load_sources(main: str, pr: _Problems) -> list[_Source]:
 
 
 def _collect(
-    src: _Source, chain: list[str], out: list[_Source], seen: set[str], pr: _Problems
+    src: Source, chain: list[str], out: list[Source], seen: set[str], pr: Problems
 ) -> None:
     out.append(src)
     for path in _include_paths(src, pr):
@@ -357,9 +216,9 @@ def _display(path: str, main: str) -> str:
 # programs (single values are checked by config_values.py)
 
 
-def _parse_env_file(path: str, key: str, pr: _Problems) -> dict[str, str]:
+def _parse_env_file(path: str, key: str, pr: Problems) -> dict[str, str]:
     try:
-        text = _read_regular(path).decode("utf-8")
+        text = read_regular(path).decode("utf-8")
     except (OSError, ValueError) as e:
         pr.raw(path, None, key, f"cannot read env_file: {e}")
         return {}
@@ -393,7 +252,7 @@ def _resolve_command(value: str | list[str] | None) -> tuple[tuple[str, ...], st
 
 
 def _resolve_environment(
-    prog: _ProgramTable, src: _Source, base: tuple[str, ...], pr: _Problems
+    prog: _ProgramTable, src: Source, base: tuple[str, ...], pr: Problems
 ) -> tuple[tuple[str, str], ...]:
     env: dict[str, str] = {}
     if prog.env_file is not None:
@@ -413,9 +272,9 @@ def _check_meaning(
     prog: _ProgramTable,
     present: set[str],
     written: set[str],
-    src: _Source,
+    src: Source,
     base: tuple[str, ...],
-    pr: _Problems,
+    pr: Problems,
 ) -> _Resolved:
     """Checks beyond types, on keys that passed the type check (`present`); defaults pass."""
     out = _Resolved()
@@ -445,7 +304,7 @@ def _check_meaning(
 
 
 def _check_plain(
-    prog: _ProgramTable, present: set[str], src: _Source, base: tuple[str, ...], pr: _Problems
+    prog: _ProgramTable, present: set[str], src: Source, base: tuple[str, ...], pr: Problems
 ) -> None:
     """Checks of values that are used as they are."""
     _check_finite(prog, _FLOAT_KEYS, present, src, base, pr)
@@ -468,50 +327,31 @@ def _check_finite(
     table: msgspec.Struct,
     keys: tuple[str, ...],
     present: set[str],
-    src: _Source,
+    src: Source,
     base: tuple[str, ...],
-    pr: _Problems,
+    pr: Problems,
 ) -> None:
     for key in keys:
         if key in present and not math.isfinite(getattr(table, key)):
             pr.at(src, (*base, key), f"must be a finite number, got {_show(getattr(table, key))}")
 
 
-def _held_socket_problem(what: str, target: str, addr: str) -> str:
-    return (
-        f"{what} would always succeed: twinvisor itself holds the socket {addr!r} "
-        "(listen_addrs) and the kernel accepts connections on it before the program does; "
-        'probe it with http:// or use ready = "notify"'
-    )
-
-
 def _resolve_ready(
-    prog: _ProgramTable, src: _Source, base: tuple[str, ...], pr: _Problems
+    prog: _ProgramTable, src: Source, base: tuple[str, ...], pr: Problems
 ) -> ReadySpec:
     try:
-        ready = parse_ready(prog.ready, prog.ready_timeout)
+        return parse_ready(prog.ready, prog.ready_timeout, prog.listen_addrs)
     except ValueError as e:
         pr.at(src, (*base, "ready"), str(e))
         return ReadySpec()
-    if ready.mode is ReadyMode.DELAY and ready.delay >= ready.timeout:
-        pr.at(
-            src,
-            (*base, "ready"),
-            f"ready delay of {ready.delay:g}s is not shorter than ready_timeout "
-            f"({ready.timeout:g}s): every start would time out",
-        )
-    if ready.mode is ReadyMode.TCP and (addr := held_address(ready.target, prog.listen_addrs)):
-        what = f"ready = {_show(prog.ready)}"
-        pr.at(src, (*base, "ready"), _held_socket_problem(what, ready.target, addr))
-    return ready
 
 
 def _resolve_health(
-    prog: _ProgramTable, src: _Source, base: tuple[str, ...], pr: _Problems
+    prog: _ProgramTable, src: Source, base: tuple[str, ...], pr: Problems
 ) -> HealthSpec | None:
     """The [program.NAME.health] table: exactly one probe and its timing."""
     hbase = (*base, "health")
-    valid = _check_table(prog.health, _HealthTable, src, hbase, pr)
+    valid = check_table(prog.health, _HealthTable, src, hbase, pr)
     h = msgspec.convert(valid, type=_HealthTable)
     _check_finite(h, _HEALTH_FLOAT_KEYS, set(valid), src, hbase, pr)
     given = [k for k in _PROBES if k in prog.health]  # as written: a bad type is no "none"
@@ -519,35 +359,19 @@ def _resolve_health(
         found = "none is set" if not given else "got " + " and ".join(map(repr, given))
         pr.at(src, hbase, f"a health table needs exactly one of {_PROBES_SHOWN}; {found}")
         return None
-
-    def spec(kind: HealthKind, target: str = "", command: tuple[str, ...] = ()) -> HealthSpec:
-        return HealthSpec(kind, target, command, h.interval, h.timeout, h.failures)
-
-    if h.http is not None:
-        if problem := http_url_problem(h.http):
-            pr.at(src, (*hbase, "http"), problem)
-            return None
-        return spec(HealthKind.HTTP, h.http)
-    if h.tcp is not None:
-        if problem := host_port_problem(h.tcp):
-            pr.at(src, (*hbase, "tcp"), problem)
-            return None
-        if addr := held_address(h.tcp, prog.listen_addrs):
-            what = f"health check tcp = {_show(h.tcp)}"
-            pr.at(src, (*hbase, "tcp"), _held_socket_problem(what, h.tcp, addr))
-        return spec(HealthKind.TCP, h.tcp)
-    if h.command is not None:
-        try:
-            argv = split_command(h.command, "health command")
-        except ValueError as e:
-            pr.at(src, (*hbase, "command"), str(e))
-            return None
-        return spec(HealthKind.COMMAND, command=argv)
-    return None  # the probe had the wrong type: reported by the type check
+    kind = given[0]
+    if kind not in valid:
+        return None  # the probe had the wrong type: reported by the type check
+    try:
+        probe, target, argv = health_probe(kind, valid[kind], prog.listen_addrs)
+    except ValueError as e:
+        pr.at(src, (*hbase, kind), str(e))
+        return None
+    return HealthSpec(probe, target, argv, h.interval, h.timeout, h.failures)
 
 
 def _resolve_depends_on(
-    prog: _ProgramTable, src: _Source, base: tuple[str, ...], pr: _Problems
+    prog: _ProgramTable, src: Source, base: tuple[str, ...], pr: Problems
 ) -> list[tuple[int, Dependency]]:
     """Syntax of each entry; what needs the other programs is checked by _check_dependencies."""
     name = base[-1]
@@ -568,7 +392,7 @@ def _resolve_depends_on(
     return deps
 
 
-def _abspath(path: str, src: _Source) -> str | None:
+def _abspath(path: str, src: Source) -> str | None:
     """`path` made absolute against the directory of the file that names it."""
     if "\0" in path:
         return None
@@ -579,7 +403,7 @@ def _abspath(path: str, src: _Source) -> str | None:
 class _Node:
     """What the checks across programs need to know of one program (see depends_on)."""
 
-    src: _Source
+    src: Source
     depends_on: list[tuple[int, Dependency]]  # (index in the depends_on list, dependency)
     has_health: bool
 
@@ -587,9 +411,9 @@ class _Node:
 def _program_specs(
     name: str,
     table: Any,
-    src: _Source,
+    src: Source,
     daemon: DaemonSpec,
-    pr: _Problems,
+    pr: Problems,
     nodes: dict[str, _Node],
 ) -> list[ProgramSpec]:
     base = ("program", name)
@@ -600,7 +424,7 @@ def _program_specs(
         pr.at(src, base, f"[program.{name}] must be a table, got {_show(table)}")
         return []
     before = len(pr.items)
-    valid = _check_table(table, _ProgramTable, src, base, pr)
+    valid = check_table(table, _ProgramTable, src, base, pr)
     prog = msgspec.convert(valid, type=_ProgramTable)  # each value already passed alone
     resolved = _check_meaning(prog, set(valid), set(table), src, base, pr)
     # a health table with problems still counts: "healthy" on it is not a second problem
@@ -610,7 +434,7 @@ def _program_specs(
     return _instances(name, prog, resolved, src, daemon)
 
 
-def _check_dependencies(nodes: dict[str, _Node], known: list[str], pr: _Problems) -> None:
+def _check_dependencies(nodes: dict[str, _Node], known: list[str], pr: Problems) -> None:
     """depends_on across all files: programs that exist, "healthy" only with health, no cycle."""
     graph: dict[str, list[str]] = {}
     for name, node in nodes.items():
@@ -618,7 +442,7 @@ def _check_dependencies(nodes: dict[str, _Node], known: list[str], pr: _Problems
         for i, dep in node.depends_on:
             where, suffix = ("program", name, "depends_on"), f"[{i}]"
             if dep.program not in known:
-                pr.at(node.src, where, _unknown_program(dep.program, known), suffix)
+                pr.at(node.src, where, unknown_program(dep.program, known), suffix)
                 continue
             graph[name].append(dep.program)
             target = nodes.get(dep.program)  # None: that program's table is unusable
@@ -630,7 +454,7 @@ def _check_dependencies(nodes: dict[str, _Node], known: list[str], pr: _Problems
                     f"becomes healthy; add one, or depend on '{dep.program}:ready'",
                     suffix,
                 )
-    for cycle in _cycles(graph):
+    for cycle in dependency_cycles(graph):
         node = nodes[cycle[0]]
         i = next(i for i, d in node.depends_on if d.program == cycle[1])
         shown = " -> ".join([*cycle, cycle[0]])
@@ -638,40 +462,8 @@ def _check_dependencies(nodes: dict[str, _Node], known: list[str], pr: _Problems
         pr.at(node.src, where, f"dependency cycle: {shown}", f"[{i}]")
 
 
-def _cycles(graph: dict[str, list[str]]) -> list[list[str]]:
-    """Cycles found by a depth-first walk, each starting at its first program in config order.
-
-    Iterative, so a long chain of programs cannot exhaust the recursion limit.
-    """
-    order = {name: n for n, name in enumerate(graph)}
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    found: dict[tuple[str, ...], None] = {}
-    for root in graph:
-        if root in state:
-            continue
-        state[root] = 1
-        path = [root]
-        stack = [iter(graph[root])]
-        while stack:
-            nxt = next(stack[-1], None)
-            if nxt is None:
-                state[path.pop()] = 2
-                stack.pop()
-            elif nxt not in graph:
-                continue
-            elif state.get(nxt) == 1:
-                cycle = path[path.index(nxt) :]
-                first = min(range(len(cycle)), key=lambda n: order[cycle[n]])
-                found[tuple(cycle[first:] + cycle[:first])] = None
-            elif nxt not in state:
-                state[nxt] = 1
-                path.append(nxt)
-                stack.append(iter(graph[nxt]))
-    return [list(c) for c in found]
-
-
 def _log(
-    value: str | None, default: str, prog: _ProgramTable, resolved: _Resolved, src: _Source
+    value: str | None, default: str, prog: _ProgramTable, resolved: _Resolved, src: Source
 ) -> LogSpec:
     # "" means discard (supergo: empty = no output); absent means a file in log_dir
     path = default if value is None else (_abspath(value, src) if value else None)
@@ -696,7 +488,7 @@ def _restart_policy(prog: _ProgramTable) -> RestartPolicy:
 
 
 def _instances(
-    name: str, prog: _ProgramTable, resolved: _Resolved, src: _Source, daemon: DaemonSpec
+    name: str, prog: _ProgramTable, resolved: _Resolved, src: Source, daemon: DaemonSpec
 ) -> list[ProgramSpec]:
     policy = _restart_policy(prog)
     specs = []
@@ -739,10 +531,10 @@ def _instances(
 # the whole file
 
 
-def _daemon_spec(root: _Source, pr: _Problems) -> DaemonSpec:
+def _daemon_spec(root: Source, pr: Problems) -> DaemonSpec:
     table = root.data.get("daemon", {})
     valid = (
-        _check_table(table, _DaemonTable, root, ("daemon",), pr) if isinstance(table, dict) else {}
+        check_table(table, _DaemonTable, root, ("daemon",), pr) if isinstance(table, dict) else {}
     )
     d = msgspec.convert(valid, type=_DaemonTable)
     env_run_dir = os.environ.get("TWINVISOR_RUN_DIR")  # relative to the cwd, like any env path
@@ -764,7 +556,7 @@ def _daemon_spec(root: _Source, pr: _Problems) -> DaemonSpec:
     return DaemonSpec(run_dir=run_dir, log_dir=log_dir, socket=socket)
 
 
-def _daemon_path(root: _Source, key: str, value: str | None, default: str, pr: _Problems) -> str:
+def _daemon_path(root: Source, key: str, value: str | None, default: str, pr: Problems) -> str:
     path = default if value is None else _abspath(value, root)
     if path is None:
         pr.at(root, ("daemon", key), "path contains a NUL byte")
@@ -772,10 +564,10 @@ def _daemon_path(root: _Source, key: str, value: str | None, default: str, pr: _
     return path
 
 
-def _check_top(src: _Source, is_main: bool, pr: _Problems) -> None:
+def _check_top(src: Source, is_main: bool, pr: Problems) -> None:
     for key, value in src.data.items():
         if key not in _TOP_KEYS:
-            pr.at(src, (key,), _unknown_key(key, _TOP_KEYS))
+            pr.at(src, (key,), unknown_key(key, _TOP_KEYS))
         elif not isinstance(value, dict):
             pr.at(src, (key,), f"{key} must be a table ([{key}]), got {_show(value)}")
         elif key == "daemon" and not is_main:
@@ -785,7 +577,7 @@ def _check_top(src: _Source, is_main: bool, pr: _Problems) -> None:
 def load_config(path: str) -> Config:
     """Read, include, validate. Raises ConfigError listing every problem found."""
     main = os.path.abspath(path)
-    pr = _Problems()
+    pr = Problems()
     sources = _load_sources(main, pr)
     if not sources:
         raise ConfigError(pr.items)

@@ -6,13 +6,25 @@ This scans the source text for table headers (`[program.web]`), key/value lines 
 tables and arrays are not recorded: `line()` falls back to the nearest enclosing key, which is
 the line the user has to look at anyway. It is a locator, not a parser: tomllib has already
 accepted the file when this runs.
+
+Also here: `Source` (one parsed file with its locator) and `Problems`, which turns a key path
+into a ConfigProblem naming file, line and key; and `read_regular`, which reads config and env
+files safely.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from twinvisor.errors import ConfigProblem
+
+MAX_FILE_BYTES = 1 << 20  # config and env files: a guard against pointing at a huge file
 
 _BARE = r"[A-Za-z0-9_-]+"
 _BASIC = r'"(?:[^"\\]|\\.)*"'
@@ -92,3 +104,48 @@ def toml_error_line(message: str) -> int | None:
     """The line number in a TOMLDecodeError message ("... (at line 3, column 7)")."""
     match = _TOML_ERROR_LINE.search(message)
     return int(match.group(1)) if match else None
+
+
+# ---------------------------------------------------------------------------------------------
+# files and located problems
+
+
+def read_regular(path: str) -> bytes:
+    """Read a regular file; refuse devices and FIFOs, which could block or never end."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise OSError(f"not a regular file: {path}")
+    with open(path, "rb") as f:
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise OSError(f"file larger than {MAX_FILE_BYTES} bytes: {path}")
+    return data
+
+
+@dataclass
+class Source:
+    """One parsed config file."""
+
+    path: str  # absolute
+    data: dict[str, Any]
+    locator: Locator
+
+    def where(self, path: tuple[str, ...]) -> str:
+        line = self.locator.line(path)
+        return self.path if line is None else f"{self.path}:{line}"
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+@dataclass
+class Problems:
+    """Every problem found so far, located."""
+
+    items: list[ConfigProblem] = field(default_factory=list)
+
+    def at(self, src: Source, path: tuple[str, ...], message: str, suffix: str = "") -> None:
+        key = ".".join(p if _BARE_KEY.fullmatch(p) else json.dumps(p) for p in path) + suffix
+        self.items.append(ConfigProblem(src.path, src.locator.line(path), key, message))
+
+    def raw(self, file: str, line: int | None, key: str, message: str) -> None:
+        self.items.append(ConfigProblem(file, line, key, message))

@@ -1,8 +1,9 @@
-"""Checks and parsers of single config values, used by config.py once the types are right.
+"""Checks and parsers of config values, used by config.py.
 
-Each function looks at one value and either returns what it means or says why it is wrong, as
-a message without file, line or key (config.py adds those). Nothing here reads the config file;
-`parse_env_text` parses the text of an env_file that config.py has read.
+`check_table` checks the types of a table, key by key, against a msgspec schema and reports each
+bad key. Every other function looks at one value that has the right type and either returns
+what it means or says why it is wrong, as a message without file, line or key (config.py adds
+those). Nothing here reads a file; `parse_env_text` parses the text of an env_file.
 """
 
 from __future__ import annotations
@@ -15,13 +16,20 @@ import shlex
 from typing import Any
 from urllib.parse import urlsplit
 
-from twinvisor.specs import DependCondition, Dependency, ReadyMode, ReadySpec
+import msgspec
+
+from twinvisor.config_locate import Problems, Source
+from twinvisor.specs import DependCondition, Dependency, HealthKind, ReadyMode, ReadySpec
 
 __all__ = [
     "MAX_NAME",
     "UNIX_PATH_MAX",
     "account_problem",
+    "check_table",
+    "dependency_cycles",
+    "health_probe",
     "held_address",
+    "held_socket_problem",
     "host_port_problem",
     "http_url_problem",
     "listen_addr_problem",
@@ -35,6 +43,8 @@ __all__ = [
     "signal_name",
     "socket_owner_problems",
     "split_command",
+    "unknown_key",
+    "unknown_program",
 ]
 
 MAX_NAME = 64
@@ -57,6 +67,102 @@ def _did_you_mean(word: str, known: list[str] | tuple[str, ...]) -> str:
 
     close = difflib.get_close_matches(word, known, n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# types, against a msgspec schema
+
+
+_CHOICES = {
+    "auto_restart": "true, false, 'always', 'unexpected', 'never'",
+    "after_give_up": "'fatal', 'slow_retry'",
+}
+
+
+def unknown_key(key: str, known: tuple[str, ...]) -> str:
+    """The problem of a key that the table's schema does not have, with the nearest one."""
+    import difflib  # only needed when something is wrong
+
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
+    return f"unknown key {key!r}{hint}"
+
+
+def unknown_program(name: str, known: list[str]) -> str:
+    """The problem of a depends_on entry naming a program that no file defines."""
+    hint = _did_you_mean(name, known)
+    if not hint and known:
+        hint = f"; programs: {', '.join(known[:20])}{', ...' if len(known) > 20 else ''}"
+    return f"depends on {name!r}, but there is no such program{hint}"
+
+
+_MSGSPEC_ERROR = re.compile(r"^(?P<body>.*?)(?: - at `\$(?P<at>[^`]*)`)?$", re.S)
+
+
+def _translate(error: str, key: str, value: Any) -> tuple[str, str]:
+    """msgspec's message -> (our message, key path suffix such as "[0]")."""
+    match = _MSGSPEC_ERROR.match(error)
+    body, at = (match["body"], match["at"] or "") if match else (error, "")
+    suffix = at.removeprefix(f".{key}")
+    body = body.replace("`object`", "`table`").replace("`", "")
+    for index in re.findall(r"\[(\d+)\]", suffix):  # show the element, not the whole list
+        value = value[int(index)] if isinstance(value, list) else value
+    if body.startswith("Invalid enum value"):
+        return f"invalid value {show(value)}; expected one of {_CHOICES.get(key, '')}", suffix
+    if ", got" in body:
+        body += f" ({show(value)})"
+    else:  # a constraint such as "Expected int >= 1"
+        body += f", got {show(value)}"
+    return body[0].lower() + body[1:], suffix
+
+
+def check_table(
+    table: dict[str, Any],
+    schema: type[msgspec.Struct],
+    src: Source,
+    base: tuple[str, ...],
+    pr: Problems,
+) -> dict[str, Any]:
+    """Report unknown keys and badly typed values one by one; return the valid entries."""
+    known = schema.__struct_fields__
+    valid: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in known:
+            pr.at(src, (*base, key), unknown_key(key, known))
+        elif _type_ok(schema, key, value, src, (*base, key), pr):
+            valid[key] = value
+    return valid
+
+
+def _type_ok(
+    schema: type[msgspec.Struct],
+    key: str,
+    value: Any,
+    src: Source,
+    path: tuple[str, ...],
+    pr: Problems,
+) -> bool:
+    error = _convert_error(schema, key, value)
+    if error is None:
+        return True
+    message, suffix = _translate(error, key, value)
+    if suffix != "[...]" or not isinstance(value, dict):
+        pr.at(src, path, message, suffix)
+        return False
+    # msgspec does not say which entry of a table is wrong: name each one
+    for name, item in value.items():
+        if (error := _convert_error(schema, key, {name: item})) is not None:
+            pr.at(src, (*path, name), _translate(error, key, item)[0])
+    return False
+
+
+def _convert_error(schema: type[msgspec.Struct], key: str, value: Any) -> str | None:
+    try:
+        # one key at a time so that every bad key is reported, not only the first
+        msgspec.convert({key: value}, type=schema)
+    except msgspec.ValidationError as e:
+        return str(e)
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,8 +419,31 @@ _SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 _READY_FORMS = "'spawn', 'notify', 'tcp://HOST:PORT', 'http://HOST:PORT/PATH' or 'delay:SECONDS'"
 
 
-def parse_ready(value: str, timeout: float = 30.0) -> ReadySpec:
-    """The `ready` key -> ReadySpec. ValueError with a message if `value` is not one."""
+def held_socket_problem(what: str, addr: str) -> str:
+    """A TCP probe of an address in listen_addrs: see held_address."""
+    return (
+        f"{what} would always succeed: twinvisor itself holds the socket {addr!r} "
+        "(listen_addrs) and the kernel accepts connections on it before the program does; "
+        'probe it with http:// or use ready = "notify"'
+    )
+
+
+def parse_ready(
+    value: str, timeout: float = 30.0, listen_addrs: tuple[str, ...] | list[str] = ()
+) -> ReadySpec:
+    """The `ready` and `ready_timeout` keys -> ReadySpec. ValueError says why they are wrong."""
+    ready = _parse_ready(value, timeout)
+    if ready.mode is ReadyMode.DELAY and ready.delay >= timeout:
+        raise ValueError(
+            f"ready delay of {ready.delay:g}s is not shorter than ready_timeout "
+            f"({timeout:g}s): every start would time out"
+        )
+    if ready.mode is ReadyMode.TCP and (addr := held_address(ready.target, listen_addrs)):
+        raise ValueError(held_socket_problem(f"ready = {show(value)}", addr))
+    return ready
+
+
+def _parse_ready(value: str, timeout: float) -> ReadySpec:
     if value in ("spawn", "notify"):
         return ReadySpec(ReadyMode(value), timeout=timeout)
     scheme, sep, rest = value.partition("://")
@@ -356,3 +485,54 @@ def parse_dependency(entry: str) -> Dependency:
             f"{', '.join(_CONDITIONS)}{_did_you_mean(condition, _CONDITIONS)}"
         )
     return Dependency(name, DependCondition(condition))
+
+
+def health_probe(
+    kind: str, value: str | list[str], listen_addrs: tuple[str, ...] | list[str] = ()
+) -> tuple[HealthKind, str, tuple[str, ...]]:
+    """One of the health keys http / tcp / command -> (kind, target, argv); else ValueError."""
+    if kind == "command":
+        return HealthKind.COMMAND, "", split_command(value, "health command")
+    if not isinstance(value, str):
+        raise ValueError(f"expected str, got {show(value)}")
+    if kind == "http":
+        if problem := http_url_problem(value):
+            raise ValueError(problem)
+        return HealthKind.HTTP, value, ()
+    if problem := host_port_problem(value):
+        raise ValueError(problem)
+    if addr := held_address(value, listen_addrs):
+        raise ValueError(held_socket_problem(f"health check tcp = {show(value)}", addr))
+    return HealthKind.TCP, value, ()
+
+
+def dependency_cycles(graph: dict[str, list[str]]) -> list[list[str]]:
+    """Cycles found by a depth-first walk, each starting at its first program in config order.
+
+    Iterative, so a long chain of programs cannot exhaust the recursion limit.
+    """
+    order = {name: n for n, name in enumerate(graph)}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    found: dict[tuple[str, ...], None] = {}
+    for root in graph:
+        if root in state:
+            continue
+        state[root] = 1
+        path = [root]
+        stack = [iter(graph[root])]
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif nxt not in graph:
+                continue
+            elif state.get(nxt) == 1:
+                cycle = path[path.index(nxt) :]
+                first = min(range(len(cycle)), key=lambda n: order[cycle[n]])
+                found[tuple(cycle[first:] + cycle[:first])] = None
+            elif nxt not in state:
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(graph[nxt]))
+    return [list(c) for c in found]

@@ -107,13 +107,13 @@ async def _call(callback: Callable[..., Awaitable[None] | None] | None, *args: A
 class _Worker:
     """One named worker: its current process, reader, dispatcher and restart loop."""
 
-    def __init__(self, name: str, spec: _Spec, queue_size: int, line_limit: int) -> None:
+    def __init__(self, name: str, spec: _Spec, limits: tuple[int, int, float]) -> None:
         self.name, self.spec = name, spec
-        self.queue_size, self.line_limit = queue_size, line_limit
+        self.queue_size, self.line_limit, self.stop_timeout = limits
         self.popen: subprocess.Popen[bytes] | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.reader = asyncio.StreamReader()
-        self.queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue(queue_size)
+        self.queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue(self.queue_size)
         self.lines_read = 0
         self.paused = False
         self.restarts = 0
@@ -220,7 +220,7 @@ class _Worker:
     def fail(self, error: BaseException) -> None:
         if self.error is None:
             self.error = error
-            self.stop(10.0)
+            self.stop(self.stop_timeout)
 
     def stop(self, timeout: float) -> None:
         """TERM to the whole group now, KILL at `timeout` if anything is left."""
@@ -358,7 +358,7 @@ class AsyncPool:
         argv = tuple(shlex.split(command) if isinstance(command, str) else command)
         spec = _Spec(argv, env, cwd, merge_stderr, restart, on_output or self.on_output,
                      on_end or self.on_end)  # fmt: skip
-        worker = _Worker(name, spec, self.queue_size, self.line_limit)
+        worker = _Worker(name, spec, (self.queue_size, self.line_limit, self.stop_timeout))
         try:
             await worker.spawn()
         except OSError as e:

@@ -26,6 +26,7 @@ from twinvisor.config_values import (
     account_problem,
     check_table,
     dependency_cycles,
+    find_problem,
     health_probe,
     listen_addr_problem,
     name_problem,
@@ -110,6 +111,8 @@ class _ProgramTable(msgspec.Struct, forbid_unknown_fields=True):
     restart_batch: Annotated[int, msgspec.Meta(ge=1)] = 1
     socket_mode: int | str = 0o660
     socket_owner: str | None = None
+    find: str | None = None
+    pidfile: str | None = None
 
 
 class _HealthTable(msgspec.Struct, forbid_unknown_fields=True):
@@ -318,7 +321,9 @@ def _check_plain(
     for i, addr in enumerate(prog.listen_addrs):
         if problem := listen_addr_problem(addr):
             pr.at(src, (*base, "listen_addrs"), problem, f"[{i}]")
-    for key in ("directory", "stdout_file", "stderr_file"):
+    if prog.find is not None and (problem := find_problem(prog.find)):
+        pr.at(src, (*base, "find"), problem)
+    for key in ("directory", "stdout_file", "stderr_file", "pidfile"):
         if "\0" in (getattr(prog, key) or ""):
             pr.at(src, (*base, key), "path contains a NUL byte")
 
@@ -521,6 +526,8 @@ def _instances(
                 restart_batch=prog.restart_batch,
                 socket_mode=resolved.socket_mode,
                 socket_owner=prog.socket_owner,
+                find=prog.find,
+                pidfile=None if prog.pidfile is None else _abspath(prog.pidfile, src),
                 source=src.where(("program", name)),
             )
         )

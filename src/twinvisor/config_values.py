@@ -27,6 +27,7 @@ __all__ = [
     "account_problem",
     "check_table",
     "dependency_cycles",
+    "find_problem",
     "health_probe",
     "held_address",
     "held_socket_problem",
@@ -419,12 +420,11 @@ _SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 _READY_FORMS = "'spawn', 'notify', 'tcp://HOST:PORT', 'http://HOST:PORT/PATH' or 'delay:SECONDS'"
 
 
-def held_socket_problem(what: str, addr: str) -> str:
+def held_socket_problem(what: str, addr: str, advice: str) -> str:
     """A TCP probe of an address in listen_addrs: see held_address."""
     return (
         f"{what} would always succeed: twinvisor itself holds the socket {addr!r} "
-        "(listen_addrs) and the kernel accepts connections on it before the program does; "
-        'probe it with http:// or use ready = "notify"'
+        "(listen_addrs) and the kernel accepts connections on it before the program does; " + advice
     )
 
 
@@ -439,7 +439,8 @@ def parse_ready(
             f"({timeout:g}s): every start would time out"
         )
     if ready.mode is ReadyMode.TCP and (addr := held_address(ready.target, listen_addrs)):
-        raise ValueError(held_socket_problem(f"ready = {show(value)}", addr))
+        advice = 'probe it with http:// or use ready = "notify"'
+        raise ValueError(held_socket_problem(f"ready = {show(value)}", addr, advice))
     return ready
 
 
@@ -469,6 +470,17 @@ def _parse_ready(value: str, timeout: float) -> ReadySpec:
 
 
 _CONDITIONS = tuple(c.value for c in DependCondition)
+
+
+FIND_MODES = ("cmdline", "cwd", "exe")
+
+
+def find_problem(value: str) -> str | None:
+    """The `find` key: how to recognise a copy of the program that is already running."""
+    if value in FIND_MODES:
+        return None
+    shown = ", ".join(repr(m) for m in FIND_MODES)
+    return f"invalid find {show(value)}; expected one of {shown}{_did_you_mean(value, FIND_MODES)}"
 
 
 def parse_dependency(entry: str) -> Dependency:
@@ -502,7 +514,8 @@ def health_probe(
     if problem := host_port_problem(value):
         raise ValueError(problem)
     if addr := held_address(value, listen_addrs):
-        raise ValueError(held_socket_problem(f"health check tcp = {show(value)}", addr))
+        advice = "check it with http:// or a command instead"
+        raise ValueError(held_socket_problem(f"health check tcp = {show(value)}", addr, advice))
     return HealthKind.TCP, value, ()
 
 

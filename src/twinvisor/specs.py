@@ -117,6 +117,8 @@ class ProgramSpec:
     restart_batch: int = 1  # instances restarted at a time when numprocs > 1 (rolling)
     socket_mode: int = 0o660  # for unix: listen_addrs
     socket_owner: str | None = None  # "user" or "user:group" for unix: listen_addrs
+    find: str | None = None  # adopt a running copy found by "cmdline", "cwd" or "exe"
+    pidfile: str | None = None  # absolute path of the program's pid file (seed 001's pid lock)
     # "file:line" of the [program.NAME] header, for messages; moving a section is no change
     source: str = field(default="", compare=False)
 

@@ -16,8 +16,26 @@ from hypothesis import strategies as st
 
 from twinvisor.config import config_to_dict, format_problems, load_config, parse_size
 from twinvisor.config_locate import Locator, split_key, toml_error_line
+from twinvisor.config_values import (
+    dependency_cycles,
+    held_address,
+    parse_dependency,
+    parse_socket_mode,
+)
 from twinvisor.errors import ConfigError, ConfigProblem
-from twinvisor.specs import AfterGiveUp, AutoRestart, Config, LogSpec
+from twinvisor.specs import (
+    AfterGiveUp,
+    AutoRestart,
+    Config,
+    DependCondition,
+    Dependency,
+    HealthKind,
+    HealthSpec,
+    LogSpec,
+    ProgramSpec,
+    ReadyMode,
+    ReadySpec,
+)
 
 SUPERGO = """\
 [program.test]
@@ -486,20 +504,26 @@ _KEYS = [
     "stop_signal", "stop_timeout", "stop_before_restart", "user", "group", "numprocs",
     "stdout_file", "stderr_file", "listen_addrs", "max_retry", "min_uptime", "backoff_initial",
     "backoff_factor", "backoff_max", "exit_codes", "after_give_up", "slow_retry_interval",
-    "log_max_bytes", "log_backups", "log_timestamps", "bogus",
+    "log_max_bytes", "log_backups", "log_timestamps", "ready", "ready_timeout", "watchdog_sec",
+    "health", "depends_on", "restart_batch", "socket_mode", "socket_owner", "bogus",
 ]  # fmt: skip
 
+_HEALTH_KEYS = ["http", "tcp", "command", "interval", "timeout", "failures", "x"]
 _scalars = (
     st.booleans()
     | st.integers(min_value=-(2**63), max_value=2**63 - 1)
     | st.floats()
     | st.text(max_size=20)
     | st.sampled_from(["TERM", "10MB", ":80", "[::1]:1", "unix:/x", "always", "slow_retry", ""])
+    | st.sampled_from(["notify", "tcp://h:80", "http://h/", "delay:1", "0660", "root:root", "x"])
+    | st.sampled_from(["http", "tcp", "command", "interval", "x:healthy", "x:started"])
 )
 _values = st.recursive(
     _scalars,
     lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+        | st.dictionaries(st.sampled_from(_HEALTH_KEYS), inner, max_size=3)  # health tables
     ),
     max_leaves=6,
 )
@@ -558,3 +582,460 @@ def test_tables_of_the_wrong_type(tmp_path: Path) -> None:
     top, web = problems(f)
     assert (top.key, top.line) == ("include", 1) and "must be a table" in top.message
     assert (web.key, web.line) == ("program.web", 3) and "must be a table" in web.message
+
+
+# --- readiness, health, dependencies, sockets -----------------------------------------------
+
+
+def prog(tmp_path: Path, body: str, name: str = "a.toml") -> Path:
+    """A config whose first lines are `[program.x]` and `command = 'x'`: `body` starts at 3."""
+    return write(tmp_path / name, "[program.x]\ncommand = 'x'\n" + textwrap.dedent(body))
+
+
+def one(path: Path) -> ProgramSpec:
+    (p,) = load_config(str(path)).programs
+    return p
+
+
+def test_new_keys_defaults(tmp_path: Path) -> None:
+    p = one(prog(tmp_path, ""))
+    assert p.ready == ReadySpec(ReadyMode.SPAWN, "", 0.0, 30.0)
+    assert p.health is None and p.watchdog_sec == 0.0 and p.depends_on == ()
+    assert (p.restart_batch, p.socket_mode, p.socket_owner) == (1, 0o660, None)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("spawn", ReadySpec(ReadyMode.SPAWN, timeout=5)),
+        ("notify", ReadySpec(ReadyMode.NOTIFY, timeout=5)),
+        ("tcp://127.0.0.1:9000", ReadySpec(ReadyMode.TCP, "127.0.0.1:9000", timeout=5)),
+        ("tcp://[::1]:9000", ReadySpec(ReadyMode.TCP, "[::1]:9000", timeout=5)),
+        ("http://localhost:8080/health", ReadySpec(ReadyMode.HTTP, "http://localhost:8080/health", timeout=5)),  # noqa: E501
+        ("http://db.example", ReadySpec(ReadyMode.HTTP, "http://db.example", timeout=5)),
+        ("delay:2.5", ReadySpec(ReadyMode.DELAY, delay=2.5, timeout=5)),
+        ("delay:0", ReadySpec(ReadyMode.DELAY, delay=0, timeout=5)),
+    ],
+)  # fmt: skip
+def test_ready_values(tmp_path: Path, value: str, expected: ReadySpec) -> None:
+    assert one(prog(tmp_path, f"ready = '{value}'\nready_timeout = 5\n")).ready == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "fragment"),
+    [
+        ("ready = 'https://localhost/'", "ready", "https is not supported"),
+        ("ready = 'notfy'", "ready", "did you mean 'notify'?"),
+        ("ready = 'ready'", "ready", "expected 'spawn', 'notify', 'tcp://HOST:PORT'"),
+        ("ready = 'tcp://:80'", "ready", "expected 'HOST:PORT'"),
+        ("ready = 'tcp://h:0'", "ready", "port must be a number from 1 to 65535"),
+        ("ready = 'tcp://[zz]:1'", "ready", "invalid IPv6 address"),
+        ("ready = 'http://'", "ready", "the URL has no host"),
+        ("ready = 'http://h:99999/'", "ready", "out of range"),
+        ("ready = 'http://u:p@h/'", "ready", "passwords in the URL are not supported"),
+        ("ready = 'ftp://h/'", "ready", "expected 'spawn'"),
+        ("ready = 'delay:x'", "ready", "'delay:SECONDS' with SECONDS >= 0"),
+        ("ready = 'delay:-1'", "ready", "'delay:SECONDS' with SECONDS >= 0"),
+        ("ready = 'delay:inf'", "ready", "'delay:SECONDS' with SECONDS >= 0"),
+        ("ready = 'delay:40'", "ready", "not shorter than ready_timeout (30s)"),
+        ("ready = 3", "ready", "expected str, got int (3)"),
+        ("ready_timeout = 0", "ready_timeout", "expected float > 0.0, got 0"),
+        ("ready_timeout = inf", "ready_timeout", "must be a finite number"),
+        ("watchdog_sec = -1", "watchdog_sec", "expected float >= 0.0, got -1"),
+        ("restart_batch = 0", "restart_batch", "expected int >= 1, got 0"),
+        ("restart_batch = 1.5", "restart_batch", "expected int, got float"),
+    ],
+)
+def test_value_problems(tmp_path: Path, body: str, key: str, fragment: str) -> None:
+    f = prog(tmp_path, body + "\n")
+    p = only_problem(f)
+    assert (p.file, p.line, p.key) == (str(f), 3, f"program.x.{key}")
+    assert fragment in p.message, p.message
+
+
+def test_notify_watchdog_and_batch_are_fine_anywhere(tmp_path: Path) -> None:
+    p = one(
+        prog(
+            tmp_path,
+            """\
+            listen_addrs = [":8080", "unix:/run/x.sock"]
+            ready = "notify"
+            watchdog_sec = 2.5
+            numprocs = 1
+            restart_batch = 4
+            """,
+        )
+    )
+    assert (p.ready.mode, p.watchdog_sec, p.restart_batch) == (ReadyMode.NOTIFY, 2.5, 4)
+
+
+@pytest.mark.parametrize(
+    ("listen", "target"),
+    [
+        (":8080", "127.0.0.1:8080"),
+        ("0.0.0.0:8080", "app.example:8080"),
+        ("[::]:8080", "[::1]:8080"),
+        ("127.0.0.1:8080", "localhost:8080"),
+        ("localhost:8080", "LOCALHOST:8080"),
+    ],
+)
+def test_ready_tcp_on_a_held_listen_addr(tmp_path: Path, listen: str, target: str) -> None:
+    f = prog(tmp_path, f"listen_addrs = ['{listen}']\nready = 'tcp://{target}'\n")
+    p = only_problem(f)
+    assert (p.file, p.line, p.key) == (str(f), 4, "program.x.ready")
+    assert "would always succeed" in p.message
+    assert f"twinvisor itself holds the socket {listen!r}" in p.message
+    assert "http://" in p.message and '"notify"' in p.message
+
+
+@pytest.mark.parametrize(
+    ("listen", "target"),
+    [(":8080", "127.0.0.1:8081"), ("10.0.0.1:8080", "127.0.0.1:8080"), ("unix:/x", "h:1")],
+)
+def test_ready_tcp_on_another_address_is_fine(tmp_path: Path, listen: str, target: str) -> None:
+    f = prog(tmp_path, f"listen_addrs = ['{listen}']\nready = 'tcp://{target}'\n")
+    assert one(f).ready.target == target
+
+
+def test_health_tables(tmp_path: Path) -> None:
+    f = write(
+        tmp_path / "a.toml",
+        """\
+        [program.h]
+        command = "h"
+        [program.h.health]
+        http = "http://127.0.0.1:8080/healthz"
+        interval = 2
+        timeout = 0.5
+        failures = 1
+
+        [program.t]
+        command = "t"
+        health = { tcp = "127.0.0.1:5432" }
+
+        [program.c]
+        command = "c"
+        health.command = "pg_isready -q 'a b'"
+
+        [program.l]
+        command = "l"
+        health = { command = ["redis-cli", "ping"] }
+        """,
+    )
+    specs = load_config(str(f)).by_name()
+    assert specs["h"].health == HealthSpec(
+        HealthKind.HTTP, "http://127.0.0.1:8080/healthz", (), 2.0, 0.5, 1
+    )
+    assert specs["t"].health == HealthSpec(HealthKind.TCP, "127.0.0.1:5432")
+    assert specs["c"].health == HealthSpec(HealthKind.COMMAND, command=("pg_isready", "-q", "a b"))
+    assert specs["l"].health == HealthSpec(HealthKind.COMMAND, command=("redis-cli", "ping"))
+    assert specs["l"].health.interval == 10 and specs["l"].health.timeout == 5
+    assert specs["l"].health.failures == 3
+
+
+def test_health_problems(tmp_path: Path) -> None:
+    f = write(
+        tmp_path / "a.toml",
+        """\
+        [program.none]
+        command = "x"
+        [program.none.health]
+        interval = 3
+
+        [program.two]
+        command = "x"
+        health = { http = "http://h/", tcp = "h:1" }
+
+        [program.bad]
+        command = "x"
+        listen_addrs = [":81"]
+        [program.bad.health]
+        tcp = "localhost:81"
+        intervl = 1
+        timeout = 0
+        failures = 0
+
+        [program.https]
+        command = "x"
+        health.http = "https://h/"
+
+        [program.cmd]
+        command = "x"
+        health = { command = "" }
+
+        [program.notable]
+        command = "x"
+        health = "http://h/"
+
+        [program.port]
+        command = "x"
+        health = { tcp = "h" }
+        """,
+    )
+    found = {(p.line, p.key): p.message for p in problems(f)}
+    assert all(p.file == str(f) for p in problems(f))
+    assert found == {
+        (3, "program.none.health"): (
+            "a health table needs exactly one of 'http', 'tcp' or 'command'; none is set"
+        ),
+        (8, "program.two.health"): (
+            "a health table needs exactly one of 'http', 'tcp' or 'command'; got 'http' and 'tcp'"
+        ),
+        (14, "program.bad.health.tcp"): found[(14, "program.bad.health.tcp")],
+        (15, "program.bad.health.intervl"): "unknown key 'intervl'; did you mean 'interval'?",
+        (16, "program.bad.health.timeout"): "expected float > 0.0, got 0",
+        (17, "program.bad.health.failures"): "expected int >= 1, got 0",
+        (21, "program.https.health.http"): found[(21, "program.https.health.http")],
+        (25, "program.cmd.health.command"): "health command is empty",
+        (29, "program.notable.health"): 'expected table, got str ("http://h/")',
+        (33, "program.port.health.tcp"): (
+            "\"h\": expected 'HOST:PORT' (or '[v6]:PORT') to connect to"
+        ),
+    }
+    assert "would always succeed" in found[(14, "program.bad.health.tcp")]
+    assert found[(14, "program.bad.health.tcp")].endswith(
+        "check it with http:// or a command instead"
+    )
+    assert "https is not supported" in found[(21, "program.https.health.http")]
+
+
+def test_depends_on(tmp_path: Path) -> None:
+    f = write(
+        tmp_path / "a.toml",
+        """\
+        [program.web]
+        command = "w"
+        numprocs = 2
+        depends_on = ["db:healthy", "cache", "migrate:started", "queue:ready"]
+        [program.db]
+        command = "d"
+        health = { tcp = "127.0.0.1:5432" }
+        [program.cache]
+        command = "c"
+        [program.migrate]
+        command = "m"
+        [program.queue]
+        command = "q"
+        depends_on = [" cache : started "]
+        """,
+    )
+    specs = load_config(str(f)).by_name()
+    expected = (
+        Dependency("db", DependCondition.HEALTHY),
+        Dependency("cache", DependCondition.READY),
+        Dependency("migrate", DependCondition.STARTED),
+        Dependency("queue", DependCondition.READY),
+    )
+    assert specs["web:0"].depends_on == specs["web:1"].depends_on == expected
+    assert specs["queue"].depends_on == (Dependency("cache", DependCondition.STARTED),)
+    assert specs["db"].depends_on == ()
+
+
+def test_depends_on_problems(tmp_path: Path) -> None:
+    main = write(
+        tmp_path / "main.toml",
+        """\
+        [include]
+        files = "conf.d/*.toml"
+
+        [program.web]
+        command = "w"
+        depends_on = [
+          "databse",
+          "web",
+          "cache:healthy",
+          "cache:helthy",
+          "",
+          "cache",
+          "cache:started",
+        ]
+        """,
+    )
+    inc = write(tmp_path / "conf.d/db.toml", "[program.database]\ncommand='d'\n")
+    write(tmp_path / "conf.d/cache.toml", "[program.cache]\ncommand='c'\n")
+    found = problems(main)
+    assert {p.file for p in found} == {str(main)}
+    assert {(p.line, p.key): p.message for p in found} == {
+        (6, "program.web.depends_on[0]"): (
+            "depends on 'databse', but there is no such program; did you mean 'database'?"
+        ),
+        (6, "program.web.depends_on[1]"): "program 'web' depends on itself",
+        (6, "program.web.depends_on[2]"): (
+            "'cache' has no [program.cache.health] table, so it never becomes healthy; "
+            "add one, or depend on 'cache:ready'"
+        ),
+        (6, "program.web.depends_on[3]"): (
+            "invalid condition 'helthy' in \"cache:helthy\"; expected one of started, ready, "
+            "healthy; did you mean 'healthy'?"
+        ),
+        (6, "program.web.depends_on[4]"): "expected 'NAME' or 'NAME:CONDITION', got \"\"",
+        (6, "program.web.depends_on[5]"): "'cache' is listed twice",
+        (6, "program.web.depends_on[6]"): "'cache' is listed twice",
+    }
+    # the program named in the suggestion lives in an included file
+    assert load_config(str(inc)).programs[0].name == "database"
+
+
+def test_unknown_dependency_without_a_close_name_lists_programs(tmp_path: Path) -> None:
+    f = write(tmp_path / "a.toml", "[program.a]\ncommand='a'\ndepends_on=['zzz']\n")
+    p = only_problem(f)
+    assert (p.line, p.key) == (3, "program.a.depends_on[0]")
+    assert p.message == "depends on 'zzz', but there is no such program; programs: a"
+
+
+def test_dependency_cycle_is_shown_once(tmp_path: Path) -> None:
+    f = write(
+        tmp_path / "a.toml",
+        """\
+        [program.a]
+        command = "a"
+        depends_on = ["c", "b:started"]
+        [program.b]
+        command = "b"
+        depends_on = ["a"]
+        [program.c]
+        command = "c"
+        """,
+    )
+    p = only_problem(f)
+    assert (p.file, p.line, p.key) == (str(f), 3, "program.a.depends_on[1]")
+    assert p.message == "dependency cycle: a -> b -> a"
+
+
+def test_dependency_cycle_across_files(tmp_path: Path) -> None:
+    main = write(
+        tmp_path / "main.toml",
+        "[include]\nfiles = 'more.toml'\n[program.a]\ncommand='a'\ndepends_on=['c']\n",
+    )
+    more = write(
+        tmp_path / "more.toml",
+        "[program.b]\ncommand='b'\ndepends_on=['a']\n[program.c]\ncommand='c'\ndepends_on=['b']\n",
+    )
+    p = only_problem(main)
+    assert (p.file, p.line, p.key) == (str(main), 5, "program.a.depends_on[0]")
+    assert p.message == "dependency cycle: a -> c -> b -> a"
+    assert more.exists()
+
+
+def test_dependency_on_a_broken_program_is_not_a_second_problem(tmp_path: Path) -> None:
+    f = write(
+        tmp_path / "a.toml",
+        "[program.a]\ncommand='a'\ndepends_on=['b:healthy']\n"
+        "[program.b]\ncommand='b'\nhealth = { tcp = 'nope' }\n",
+    )
+    p = only_problem(f)
+    assert (p.line, p.key) == (6, "program.b.health.tcp")
+
+
+@pytest.mark.parametrize(
+    ("value", "mode"),
+    [('"0640"', 0o640), ('"640"', 0o640), ('"0o600"', 0o600), ("0o660", 0o660), ("0", 0)],
+)
+def test_socket_mode(tmp_path: Path, value: str, mode: int) -> None:
+    assert one(prog(tmp_path, f"socket_mode = {value}\n")).socket_mode == mode
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ('"0666"', 'socket_mode "0666" (0o666) lets every user write to the socket: '
+                   "world-writable sockets are refused"),
+        ("0o777", "socket_mode 511 (0o777) lets every user write"),
+        ('"2"', "world-writable sockets are refused"),
+        ('"0668"', 'expected octal digits such as "0660", got "0668"'),
+        ('"rw-rw----"', "expected octal digits"),
+        ('"01660"', "expected octal digits"),
+        ("660", 'socket_mode must be permission bits from 0o000 to 0o777, got 660 '
+                '(did you mean "0660" or 0o660?)'),
+        ("-1", "socket_mode must be permission bits"),
+        ("6.6", "expected int | str, got float"),
+    ],
+)  # fmt: skip
+def test_socket_mode_problems(tmp_path: Path, value: str, fragment: str) -> None:
+    f = prog(tmp_path, f"socket_mode = {value}\n")
+    p = only_problem(f)
+    assert (p.file, p.line, p.key) == (str(f), 3, "program.x.socket_mode")
+    assert fragment in p.message, p.message
+
+
+@pytest.mark.parametrize("value", ["root", "root:root", "0:0", "0"])
+def test_socket_owner(tmp_path: Path, value: str) -> None:
+    assert one(prog(tmp_path, f"socket_owner = '{value}'\n")).socket_owner == value
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("no-such-user-tv", 'socket_owner: user "no-such-user-tv" does not exist on this system'),
+        ("root:no-such-group-tv", 'socket_owner: group "no-such-group-tv" does not exist on this system'),  # noqa: E501
+        ("root:", "socket_owner: expected 'user' or 'user:group', got \"root:\""),
+        (":root", "socket_owner: expected 'user' or 'user:group', got \":root\""),
+        ("a:b:c", "socket_owner: expected 'user' or 'user:group', got \"a:b:c\""),
+    ],
+)  # fmt: skip
+def test_socket_owner_problems(tmp_path: Path, value: str, message: str) -> None:
+    f = prog(tmp_path, f"socket_owner = '{value}'\n")
+    p = only_problem(f)
+    assert (p.file, p.line, p.key, p.message) == (str(f), 3, "program.x.socket_owner", message)
+
+
+def test_socket_owner_user_and_group_both_missing(tmp_path: Path) -> None:
+    user, group = problems(prog(tmp_path, "socket_owner = 'no-such-user-tv:no-such-group-tv'\n"))
+    assert "user" in user.message and "group" in group.message
+    assert user.line == group.line == 3
+
+
+def test_config_to_dict_new_fields(tmp_path: Path) -> None:
+    f = write(
+        tmp_path / "a.toml",
+        """\
+        [program.a]
+        command = "a"
+        ready = "http://127.0.0.1:1/up"
+        watchdog_sec = 3
+        depends_on = ["b:healthy"]
+        restart_batch = 2
+        socket_mode = "0600"
+        socket_owner = "root"
+        [program.b]
+        command = "b"
+        health = { command = "true", failures = 2 }
+        """,
+    )
+    a, b = config_to_dict(load_config(str(f)))["programs"]
+    assert json.loads(json.dumps(a)) == a
+    assert a["ready"] == {
+        "mode": "http",
+        "target": "http://127.0.0.1:1/up",
+        "delay": 0.0,
+        "timeout": 30.0,
+    }
+    assert a["health"] is None and a["watchdog_sec"] == 3
+    assert a["depends_on"] == [{"program": "b", "condition": "healthy"}]
+    assert (a["restart_batch"], a["socket_mode"], a["socket_owner"]) == (2, "0600", "root")
+    assert b["health"] == {
+        "kind": "command",
+        "target": "",
+        "command": ["true"],
+        "interval": 10.0,
+        "timeout": 5.0,
+        "failures": 2,
+    }
+    assert b["socket_mode"] == "0660"
+
+
+def test_values_module() -> None:
+    assert held_address("127.0.0.1:80", [":80"]) == ":80"
+    assert held_address("127.0.0.1:80", ["unix:/x", "10.1.1.1:80", ":81"]) is None
+    assert parse_socket_mode("0750") == 0o750
+    with pytest.raises(ValueError, match="world-writable"):
+        parse_socket_mode(0o606)
+    assert parse_dependency("db") == Dependency("db")
+    assert dependency_cycles({"a": ["b"], "b": ["c"], "c": ["b"], "d": ["d"]}) == [
+        ["b", "c"],
+        ["d"],
+    ]
+    # a long chain does not hit the recursion limit
+    chain = {f"p{i}": [f"p{i + 1}"] for i in range(5000)} | {"p5000": ["p0"]}
+    (cycle,) = dependency_cycles(chain)
+    assert len(cycle) == 5001 and cycle[0] == "p0"

@@ -321,7 +321,7 @@ def _check_plain(
     for i, addr in enumerate(prog.listen_addrs):
         if problem := listen_addr_problem(addr):
             pr.at(src, (*base, "listen_addrs"), problem, f"[{i}]")
-    if prog.find is not None and (problem := find_problem(prog.find)):
+    if prog.find is not None and (problem := find_problem(prog.find, prog.directory)):
         pr.at(src, (*base, "find"), problem)
     for key in ("directory", "stdout_file", "stderr_file", "pidfile"):
         if "\0" in (getattr(prog, key) or ""):

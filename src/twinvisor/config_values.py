@@ -475,8 +475,10 @@ _CONDITIONS = tuple(c.value for c in DependCondition)
 FIND_MODES = ("cmdline", "cwd", "exe")
 
 
-def find_problem(value: str) -> str | None:
+def find_problem(value: str, directory: str | None = None) -> str | None:
     """The `find` key: how to recognise a copy of the program that is already running."""
+    if value == "cwd" and directory is None:
+        return 'find = "cwd" compares working directories: set the program\'s directory'
     if value in FIND_MODES:
         return None
     shown = ", ".join(repr(m) for m in FIND_MODES)

@@ -203,6 +203,7 @@ class Proc:
     old_started_at: float | None = None
     retiring: set[int] = field(default_factory=set)  # pids being stopped in the background
     handover_failed: bool = False
+    restart_pending: bool = False  # asked while a handover was under way: runs after it
     status_text: str | None = None  # last STATUS= from sd_notify
     main_pid: int | None = None  # MAINPID= from sd_notify, for display
     reloading: bool = False
@@ -213,7 +214,11 @@ class Proc:
         """For a caller waiting on `start`/`restart`: 'ok', 'failed' or 'pending'."""
         if self.handover_failed:
             return "failed"
-        if self.old_pid is not None or (self.retiring and self.state is S.RUNNING):
+        if (
+            self.restart_pending
+            or self.old_pid is not None
+            or (self.retiring and self.state is S.RUNNING)
+        ):
             return "pending"  # a restart is still swapping generations
         if self.state is S.RUNNING:
             return "ok"
@@ -318,6 +323,7 @@ class Core:
         proc.pid, proc.started_at = proc.old_pid, proc.old_started_at
         proc.old_pid = proc.old_started_at = None
         proc.handover_failed = True
+        proc.restart_pending = False
         proc.last_error = f"restart failed: {why}; the previous generation keeps serving"
         self._set(proc, S.RUNNING, out)
         self._log(proc, proc.last_error, out, "error")
@@ -338,6 +344,7 @@ class Core:
 
     def _on_stop(self, proc: Proc, out: list[Action]) -> None:
         proc.start_after_stop = False
+        proc.restart_pending = False
         if proc.old_pid is not None:
             self._retire(proc, proc.old_pid, out)
             proc.old_pid = proc.old_started_at = None
@@ -348,6 +355,11 @@ class Core:
             self._set(proc, S.STOPPED, out)
 
     def _on_restart(self, proc: Proc, out: list[Action]) -> None:
+        if proc.old_pid is not None or (proc.retiring and proc.state is S.RUNNING):
+            # one handover at a time: never a third generation; restarts asked meanwhile
+            # coalesce into one that runs when this one is done
+            proc.restart_pending = True
+            return
         alive = proc.state in (S.STARTING, S.RUNNING) and proc.pid is not None
         if alive and proc.state is S.RUNNING and not proc.spec.stop_before_restart:
             # start the new generation first; the old one serves until the new is ready
@@ -361,6 +373,12 @@ class Core:
             proc.start_after_stop = True
         else:
             self._on_start(proc, out)
+
+    def _run_pending_restart(self, proc: Proc, out: list[Action]) -> None:
+        if proc.restart_pending and not proc.retiring and proc.old_pid is None:
+            proc.restart_pending = False
+            if proc.state is S.RUNNING:
+                self._on_restart(proc, out)
 
     def _begin_stop(self, proc: Proc, out: list[Action]) -> None:
         assert proc.pid is not None
@@ -427,6 +445,7 @@ class Core:
             out.append(KillRemnants(proc.spec.name, ev.pid))
             how = ExitInfo(ev.exit_code, ev.signal, 0.0).describe()
             self._log(proc, f"previous generation pid {ev.pid} {how}", out)
+            self._run_pending_restart(proc, out)
             return
         if ev.pid != proc.pid:
             return  # not a generation we track

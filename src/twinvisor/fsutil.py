@@ -17,7 +17,7 @@ def make_private_dir(path: str) -> None:
         os.chmod(path, 0o700)
 
 
-def write_atomic(path: str, text: str, mode: int = 0o644) -> bool:
+def write_atomic(path: str, text: str, mode: int = 0o644, fsync: bool = True) -> bool:
     """temp file + fsync + rename + fsync(dir): readers see the old or the new content, never
     a torn one. Returns False (and leaves the old file) when the disk is full or unwritable."""
     directory = os.path.dirname(path) or "."
@@ -29,14 +29,16 @@ def write_atomic(path: str, text: str, mode: int = 0o644) -> bool:
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        if fsync:
+            dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
     except OSError:
         remove_quietly(tmp)
         return False

@@ -55,7 +55,11 @@ def _wait_timeout(req: Request) -> float | None:
     return None if value <= 0 else value
 
 
-def build_router(runtime: Runtime, shutdown: Callable[[], Awaitable[dict[str, Any]]]) -> Router:
+def build_router(
+    runtime: Runtime,
+    shutdown: Callable[[], Awaitable[dict[str, Any]]],
+    upgrade: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+) -> Router:
     router = Router()
 
     async def version(req: Request) -> Response:
@@ -136,6 +140,14 @@ def build_router(runtime: Runtime, shutdown: Callable[[], Awaitable[dict[str, An
     router.add("POST", "/reread", reread)
     router.add("POST", "/update", update)
     router.add("POST", "/shutdown", down)
+
+    async def upgrade_handler(req: Request) -> Response:
+        if upgrade is None:
+            return _error(409, "upgrade is not available")
+        result = await upgrade()
+        return Response(200 if result.get("ok") else 409, result)
+
+    router.add("POST", "/upgrade", upgrade_handler)
     return router
 
 

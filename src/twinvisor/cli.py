@@ -102,13 +102,20 @@ def _socket_from_daemon_table(path: str) -> str | None:
     return os.path.join(run_dir, "twinvisor.sock")
 
 
-def _call(args: argparse.Namespace, method: str, path: str, body: Any = None,
-          query: dict[str, str] | None = None) -> tuple[int, Any]:
+def _call(
+    args: argparse.Namespace,
+    method: str,
+    path: str,
+    body: Any = None,
+    query: dict[str, str] | None = None,
+) -> tuple[int, Any]:
     from twinvisor.control.client import ControlClient
     from twinvisor.errors import ControlError, DaemonNotRunning
 
     try:
-        return ControlClient(_socket_path(args), timeout=args.timeout + 5).call(method, path, body, query)
+        return ControlClient(_socket_path(args), timeout=args.timeout + 5).call(
+            method, path, body, query
+        )
     except DaemonNotRunning as e:
         raise _Fail(f"{e}\n(start it with: twinvisor up)", EXIT_NOT_RUNNING) from None
     except ControlError as e:
@@ -135,9 +142,12 @@ def _status_table(rows: list[dict[str, Any]]) -> str:
         last = r.get("last_exit") or "-"
         if r.get("error"):
             last = f"{last}; {r['error']}" if last != "-" else r["error"]
-        state = r["state"] + (" (gave up, slow retry)" if r["given_up"] and r["state"] == "BACKOFF" else "")
-        lines.append((r["name"], state, str(r["pid"] or "-"), _uptime(r["uptime"]),
-                      str(r["restarts"]), last))
+        state = r["state"] + (
+            " (gave up, slow retry)" if r["given_up"] and r["state"] == "BACKOFF" else ""
+        )
+        lines.append(
+            (r["name"], state, str(r["pid"] or "-"), _uptime(r["uptime"]), str(r["restarts"]), last)
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
     return "\n".join(
         "  ".join(col.ljust(w) for col, w in zip(line[:-1], widths, strict=True)) + "  " + line[-1]
@@ -230,7 +240,11 @@ def _render_changes(args: argparse.Namespace, code: int, body: Any, applied: boo
     for key, word in zip(("added", "removed", "changed"), words, strict=True):
         for name in changes[key]:
             any_change = True
-            print(f"{name}: {word}" if applied else f"{name}: {'available' if key == 'added' else key}")
+            print(
+                f"{name}: {word}"
+                if applied
+                else f"{name}: {'available' if key == 'added' else key}"
+            )
     if not any_change:
         print("No config updates to processes")
     return EXIT_OK
@@ -244,11 +258,17 @@ def cmd_logs(args: argparse.Namespace) -> int:
         raise _Fail(body.get("error", f"HTTP {code}"), EXIT_FAILED)
     rows = body["programs"]
     if len(rows) != 1:
-        raise _Fail(f"{args.name} names {len(rows)} instances; pick one of: "
-                    + ", ".join(r["name"] for r in rows), EXIT_USAGE)
+        raise _Fail(
+            f"{args.name} names {len(rows)} instances; pick one of: "
+            + ", ".join(r["name"] for r in rows),
+            EXIT_USAGE,
+        )
     path = rows[0]["stderr_file" if args.stderr else "stdout_file"]
     if not path:
-        raise _Fail(f"{args.name}: {'stderr' if args.stderr else 'stdout'} is discarded (set in config)", EXIT_FAILED)
+        raise _Fail(
+            f"{args.name}: {'stderr' if args.stderr else 'stdout'} is discarded (set in config)",
+            EXIT_FAILED,
+        )
     out = sys.stdout.buffer
     try:
         for line in logs.tail_lines(path, args.lines):
@@ -281,23 +301,65 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     path = _config_path(args.config)
     if args.foreground:
+        return _run_foreground(path, twin=not args.no_twin)
+    from twinvisor.launch import start_background
+
+    sys.stdout = open(os.devnull, "w") if args.quiet else sys.stdout  # noqa: SIM115
+
+    config = _load_config(path)
+    return start_background(config, timeout=args.timeout, twin=not args.no_twin)
+
+
+def _run_foreground(path: str, twin: bool) -> int:
+    """Containers and systemd: the guard (or, alone, the supervisor) stays in the foreground.
+    As PID 1 of a container the guard is also the reaper every container needs."""
+    if not twin:
         from twinvisor import service
 
         return service.run(path, foreground=True)
-    from twinvisor.launch import start_background
+    from twinvisor import fsutil
+    from twinvisor import twin as twin_mod
 
     config = _load_config(path)
-    return start_background(config, timeout=args.timeout)
+    fsutil.remove_quietly(twin_mod.stop_marker(config.daemon))
+    return twin_mod.run_guard(path, None, foreground=True)
 
 
 def cmd_down(args: argparse.Namespace) -> int:
     from twinvisor.launch import stop_daemon
 
+    return stop_daemon(_socket_path(args), timeout=args.timeout, run_dir=_run_dir(args))
+
+
+def _run_dir(args: argparse.Namespace) -> str | None:
     try:
-        socket = _socket_path(args)
+        return str(_load_config(_config_path(args.config)).daemon.run_dir)
     except _Fail:
-        raise
-    return stop_daemon(socket, timeout=args.timeout)
+        return None
+
+
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    from twinvisor.launch import upgrade_daemon
+
+    return upgrade_daemon(_socket_path(args), timeout=args.timeout)
+
+
+def cmd_guard(args: argparse.Namespace) -> int:
+    """Internal: the guard process of the twin."""
+    from twinvisor import twin
+
+    return twin.run_guard(_config_path(args.config), args.watch)
+
+
+def _tool(verb: str) -> Any:
+    """A verb of cli_tools.py (find, kill, timers, service, export, import), imported lazily."""
+
+    def run(args: argparse.Namespace) -> int:
+        from twinvisor import cli_tools
+
+        return cli_tools.run(verb, args)
+
+    return run
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
@@ -318,18 +380,31 @@ def _common_options(suppress: bool) -> argparse.ArgumentParser:
     def d(value: Any) -> Any:
         return argparse.SUPPRESS if suppress else value
 
-    common.add_argument("-c", "--config", default=d(None),
-                        help="config file (default: $TWINVISOR_CONFIG, ./twinvisor.toml)")
-    common.add_argument("--socket", default=d(None), help="control socket (default: from the config)")
-    common.add_argument("--json", action="store_true", default=d(False), help="machine-readable output")
-    common.add_argument("--timeout", type=float, default=d(60.0), help="seconds to wait for an outcome")
+    common.add_argument(
+        "-c",
+        "--config",
+        default=d(None),
+        help="config file (default: $TWINVISOR_CONFIG, ./twinvisor.toml)",
+    )
+    common.add_argument(
+        "--socket", default=d(None), help="control socket (default: from the config)"
+    )
+    common.add_argument(
+        "--json", action="store_true", default=d(False), help="machine-readable output"
+    )
+    common.add_argument(
+        "--timeout", type=float, default=d(60.0), help="seconds to wait for an outcome"
+    )
     return common
 
 
 def build_parser() -> argparse.ArgumentParser:
     common = _common_options(suppress=True)
-    p = argparse.ArgumentParser(prog="twinvisor", description="A process supervisor that survives its own death.",
-                                parents=[_common_options(suppress=False)])
+    p = argparse.ArgumentParser(
+        prog="twinvisor",
+        description="A process supervisor that survives its own death.",
+        parents=[_common_options(suppress=False)],
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
@@ -338,12 +413,21 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     sp = add("up", cmd_up, "start the daemon and its autostart programs")
-    sp.add_argument("--foreground", action="store_true", help="stay in the foreground (containers, systemd)")
+    sp.add_argument(
+        "--foreground", action="store_true", help="stay in the foreground (containers, systemd)"
+    )
+    sp.add_argument("--quiet", action="store_true", help="print nothing when all is well")
+    sp.add_argument(
+        "--no-twin", action="store_true", help="run the supervisor alone, without its guard"
+    )
     add("down", cmd_down, "stop every program and the daemon")
+    add("upgrade", cmd_upgrade, "replace the running supervisor and guard by the installed code")
     sp = add("status", cmd_status, "show the state of programs")
     sp.add_argument("names", nargs="*", metavar="NAME")
     for verb in ("start", "stop", "restart"):
-        sp = add(verb, cmd_verb, f"{verb} programs (NAME, NAME:*, NAME:N or all); waits for the outcome")
+        sp = add(
+            verb, cmd_verb, f"{verb} programs (NAME, NAME:*, NAME:N or all); waits for the outcome"
+        )
         sp.add_argument("names", nargs="+", metavar="NAME")
         sp.set_defaults(verb=verb)
     add("reread", cmd_reread, "show what changed in the config, without applying it")
@@ -358,6 +442,31 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("names", nargs="+", metavar="NAME")
     add("version", cmd_version, "print the version")
     add("check-config", cmd_check_config, "validate the config and print it resolved")
+    sp = add("find", _tool("find"), "find running copies of programs outside the daemon")
+    sp.add_argument("names", nargs="+", metavar="NAME")
+    sp.add_argument("--mode", choices=("cmdline", "cwd", "exe"), help="override `find`")
+    sp = add("kill", _tool("kill"), "SIGKILL programs and wait for their restart")
+    sp.add_argument("names", nargs="+", metavar="NAME")
+    for verb, what in (("install-timer", "install"), ("uninstall-timer", "remove")):
+        sp = add(verb, _tool(verb), f"{what} a timer running `twinvisor up` every minute")
+        sp.add_argument("--print", action="store_true", help="show it, change nothing")
+        kind = sp.add_mutually_exclusive_group()
+        kind.add_argument("--systemd", dest="kind", action="store_const", const="systemd")
+        kind.add_argument("--cron", dest="kind", action="store_const", const="cron")
+    sp = add("install-service", _tool("install-service"), "install a systemd unit for the daemon")
+    sp.add_argument("--user", action="store_true", help="a user unit (default when not root)")
+    sp.add_argument("--print", action="store_true", help="show it, change nothing")
+    sp = add("export", _tool("export"), "write a systemd unit per program into DIR")
+    sp.add_argument("format", choices=("systemd",))
+    sp.add_argument("directory", metavar="DIR")
+    sp.add_argument("--prefix", default="", help="prefix of the unit names")
+    sp = add("import", _tool("import"), "convert a supervisord.conf or a Procfile to TOML")
+    sp.add_argument("source", metavar="FILE")
+    sp.add_argument("-o", "--output", help="the TOML file to write (default: stdout)")
+    sp.add_argument("--force", action="store_true", help="overwrite the output file")
+    sp = sub.add_parser("guard", parents=[common], help=argparse.SUPPRESS)
+    sp.add_argument("--watch", type=int, default=None, metavar="PID")
+    sp.set_defaults(func=cmd_guard)
     sp = sub.add_parser("daemon", parents=[common], help=argparse.SUPPRESS)
     sp.set_defaults(func=cmd_daemon)
     return p

@@ -88,6 +88,15 @@ class Notified:
 
 
 @dataclass(frozen=True)
+class Adopted:
+    """A live process of this instance found at start-up (state file, guard): take it on."""
+
+    name: str
+    pid: int
+    started_at: float  # monotonic, reconstructed from its wall-clock start
+
+
+@dataclass(frozen=True)
 class HealthResult:
     name: str
     pid: int
@@ -106,6 +115,7 @@ Event = (
     | Ready
     | Notified
     | HealthResult
+    | Adopted
 )
 
 
@@ -274,6 +284,12 @@ class Core:
                 self._on_notify(proc, event, out)
             case HealthResult():
                 self._on_health(proc, event, out)
+            case Adopted(pid=pid, started_at=started_at):
+                if proc.pid is None and not proc.state.is_alive:
+                    proc.pid, proc.started_at = pid, started_at
+                    self._set(proc, S.RUNNING, out)
+                    self._log(proc, f"adopted running pid {pid}", out)
+                    self._arm_watchdog(proc, out)
             case _:
                 assert_never(event)
         return out

@@ -17,16 +17,21 @@ from twinvisor.specs import Config
 READY_FD_ENV = "TWINVISOR_READY_FD"
 
 
-def start_background(config: Config, timeout: float) -> int:
+def start_background(config: Config, timeout: float, twin: bool = True) -> int:
+    """Start the daemon detached: the guard (which starts the supervisor), or with
+    twin=False the supervisor alone. An explicit `up` lifts a previous `down`'s stop marker."""
+    from twinvisor.twin import stop_marker
+
     daemon = config.daemon
     fsutil.make_private_dir(daemon.run_dir)
+    fsutil.remove_quietly(stop_marker(daemon))
     os.makedirs(daemon.log_dir, mode=0o750, exist_ok=True)
     read_end, write_end = os.pipe()
     env = dict(os.environ, **{READY_FD_ENV: str(write_end)})
     # the daemon's own stdout/stderr (tracebacks before logging is set up) go to a file
     with open(os.path.join(daemon.log_dir, "twinvisor.out"), "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "twinvisor", "daemon", "-c", config.path],
+            [sys.executable, "-m", "twinvisor", "guard" if twin else "daemon", "-c", config.path],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
@@ -106,10 +111,16 @@ def _render_report(
     return 1
 
 
-def stop_daemon(socket_path: str, timeout: float) -> int:
+def stop_daemon(socket_path: str, timeout: float, run_dir: str | None = None) -> int:
     from twinvisor.control.client import ControlClient
     from twinvisor.errors import ControlError, DaemonNotRunning
 
+    guard_pid = None
+    if run_dir is not None:
+        # seed 000's stop file, first: from now on nothing revives the supervisor
+        if os.path.isdir(run_dir):
+            fsutil.write_atomic(os.path.join(run_dir, "stop"), f"{os.getpid()}\n")
+        guard_pid = fsutil.read_pid(os.path.join(run_dir, "guard.pid"))
     client = ControlClient(socket_path, timeout=timeout + 5)
     try:
         _, version = client.call("GET", "/version")
@@ -122,6 +133,8 @@ def stop_daemon(socket_path: str, timeout: float) -> int:
         print(f"twinvisor: {e}", file=sys.stderr)
         return 1
     daemon_gone = _wait_gone(daemon_pid, timeout)
+    if guard_pid is not None and guard_pid != daemon_pid:
+        daemon_gone = _wait_gone(guard_pid, timeout) and daemon_gone
     leftover = [p for p in result.get("leftover", []) if platform.signal_pid(p, 0)]
     if leftover:
         print(f"twinvisor: still running after down: pids {leftover}", file=sys.stderr)
@@ -151,3 +164,33 @@ def _wait_gone(pid: int, timeout: float) -> bool:
         return bool(ready)
     finally:
         os.close(fd)
+
+
+def upgrade_daemon(socket_path: str, timeout: float) -> int:
+    """Ask the supervisor to hand over to the installed code; wait for the new one to answer."""
+    from twinvisor.control.client import ControlClient
+    from twinvisor.errors import ControlError
+
+    client = ControlClient(socket_path, timeout=timeout + 5)
+    try:
+        code, result = client.call("POST", "/upgrade")
+    except ControlError as e:
+        print(f"twinvisor: {e}", file=sys.stderr)
+        return 3
+    if code != 200:
+        print(f"twinvisor: upgrade refused: {result.get('error')}", file=sys.stderr)
+        return 1
+    old = int(result["old_pid"])
+    _wait_gone(old, timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:  # the new supervisor comes up behind the same socket
+        try:
+            _, version = client.call("GET", "/version")
+        except ControlError:
+            continue
+        if int(version["pid"]) != old:
+            new, release = version["pid"], version["version"]
+            print(f"twinvisor upgraded: supervisor pid {old} -> {new} ({release})")
+            return 0
+    print("twinvisor: the new supervisor did not answer in time", file=sys.stderr)
+    return 1

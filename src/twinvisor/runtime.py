@@ -8,16 +8,18 @@ handled after the current batch, in order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
+import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, assert_never
 
-from twinvisor import children, core, deps, platform, readiness, sockets
+from twinvisor import children, core, deps, platform, readiness, sockets, state
 from twinvisor.children import Child
 from twinvisor.errors import SpawnError
 from twinvisor.logs import LogFile
@@ -53,6 +55,12 @@ class Runtime:
             f"{config.daemon.run_dir}/notify.sock", self._on_notify
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        self.link: Any = None  # GuardLink when running as a twin: holds our fds for us
+        self._pipe_keys: dict[int, str] = {}  # pipe fd -> key it is held under by the guard
+        self.state_path = f"{config.daemon.run_dir}/state.json"
+        self.desired: dict[str, bool] = {}
+        self._dirty = False
+        self._durable = False
         self._health: dict[str, asyncio.Task[None]] = {}
         self._streams: dict[str, _Streams] = {}
         self._events: deque[core.Event] = deque()
@@ -65,21 +73,46 @@ class Runtime:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    def open(self) -> None:
-        """Bind what the programs need before the first spawn; raises OSError naming the address."""
+    def open(self, handed: dict[str, int] | None = None) -> None:
+        """Bind what the programs need before the first spawn; raises OSError naming the address.
+
+        `handed`: fds a previous supervisor left with the guard; listening sockets among them
+        are taken over instead of bound again (they never stopped accepting)."""
         self.notify.start()
+        for key in [k for k in (handed or {}) if k.startswith("listen:")]:
+            assert handed is not None
+            sock = socket.socket(fileno=handed.pop(key))
+            self.sockets.adopt(key.removeprefix("listen:"), sock)
+            if self.link is not None:
+                self.link.hold(key, sock.fileno())
         for spec in self.config.programs:
             self._bind_sockets(spec)
 
-    def close(self) -> None:
+    def close(self, keep_sockets: bool = False) -> None:
         for task in [*self._tasks, *self._health.values()]:
             task.cancel()
         self.notify.close()
-        self.sockets.close()
+        if not keep_sockets:  # an upgrade hands unix sockets on: their files must stay
+            self.sockets.close()
+
+    def detach(self) -> None:
+        """Upgrade: stop watching, leave every program running for the next supervisor."""
+        self._flush_state()
+        self._dirty = True
+        self._flush_state()
+        for fd in list(self._pipe_keys):
+            self._loop.remove_reader(fd)
 
     def _bind_sockets(self, spec: ProgramSpec) -> list[int]:
         owner = _owner_ids(spec.socket_owner) if spec.socket_owner else None
-        return [self.sockets.get(a, spec.socket_mode, owner).fileno() for a in spec.listen_addrs]
+        fds = []
+        for addr in spec.listen_addrs:
+            known = addr in dict(self.sockets.items())
+            fd = self.sockets.get(addr, spec.socket_mode, owner).fileno()
+            if not known and self.link is not None:
+                self.link.hold(f"listen:{addr}", fd)
+            fds.append(fd)
+        return fds
 
     def _add(self, spec: ProgramSpec) -> None:
         self.core.add(spec)
@@ -116,6 +149,7 @@ class Runtime:
                 self._carry_out(self.core.handle(ev, self.clock()))
         finally:
             self._dispatching = False
+        self._flush_state()
         self._check_waiters()
 
     # -- actions out ----------------------------------------------------------------------------
@@ -129,6 +163,7 @@ class Runtime:
                     self._signal(action)
                 case core.KillRemnants(pid=pid):
                     entry = self.children.pop(pid, None)
+                    self._dirty = True
                     if entry is not None:
                         children.kill_remnants(entry[1])
                 case core.SetTimer(name=name, token=token, delay=delay, kind=kind, pid=pid):
@@ -152,12 +187,23 @@ class Runtime:
             self._events.append(core.SpawnFailed(name, str(e)))
             return
         self.children[child.pid] = (name, child)
+        self._dirty = True
+        self._hold_pipes(name, child)
         self._watch_output(name, child)
         self._watch_exit(name, child)
         self._events.append(core.Spawned(name, child.pid))
 
+    def _hold_pipes(self, name: str, child: Child) -> None:
+        for stream, fd in (("out", child.stdout_fd), ("err", child.stderr_fd)):
+            if fd is not None:
+                key = f"pipe:{name}:{child.pid}:{stream}"
+                self._pipe_keys[fd] = key
+                if self.link is not None:
+                    self.link.hold(key, fd)
+
     def _spawn_extras(self, spec: ProgramSpec) -> dict[str, Any]:
-        env = {}
+        # the tag lets a restarted supervisor recognise its programs (and never duplicate them)
+        env = {"TWINVISOR_RUN_DIR": self.config.daemon.run_dir}
         if spec.ready.mode is ReadyMode.NOTIFY or spec.watchdog_sec > 0:
             env["NOTIFY_SOCKET"] = self.notify.path
         if spec.watchdog_sec > 0:
@@ -241,6 +287,9 @@ class Runtime:
             return
         self._loop.remove_reader(fd)
         os.close(fd)
+        key = self._pipe_keys.pop(fd, None)
+        if key is not None and self.link is not None:
+            self.link.release(key)
 
     def _drain_output(self, name: str, child: Child) -> None:
         """Read what is already in the pipes, so output lands before the exit is logged.
@@ -319,7 +368,15 @@ class Runtime:
             return core.Proc.start_outcome
         return _started_outcome
 
+    def _want(self, names: Iterable[str], running: bool) -> None:
+        for n in names:
+            if self.desired.get(n) != running:
+                self.desired[n] = running
+                self._dirty = self._durable = True
+        self._flush_state()
+
     async def start(self, names: list[str], timeout: float | None = None) -> dict[str, str]:
+        self._want(names, True)
         graph = self._graph()
         requested = {self.core.procs[n].spec.program for n in names}
         results: dict[str, str] = {}
@@ -351,7 +408,11 @@ class Runtime:
             failed.update(self.core.procs[n].spec.program for n, v in got.items() if v != "ok")
         return {n: results.get(n, "failed") for n in names}
 
-    async def stop(self, names: list[str], timeout: float | None = None) -> dict[str, str]:
+    async def stop(
+        self, names: list[str], timeout: float | None = None, remember: bool = True
+    ) -> dict[str, str]:
+        if remember:
+            self._want(names, False)
         graph = self._graph()
         requested = {self.core.procs[n].spec.program for n in names}
         results: dict[str, str] = {}
@@ -369,6 +430,7 @@ class Runtime:
         return {n: results[n] for n in names}
 
     async def restart(self, names: list[str], timeout: float | None = None) -> dict[str, str]:
+        self._want(names, True)
         graph = self._graph()
         requested = {self.core.procs[n].spec.program for n in names}
         running_dependents = {
@@ -410,7 +472,92 @@ class Runtime:
         return platform.signal_pid(proc.pid, sig)
 
     async def stop_all(self) -> dict[str, str]:
-        return await self.stop(self.names())
+        """`down`: stop everything without changing what the user wants running."""
+        return await self.stop(self.names(), remember=False)
+
+    # -- persisted state and adoption -----------------------------------------------------------
+
+    def _snapshot(self, clean: bool = False) -> state.PersistedState:
+        wall, now = time.time(), self.clock()
+        records = []
+        for pid, (name, child) in self.children.items():
+            proc = self.core.procs.get(name)
+            started = proc.started_at if proc is not None and proc.pid == pid else None
+            age = now - started if started is not None else 0.0
+            records.append(state.ChildRecord(name, pid, child.start_ticks, wall - age))
+        restarts = {n: p.restarts for n, p in self.core.procs.items() if p.restarts}
+        return state.PersistedState(dict(self.desired), [] if clean else records, clean, restarts)
+
+    def _flush_state(self) -> None:
+        if not self._dirty:
+            return
+        if state.save(self.state_path, self._snapshot(), durable=self._durable):
+            self._dirty = self._durable = False
+        # else: full disk; the next change retries, supervision goes on regardless
+
+    def save_clean_shutdown(self) -> None:
+        state.save(self.state_path, self._snapshot(clean=True), durable=True)
+
+    def recover(self, saved: state.PersistedState, handed: dict[str, int]) -> set[str]:
+        """Adopt the live children a previous supervisor left; returns the adopted names.
+
+        A record is trusted only if the pid is alive with the same start time (pid reuse),
+        and a process found by its environment tag only if it leads its own session."""
+        self.desired = {n: v for n, v in saved.desired.items() if n in self.core.procs}
+        for name, count in saved.restarts.items():
+            if name in self.core.procs:
+                self.core.procs[name].restarts = count
+        candidates = [r for r in saved.children if r.name in self.core.procs]
+        candidates += _tagged_processes(self.config.daemon.run_dir, {r.pid for r in candidates})
+        adopted: set[str] = set()
+        # newest first: if a restart was half done, the newest generation is the current one
+        for rec in sorted(candidates, key=lambda r: -r.started_wall):
+            if not platform.is_same_process(rec.pid, rec.start_ticks) or platform.is_zombie(
+                rec.pid
+            ):
+                continue
+            child = Child(
+                rec.pid,
+                platform.process_start_time(rec.pid),
+                handed.pop(f"pipe:{rec.name}:{rec.pid}:out", None),
+                handed.pop(f"pipe:{rec.name}:{rec.pid}:err", None),
+            )
+            for fd in (child.stdout_fd, child.stderr_fd):
+                if fd is not None:
+                    os.set_blocking(fd, False)
+            self.children[rec.pid] = (rec.name, child)
+            self._hold_pipes(rec.name, child)
+            self._watch_output(rec.name, child)
+            self._watch_exit(rec.name, child)
+            if rec.name in adopted:  # an older generation still alive: retire it
+                self.core.procs[rec.name].retiring.add(rec.pid)
+                platform.signal_group(
+                    rec.pid, platform.signal_number(self.core.procs[rec.name].spec.stop_signal)
+                )
+                continue
+            started = self.clock() - max(0.0, time.time() - rec.started_wall)
+            self.dispatch(core.Adopted(rec.name, rec.pid, started))
+            adopted.add(rec.name)
+        for fd in handed.values():  # pipes of children that are gone
+            os.close(fd)
+        handed.clear()
+        self._dirty = True
+        self._flush_state()
+        return adopted
+
+    def reap_orphans(self) -> None:
+        """Without a guard we are the subreaper: reap orphans that are not our programs
+        (ours are reaped by pid through their own watchers, never by a wildcard wait)."""
+        import psutil
+
+        try:
+            kids = psutil.Process().children()
+        except psutil.Error:
+            return
+        for kid in kids:
+            if kid.pid not in self.children and platform.is_zombie(kid.pid):
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(kid.pid, os.WNOHANG)
 
     def leftover_pids(self) -> list[int]:
         """Processes we started that are still alive (for `down`'s exit status)."""
@@ -584,6 +731,34 @@ def _healthy_outcome(proc: core.Proc) -> str:
     if outcome == "ok" and proc.healthy is not True:
         return "failed" if proc.healthy is False and proc.health_failures > 1 else "pending"
     return outcome
+
+
+def _tagged_processes(run_dir: str, known: set[int]) -> list[state.ChildRecord]:
+    """Session leaders whose environment carries our run dir: programs of ours that the state
+    file missed (a supervisor killed between spawn and save)."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["pid"]):
+        if p.pid in known or p.pid == os.getpid():
+            continue
+        try:
+            if os.getsid(p.pid) != p.pid:
+                continue
+            env = p.environ()
+            if env.get("TWINVISOR_RUN_DIR") != run_dir or "TWINVISOR_PROGRAM" not in env:
+                continue
+            found.append(
+                state.ChildRecord(
+                    env["TWINVISOR_PROGRAM"],
+                    p.pid,
+                    platform.process_start_time(p.pid),
+                    p.create_time(),
+                )
+            )
+        except (psutil.Error, OSError):
+            continue
+    return found
 
 
 def _owner_ids(owner: str) -> tuple[int, int]:

@@ -14,10 +14,11 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 from typing import Any
 
-from twinvisor import fsutil
+from twinvisor import fsutil, platform
 from twinvisor.config import load_config
 from twinvisor.control.server import ControlServer
 from twinvisor.errors import AlreadyRunning, ConfigError
@@ -105,14 +106,35 @@ def run(config_path: str, foreground: bool) -> int:
         os.close(lock_fd)
 
 
+def _connect_guard(config: Config) -> tuple[Any, dict[str, int]]:
+    """As a twin: reach our guard and take back what it holds for us."""
+    from twinvisor.guardlink import GuardLink
+    from twinvisor.twin import GUARD_ENV
+
+    path = os.environ.pop(GUARD_ENV, None)
+    if not path:
+        return None, {}
+    link = GuardLink(path, config.path)
+    try:
+        handed = link.connect()
+    except OSError as e:
+        log.warning("cannot reach the guard at %s (%s): running without it", path, e)
+        return None, {}
+    log.info("guard pid %s handed back %d fds", link.guard_pid, len(handed))
+    return link, handed
+
+
 async def _serve(config: Config, reporter: _Reporter) -> int:
+    from twinvisor import state
     from twinvisor.api import build_router
     from twinvisor.sd import notify
 
     loop = asyncio.get_running_loop()
+    link, handed = _connect_guard(config)
     runtime = Runtime(config)
+    runtime.link = link
     try:
-        runtime.open()
+        runtime.open(handed)
     except OSError as e:
         reporter.send({"ok": False, "error": "bind", "message": str(e)})
         log.error("cannot bind: %s", e)
@@ -136,13 +158,48 @@ async def _serve(config: Config, reporter: _Reporter) -> int:
             loop.call_soon(stopping.set)
         return shutdown_result
 
-    server = ControlServer(config.daemon.socket, build_router(runtime, shutdown))
+    async def upgrade() -> dict[str, Any]:
+        """Leave the programs running and let the guard bring up the installed code."""
+        if link is None:
+            return {"ok": False, "error": "upgrade needs the twin (started without --no-twin)"}
+        runtime.detach()
+        link.shutdown(upgrade=True)
+        loop.call_soon(stopping.set)
+        detached.set()
+        return {"ok": True, "old_pid": os.getpid()}
+
+    detached = asyncio.Event()
+    server = ControlServer(config.daemon.socket, build_router(runtime, shutdown, upgrade))
+    control_fd = handed.pop("control", None)
+    if control_fd is not None:
+        server.adopt_socket(socket.socket(fileno=control_fd))
     await server.start()
+    if link is not None and server.listening_socket is not None:
+        link.hold("control", server.listening_socket.fileno())
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(shutdown()))
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(_reload(runtime)))
+    if link is None and platform.set_child_subreaper():
+        loop.add_signal_handler(signal.SIGCHLD, runtime.reap_orphans)
 
-    outcomes = await runtime.start(runtime.autostart_names(), timeout=STARTUP_TIMEOUT)
+    saved = state.load(runtime.state_path)
+    if saved.clean_shutdown or not (saved.children or saved.desired):
+        to_start = runtime.autostart_names()
+        for fd in handed.values():
+            os.close(fd)
+    else:
+        adopted = runtime.recover(saved, handed)
+        to_start = [
+            n
+            for n in runtime.names()
+            if n not in adopted and saved.desired.get(n, runtime.core.procs[n].spec.autostart)
+        ]
+        log.info(
+            "recovered: adopted %s; starting %s", sorted(adopted) or "none", to_start or "none"
+        )
+    if link is not None:
+        link.start()
+    outcomes = await runtime.start(to_start, timeout=STARTUP_TIMEOUT) if to_start else {}
     failed = sorted(n for n, v in outcomes.items() if v != "ok")
     log.info("twinvisor up: pid %d, socket %s", os.getpid(), config.daemon.socket)
     reporter.send(
@@ -156,8 +213,8 @@ async def _serve(config: Config, reporter: _Reporter) -> int:
     )
     notify("READY=1")
     await stopping.wait()
-    await server.close()
-    runtime.close()
+    await server.close(unlink=False if detached.is_set() else None)
+    runtime.close(keep_sockets=detached.is_set())
     log.info("twinvisor down")
     return 0 if shutdown_result.get("ok") else 1
 

@@ -37,8 +37,8 @@ from twinvisor.specs import DaemonSpec, RestartPolicy
 log = logging.getLogger("twinvisor.guard")
 
 GUARD_ENV = "TWINVISOR_GUARD"  # tells a supervisor where its guard listens
-HEARTBEAT = 2.0  # the supervisor pings this often
-HEARTBEAT_TIMEOUT = 6.0  # no ping (or pong) for this long: the other side is hung (SIGSTOP)
+HEARTBEAT = 1.5  # the supervisor pings this often (under 1 wake-up per second each)
+HEARTBEAT_TIMEOUT = 4.5  # no ping (or pong) for this long: the other side is hung (SIGSTOP)
 MAX_MESSAGE = 64 * 1024
 FDS_PER_MESSAGE = 200  # SCM_MAX_FD is 253
 # restart policy for the supervisor itself: quick retries, then slower, never a tight loop
@@ -190,6 +190,14 @@ class Guard:
         if self.shutdown_requested or os.path.exists(stop_marker(self.daemon)):
             log.info("supervisor %s exited after a stop: the guard exits too", pid)
             raise SystemExit(0)
+        code = os.waitstatus_to_exitcode(status) if status is not None else None
+        if code in (2, 3):  # config error / another supervisor holds the lock: final
+            log.error(
+                "supervisor %s exited with %s (config error or already running): guard exits",
+                pid,
+                code,
+            )
+            raise SystemExit(code)
         log.warning("supervisor pid %s died (status %s): restarting it", pid, status)
         self._schedule_restart(time.monotonic() - self.supervisor_started)
 
@@ -365,7 +373,7 @@ def _open_out(daemon: DaemonSpec) -> int:
         return os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
 
 
-def run_guard(config_path: str, watch_pid: int | None) -> int:
+def run_guard(config_path: str, watch_pid: int | None, foreground: bool = False) -> int:
     """Entry point of `twinvisor guard` (started by `up`, by a supervisor, or by itself)."""
     from twinvisor.config import load_config
     from twinvisor.errors import ConfigError
@@ -395,7 +403,7 @@ def run_guard(config_path: str, watch_pid: int | None) -> int:
             },
         )
         return 3
-    _setup_logging(config.daemon)
+    _setup_logging(config.daemon, foreground)
     platform.set_child_subreaper()
     fsutil.write_atomic(guard.pid_path, f"{os.getpid()}\n")
     guard.listen(inherited.pop("__listener__", None))
@@ -436,12 +444,16 @@ def _report(fd: int | None, message: dict[str, Any]) -> None:
         os.write(fd, (json.dumps(message) + "\n").encode())
 
 
-def _setup_logging(daemon: DaemonSpec) -> None:
+def _setup_logging(daemon: DaemonSpec, foreground: bool = False) -> None:
     os.makedirs(daemon.log_dir, mode=0o750, exist_ok=True)
-    handler = fsutil.ResilientFileHandler(f"{daemon.log_dir}/twinvisor.log")
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s guard[%(process)d]: %(message)s")
-    )
+    handlers: list[logging.Handler] = [
+        fsutil.ResilientFileHandler(f"{daemon.log_dir}/twinvisor.log")
+    ]
+    if foreground:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    fmt = logging.Formatter("%(asctime)s %(levelname)s guard[%(process)d]: %(message)s")
     root = logging.getLogger()
-    root.addHandler(handler)
+    for handler in handlers:
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
     root.setLevel(logging.INFO)

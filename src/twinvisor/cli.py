@@ -306,9 +306,6 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     sys.stdout = open(os.devnull, "w") if args.quiet else sys.stdout  # noqa: SIM115
 
-
-    sys.stdout = open(os.devnull, "w") if args.quiet else sys.stdout  # noqa: SIM115
-
     config = _load_config(path)
     return start_background(config, timeout=args.timeout, twin=not args.no_twin)
 
@@ -352,17 +349,6 @@ def cmd_guard(args: argparse.Namespace) -> int:
     from twinvisor import twin
 
     return twin.run_guard(_config_path(args.config), args.watch)
-
-
-def _tool(verb: str) -> Any:
-    """A verb of cli_tools.py (find, kill, timers, service, export, import), imported lazily."""
-
-    def run(args: argparse.Namespace) -> int:
-        from twinvisor import cli_tools
-
-        return cli_tools.run(verb, args)
-
-    return run
 
 
 def _tool(verb: str) -> Any:
@@ -431,7 +417,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--foreground", action="store_true", help="stay in the foreground (containers, systemd)"
     )
     sp.add_argument("--quiet", action="store_true", help="print nothing when all is well")
-    sp.add_argument("--quiet", action="store_true", help="print nothing when all is well")
     sp.add_argument(
         "--no-twin", action="store_true", help="run the supervisor alone, without its guard"
     )
@@ -457,28 +442,6 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("names", nargs="+", metavar="NAME")
     add("version", cmd_version, "print the version")
     add("check-config", cmd_check_config, "validate the config and print it resolved")
-    sp = add("find", _tool("find"), "find running copies of programs outside the daemon")
-    sp.add_argument("names", nargs="+", metavar="NAME")
-    sp.add_argument("--mode", choices=("cmdline", "cwd", "exe"), help="override `find`")
-    sp = add("kill", _tool("kill"), "SIGKILL programs and wait for their restart")
-    sp.add_argument("names", nargs="+", metavar="NAME")
-    for verb, what in (("install-timer", "install"), ("uninstall-timer", "remove")):
-        sp = add(verb, _tool(verb), f"{what} a timer running `twinvisor up` every minute")
-        sp.add_argument("--print", action="store_true", help="show it, change nothing")
-        kind = sp.add_mutually_exclusive_group()
-        kind.add_argument("--systemd", dest="kind", action="store_const", const="systemd")
-        kind.add_argument("--cron", dest="kind", action="store_const", const="cron")
-    sp = add("install-service", _tool("install-service"), "install a systemd unit for the daemon")
-    sp.add_argument("--user", action="store_true", help="a user unit (default when not root)")
-    sp.add_argument("--print", action="store_true", help="show it, change nothing")
-    sp = add("export", _tool("export"), "write a systemd unit per program into DIR")
-    sp.add_argument("format", choices=("systemd",))
-    sp.add_argument("directory", metavar="DIR")
-    sp.add_argument("--prefix", default="", help="prefix of the unit names")
-    sp = add("import", _tool("import"), "convert a supervisord.conf or a Procfile to TOML")
-    sp.add_argument("source", metavar="FILE")
-    sp.add_argument("-o", "--output", help="the TOML file to write (default: stdout)")
-    sp.add_argument("--force", action="store_true", help="overwrite the output file")
     sp = add("find", _tool("find"), "find running copies of programs outside the daemon")
     sp.add_argument("names", nargs="+", metavar="NAME")
     sp.add_argument("--mode", choices=("cmdline", "cwd", "exe"), help="override `find`")

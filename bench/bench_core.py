@@ -266,7 +266,11 @@ class Twinvisor(Tool):
         if self.up_returned is None:
             self.up_returned = time.monotonic()
         if self.popen.returncode != 0:
-            raise RuntimeError(f"twinvisor up failed: {out.decode(errors='replace')}")
+            logs = ""
+            for name in ("twinvisor.out", "twinvisor.log"):
+                with contextlib.suppress(OSError), open(os.path.join(self.run, "log", name)) as f:
+                    logs += f"\n--- {name} (end):\n" + f.read()[-3000:]
+            raise RuntimeError(f"twinvisor up failed: {out.decode(errors='replace')}{logs}")
         with open(os.path.join(self.run, "twinvisor.pid")) as f:
             self.daemon_pid = int(f.read().strip())
 
@@ -370,6 +374,17 @@ class Supervisord(Tool):
 
 
 def proc_cpu_seconds(pid: int) -> float:
+    """CPU time of every thread: /proc/PID/task/*/schedstat (ns), else utime+stime (ticks)."""
+    total, ok = 0, False
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+                ok = True
+        except (FileNotFoundError, ValueError, IndexError):
+            pass
+    if ok:
+        return total / 1e9
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     # after the ")": state is field 3, utime 14, stime 15 (1-based) -> indices 11, 12
@@ -427,7 +442,12 @@ def bench_restart(tool: Tool, runs: int, log: Callable[[str], None]) -> list[flo
     try:
         tool.write_config([("k", ["sh", "-c", f"echo $$ >{fifo}; exec sleep infinity"])], fast=False)
         tool.start()
-        pid = next_pid(30)
+        pid = None
+        deadline = time.monotonic() + 30
+        while pid is None and time.monotonic() < deadline:
+            pid = next_pid(0.2)
+            if pid is None and tool.popen is not None and tool.popen.poll() not in (None, 0):
+                break  # `up` failed: finish_start raises with the daemon's logs
         tool.finish_start()
         if pid is None:
             raise RuntimeError(f"{tool.name}: the child never reported")
@@ -492,7 +512,13 @@ def bench_200(tool: Tool, runs: int, status_calls: int, log: Callable[[str], Non
             tool.start()
             seen = tool.wait_all_running(200, 60)
             if seen is None:
-                log(f"  {tool.name}: 200 programs not RUNNING within 60 s")
+                try:
+                    counts: dict[str, int] = {}
+                    for v in tool.states().values():
+                        counts[v] = counts.get(v, 0) + 1
+                except Exception as e:  # noqa: BLE001 - only for the message
+                    counts = {f"status failed: {e}": 0}
+                log(f"  run {first + r + 1}: {tool.name}: 200 programs not RUNNING within 60 s: {counts}")
                 continue
             up.append(seen - t0)
             tool.finish_start()
@@ -534,6 +560,23 @@ def spread(xs: list[float], digits: int = 1) -> str:
     return "" if len(xs) < 2 else f" ({min(xs):.{digits}f}-{max(xs):.{digits}f})"
 
 
+def _describe_twinvisor(exe: list[str]) -> str:
+    """`twinvisor version` and, in a git checkout, the commit (+ "dirty" if src/ has edits)."""
+    try:
+        out = subprocess.run([*exe, "version"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        out = "twinvisor ?"
+    root = os.path.dirname(HERE)
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "src"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        if head:
+            out += f" (commit {head}{', src/ has uncommitted edits' if dirty else ''})"
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5, help="runs per figure (median), default 5")
@@ -556,6 +599,8 @@ def main() -> int:
         log("supervisord/supervisorctl not found (set SUPERVISORD/SUPERVISORCTL or run "
             "bench/setup_peers.sh): the supervisord column is skipped")
 
+    load0 = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    tv_version = _describe_twinvisor(tv_exe)
     top = tempfile.mkdtemp(prefix="tvb", dir="/tmp")
 
     def tools(sub: str) -> list[Tool]:
@@ -615,7 +660,7 @@ def main() -> int:
     if "restart" in parts:
         rows.append(("replacement running after SIGKILL (ms)", "restart", "ms", 1, 1.0, "< 20 ms (supervisord ~1 s)"))
     if "idle" in parts:
-        rows.append((f"idle daemon CPU per {args.idle_seconds:g} s, 10 programs", "cpu", "ms", 0, 1.0, "-"))
+        rows.append((f"idle daemon CPU per {args.idle_seconds:g} s, 10 programs", "cpu", "ms", 2, 1.0, "-"))
         rows.append(("idle daemon wake-ups per second, 10 programs", "wake", "/s", 2, 1.0, "< 1 /s"))
     table = [("figure", "twinvisor", "supervisord", "target")]
     for label, key, unit, digits, scale, target in rows:
@@ -635,6 +680,8 @@ def main() -> int:
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     print(f"twinvisor bench_core: median of {args.runs} runs (min-max in brackets); "
           f"idle: median of {args.idle_runs} windows of {args.idle_seconds:g} s")
+    print(f"load average before / after: {load0} / {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+          f"twinvisor {tv_version}")
     print(f"machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), "
           f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
     print("200-program runs: twinvisor min_uptime = 0, supervisord startsecs = 0 (RUNNING at spawn)")

@@ -8,10 +8,13 @@ Modes:
   fds OUT    dump what the process sees (fds in /proc/self/fd, LISTEN_*, NOTIFY_SOCKET, the
              address of every passed socket) to OUT as JSON, send READY=1, wait for SIGTERM
   serve      an HTTP/1.0 server on the passed socket (fd 3), if any. Options:
-               --behaviour FILE  read at start: "hang" = never send READY=1, "crash" = exit 3
+               --behaviour FILE  read at start: "hang" = never send READY=1, "crash" = exit 3,
+                                 "deaf" = never send READY=1 nor accept a connection
                --gate FIFO       send STATUS=waiting for gate, read a line from FIFO, then
                                  STATUS=serving and READY=1
                --watchdog        send WATCHDOG=1 every WATCHDOG_USEC/4; SIGUSR1 stops it (hung)
+               --repeat-ready S  once ready, send READY=1 with a new STATUS= every S seconds
+                                 (some apps do: systemd accepts READY=1 again at any time)
              GET / -> the pid; GET /health -> 200, or 500 after SIGUSR2. SIGTERM: stop
              accepting, finish the requests in flight, exit 0.
 """
@@ -123,7 +126,7 @@ def serve(args: argparse.Namespace) -> int:
 
     passed = sd.listen_sockets()
     server = None
-    if passed:
+    if passed and behaviour != "deaf":
         server = Server(passed[0].getsockname(), Handler, bind_and_activate=False)
         server.socket.close()
         server.socket = passed[0]
@@ -159,7 +162,7 @@ def serve(args: argparse.Namespace) -> int:
 
         threading.Thread(target=ping, daemon=True).start()
 
-    if behaviour != "hang":
+    if behaviour not in ("hang", "deaf"):
         if args.gate:
             sd.notify("STATUS=waiting for gate")
             event("gate-waiting")
@@ -168,6 +171,15 @@ def serve(args: argparse.Namespace) -> int:
             sd.notify("STATUS=serving")
         event("ready")
         sd.notify("READY=1")
+        if args.repeat_ready:
+
+            def repeat() -> None:
+                n = 0
+                while not done.wait(args.repeat_ready):  # the app's own period
+                    n += 1
+                    sd.notify(f"READY=1\nSTATUS=served {n} periods")
+
+            threading.Thread(target=repeat, daemon=True).start()
     if server is not None:
         server.serve_forever(poll_interval=0.05)
         server.server_close()
@@ -187,6 +199,7 @@ def main() -> int:
     p.add_argument("--behaviour")
     p.add_argument("--gate")
     p.add_argument("--watchdog", action="store_true")
+    p.add_argument("--repeat-ready", type=float, default=0.0)
     args = p.parse_args()
     EVENTS, NAME = args.events, args.name
     if args.mode == "fds":

@@ -485,10 +485,19 @@ class Core:
             else:
                 self._set(proc, S.STOPPED, out)
             return
-        self._count_run(
-            proc, failed=proc.state is S.STARTING or policy.run_failed(proc.spec.restart, run_time)
-        )
+        self._count_run(proc, failed=self._run_failed(proc, run_time))
         self._after_run(proc, ev.exit_code, out)
+
+    @staticmethod
+    def _run_failed(proc: Proc, run_time: float) -> bool:
+        """Exiting before ready is a failure. In spawn/delay mode RUNNING itself proves the
+        program stayed up min_uptime (re-measuring could misjudge a timer firing a hair
+        early); with notify/probes a program can be ready sooner, so the time counts."""
+        if proc.state is S.STARTING:
+            return True
+        if proc.spec.ready.mode in (ReadyMode.SPAWN, ReadyMode.DELAY):
+            return False
+        return policy.run_failed(proc.spec.restart, run_time)
 
     def _count_run(self, proc: Proc, failed: bool) -> None:
         if failed:

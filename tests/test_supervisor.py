@@ -272,12 +272,9 @@ def test_full_disk_does_not_block_child_or_daemon(daemon: Daemon) -> None:
     assert "flood" in r.out
 
 
-@pytest.mark.xfail(
-    reason="BUG: core._after_run: a failed spawn with auto_restart=false moves STOPPED -> EXITED, "
-    "an illegal transition; the AssertionError escapes Runtime.start and the daemon dies in `up`",
-    strict=True,
-)
 def test_missing_command_without_auto_restart(daemon: Daemon) -> None:
+    # regression: a failed spawn with auto_restart=false used to be an illegal STOPPED -> EXITED
+    # transition in the core, whose AssertionError killed the daemon during `up`
     r = daemon.up({"ghost": {"command": ["/nonexistent/prog"], "auto_restart": False}})
     assert r.rc == 1
     row = daemon.status()["ghost"]

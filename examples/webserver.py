@@ -5,7 +5,8 @@ GET /            -> {"msg": "running"}
 GET /hello?name=X -> hello, X   (name defaults to Jack, as in supergo's example)
 
 Takes its listening socket from the supervisor (fd 3, systemd's LISTEN_FDS protocol) when one
-is passed, so restarts refuse no connection; otherwise binds --port itself. Reports ready
+is passed, so restarts refuse no connection; or the listening socket at `--fd N` (circus's
+`--fd $(circus.sockets.NAME)`); otherwise binds --port itself. Reports ready
 over NOTIFY_SOCKET once it accepts, and on SIGTERM stops accepting, finishes the requests in
 flight, and exits.
 """
@@ -32,7 +33,7 @@ except ImportError:  # running outside the checkout without twinvisor installed
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         url = urlparse(self.path)
         if url.path == "/":
             self._reply(200, "application/json", json.dumps({"msg": "running"}).encode())
@@ -52,7 +53,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def log_message(self, fmt: str, *args: object) -> None:
-        sys.stdout.write("%s %s\n" % (self.address_string(), fmt % args))
+        sys.stdout.write(f"{self.address_string()} {fmt % args}\n")
         sys.stdout.flush()
 
 
@@ -61,8 +62,10 @@ class Server(ThreadingHTTPServer):
     block_on_close = True  # finish requests in flight on shutdown
 
 
-def make_server(port: int) -> Server:
+def make_server(port: int, fd: int | None = None) -> Server:
     passed = sd.listen_sockets() if sd else []
+    if not passed and fd is not None:
+        passed = [socket.socket(fileno=fd)]
     if passed:
         server = Server(passed[0].getsockname(), Handler, bind_and_activate=False)
         server.socket.close()
@@ -77,8 +80,9 @@ def make_server(port: int) -> Server:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--fd", type=int, help="a listening socket inherited at this fd")
     args = parser.parse_args()
-    server = make_server(args.port)
+    server = make_server(args.port, args.fd)
 
     def on_term(signum: int, frame: object) -> None:
         if sd:

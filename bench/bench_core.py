@@ -100,8 +100,16 @@ def find_peer(name: str) -> str | None:
 # process bookkeeping and clean-up
 
 
+PYCACHE: str | None = None  # set by main(): bytecode cache for both tools' CLIs and daemons
+
+
 def bench_env() -> dict[str, str]:
     env = dict(os.environ, TVBENCH_TAG=TAG)
+    if PYCACHE:
+        # an editable install run with PYTHONDONTWRITEBYTECODE=1 recompiles every module at
+        # every start, while the pip-installed peer has its .pyc: give both a warm cache
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = PYCACHE
     for key in ("TWINVISOR_CONFIG", "TWINVISOR_SOCKET", "TWINVISOR_RUN_DIR"):
         env.pop(key, None)
     return env
@@ -529,8 +537,9 @@ def bench_200(tool: Tool, runs: int, status_calls: int, log: Callable[[str], Non
             rss.append(m[0])
             if m[1] is not None:
                 uss.append(m[1])
-            if r == runs - 1:
+            if r == runs - 1 and status_calls:
                 cmd = tool.status_cli()
+                subprocess.run(cmd, capture_output=True, env=bench_env(), check=False)  # warm-up
                 for _ in range(status_calls):
                     s0 = time.perf_counter()
                     subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -585,6 +594,9 @@ def main() -> int:
     ap.add_argument("--status-calls", type=int, default=10, help="status CLI calls (median)")
     ap.add_argument("--only", choices=["restart", "idle", "200"], action="append",
                     help="run only these parts (repeatable)")
+    ap.add_argument("--cold-bytecode", action="store_true",
+                    help="keep the environment's PYTHONDONTWRITEBYTECODE / bytecode cache as it is "
+                         "(default: a warm bytecode cache in the run dir for both tools)")
     ap.add_argument("--json", metavar="FILE", help="also write the raw samples as JSON")
     args = ap.parse_args()
     parts = set(args.only or ["restart", "idle", "200"])
@@ -602,6 +614,15 @@ def main() -> int:
     load0 = " ".join(f"{x:.2f}" for x in os.getloadavg())
     tv_version = _describe_twinvisor(tv_exe)
     top = tempfile.mkdtemp(prefix="tvb", dir="/tmp")
+    global PYCACHE
+    if not args.cold_bytecode:
+        PYCACHE = os.path.join(top, "pyc")
+        warm = [[*tv_exe, "version"], [*tv_exe, "check-config", "-c", "/nonexistent"]]
+        if have_peer:
+            assert sctl
+            warm.append([sctl, "-c", "/dev/null", "version"])
+        for cmd in warm:  # fill the bytecode cache (the daemons fill theirs on first start)
+            subprocess.run(cmd, capture_output=True, env=bench_env(), check=False)
 
     def tools(sub: str) -> list[Tool]:
         d = os.path.join(top, sub)
@@ -684,7 +705,8 @@ def main() -> int:
           f"twinvisor {tv_version}")
     print(f"machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), "
           f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
-    print("200-program runs: twinvisor min_uptime = 0, supervisord startsecs = 0 (RUNNING at spawn)")
+    print("200-program runs: twinvisor min_uptime = 0, supervisord startsecs = 0 (RUNNING at spawn); "
+          + ("bytecode: as the environment has it" if args.cold_bytecode else "bytecode: warm cache (PYTHONPYCACHEPREFIX)"))
     print("\n".join(lines))
     print(f"(bench took {elapsed:.0f} s)")
     if args.json:

@@ -8,18 +8,24 @@ Run from the repository root with the project venv (psutil is needed):
 
 Figures (every figure is the median of --runs runs unless said otherwise):
 
+"The daemon" is every long-lived process of the tool (found by the config path in its command
+line): twinvisor's daemon *and its guard* (`twinvisor up` starts both); supervisord.
+
 1. restart after SIGKILL: the child is ``sh -c 'echo $$ >FIFO; exec sleep infinity'``; the bench
    holds the FIFO open, kill -9s the child and times from the kill() call to the moment the
    *new* child's pid arrives on the FIFO (so the figure includes the new child's exec of sh).
    Between kills the bench waits 1.3 s, so the child has outlived twinvisor's min_uptime and
    supervisord's startsecs (both 1 s, the defaults) and the kill is a crash of a healthy
    program, not a failed start.
-2. idle daemon: 10 programs ``sleep infinity``; CPU = delta of utime+stime (/proc/PID/stat)
-   and wake-ups = delta of voluntary+nonvoluntary context switches summed over every thread
+2. idle daemon: 10 programs ``sleep infinity``; CPU = delta of on-CPU time of every thread
+   (/proc/PID/task/*/schedstat, ns; utime+stime from /proc/PID/stat as a fallback) and
+   wake-ups = delta of voluntary+nonvoluntary context switches summed over every thread
    (/proc/PID/task/*/status) over --idle-seconds.  The two daemons are measured in the same
    windows (at the same time; an idle daemon does not wake the other); median of
    --idle-runs windows (default 3) so that the default bench stays within a few minutes.
-3. daemon RSS (and USS) with 10 programs (at the end of the idle windows) and with 200.
+3. daemon RSS (and USS) with 10 programs (at the end of the idle windows) and with 200,
+   summed over the tool's processes (RSS sums count shared pages twice; USS does not); with
+   200 programs the main process alone is shown too.
 4. 200 programs up: from launching the daemon (``twinvisor up`` / ``supervisord -n -c``)
    until the tool reports all 200 RUNNING (twinvisor: min_uptime = 0, supervisord:
    startsecs = 0, so RUNNING means spawned). The bench polls the tool's own API every 20 ms
@@ -228,6 +234,19 @@ class Tool:
             time.sleep(POLL)
         return None
 
+    def supervisor_pids(self) -> list[int]:
+        """The tool's own long-lived processes: every tagged process whose command line names
+        this config (twinvisor: the daemon and its guard; supervisord: supervisord)."""
+        pids = []
+        for p in tagged_processes():
+            with contextlib.suppress(psutil.Error):
+                cmd = p.cmdline()
+                if self.cfg in cmd and not {"up", "status", "down"} & set(cmd):
+                    pids.append(p.pid)
+        if self.daemon_pid and self.daemon_pid not in pids:
+            pids.append(self.daemon_pid)
+        return sorted(pids)
+
     def cleanup(self) -> None:
         with contextlib.suppress(Exception):
             self.stop()
@@ -412,15 +431,21 @@ def proc_ctx_switches(pid: int) -> int:
     return total
 
 
-def memory(pid: int) -> tuple[float, float | None]:
-    """(RSS MiB, USS MiB or None)."""
-    p = psutil.Process(pid)
-    rss = p.memory_info().rss / 2**20
-    try:
-        uss: float | None = p.memory_full_info().uss / 2**20
-    except (psutil.Error, AttributeError):
-        uss = None
+def memory(pids: list[int]) -> tuple[float, float | None]:
+    """(RSS MiB, USS MiB or None), summed over the processes."""
+    rss, uss = 0.0, 0.0
+    for pid in pids:
+        p = psutil.Process(pid)
+        rss += p.memory_info().rss / 2**20
+        try:
+            uss += p.memory_full_info().uss / 2**20
+        except (psutil.Error, AttributeError):
+            return rss, None
     return rss, uss
+
+
+def cpu_and_switches(pids: list[int]) -> tuple[float, int]:
+    return sum(proc_cpu_seconds(p) for p in pids), sum(proc_ctx_switches(p) for p in pids)
 
 
 def idle_programs(n: int) -> list[tuple[str, list[str]]]:
@@ -489,18 +514,22 @@ def bench_idle(tools: list[Tool], seconds: float, windows: int, log: Callable[[s
             if t.wait_all_running(10, 30) is None:
                 raise RuntimeError(f"{t.name}: 10 programs not RUNNING")
         time.sleep(2.0)  # let start-up work (min_uptime timers, log opens) finish
+        pids = {t.name: t.supervisor_pids() for t in tools}
+        for t in tools:
+            out[t.name]["procs"] = len(pids[t.name])
+            log(f"  {t.name}: supervisor processes {pids[t.name]}")
         for w in range(windows):
-            before = {t.name: (proc_cpu_seconds(t.daemon_pid), proc_ctx_switches(t.daemon_pid)) for t in tools}
+            before = {t.name: cpu_and_switches(pids[t.name]) for t in tools}
             time.sleep(seconds)
             for t in tools:
                 cpu0, cs0 = before[t.name]
-                cpu = proc_cpu_seconds(t.daemon_pid) - cpu0
-                cs = proc_ctx_switches(t.daemon_pid) - cs0
+                cpu1, cs1 = cpu_and_switches(pids[t.name])
+                cpu, cs = cpu1 - cpu0, cs1 - cs0
                 out[t.name]["cpu"].append(cpu * 1000)
                 out[t.name]["wake"].append(cs / seconds)
                 log(f"  idle window {w + 1}: {t.name}: cpu {cpu * 1000:.0f} ms, {cs} wake-ups")
         for t in tools:
-            out[t.name]["mem10"] = memory(t.daemon_pid)
+            out[t.name]["mem10"] = memory(pids[t.name])
     finally:
         for t in tools:
             t.cleanup()
@@ -513,6 +542,8 @@ def bench_200(tool: Tool, runs: int, status_calls: int, log: Callable[[str], Non
     rss: list[float] = []
     uss: list[float] = []
     status: list[float] = []
+    rss_main: list[float] = []
+    nprocs: list[int] = []
     for r in range(runs):
         try:
             tool.write_config(idle_programs(200), fast=True)
@@ -533,7 +564,11 @@ def bench_200(tool: Tool, runs: int, status_calls: int, log: Callable[[str], Non
             if isinstance(tool, Twinvisor) and tool.up_returned is not None:
                 up_returned.append(tool.up_returned - t0)
             time.sleep(1.0)
-            m = memory(tool.daemon_pid)
+            pids = tool.supervisor_pids()
+            m = memory(pids)
+            assert tool.daemon_pid is not None
+            rss_main.append(memory([tool.daemon_pid])[0])
+            nprocs.append(len(pids))
             rss.append(m[0])
             if m[1] is not None:
                 uss.append(m[1])
@@ -545,12 +580,13 @@ def bench_200(tool: Tool, runs: int, status_calls: int, log: Callable[[str], Non
                     subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, env=bench_env(), check=False)
                     status.append((time.perf_counter() - s0) * 1000)
-            log(f"  run {first + r + 1}: {tool.name}: all RUNNING after {(seen - t0) * 1000:.0f} ms, rss {m[0]:.1f} MiB")
+            log(f"  run {first + r + 1}: {tool.name}: all RUNNING after {(seen - t0) * 1000:.0f} ms, rss {m[0]:.1f} MiB in {len(pids)} processes")
         finally:
             tool.cleanup()
             tool.daemon_pid = None
             tool.popen = None
-    return {"up": up, "up_returned": up_returned, "rss": rss, "uss": uss, "status": status}
+    return {"up": up, "up_returned": up_returned, "rss": rss, "uss": uss, "status": status,
+            "rss_main": rss_main, "procs200": nprocs}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -690,12 +726,16 @@ def main() -> int:
         table.append(("daemon RSS, 10 programs", mem_cell("twinvisor", 0), mem_cell("supervisord", 0), "-"))
         table.append(("daemon USS, 10 programs", mem_cell("twinvisor", 1), mem_cell("supervisord", 1), "-"))
     if "200" in parts:
-        table.append(("daemon RSS, 200 programs", cell("twinvisor", "rss", "MiB"), cell("supervisord", "rss", "MiB"), "below supervisord"))
+        table.append(("daemon RSS, 200 programs (all its processes)", cell("twinvisor", "rss", "MiB"), cell("supervisord", "rss", "MiB"), "below supervisord"))
+        table.append(("  RSS of the main daemon process alone", cell("twinvisor", "rss_main", "MiB"), cell("supervisord", "rss_main", "MiB"), "-"))
         table.append(("daemon USS, 200 programs", cell("twinvisor", "uss", "MiB"), cell("supervisord", "uss", "MiB"), "-"))
         table.append(("200 programs up: launch -> all RUNNING (ms)", cell("twinvisor", "up", "ms", 0, 1000.0), cell("supervisord", "up", "ms", 0, 1000.0), "< 2000 ms"))
         table.append(("  twinvisor: `twinvisor up` returned (ms)", cell("twinvisor", "up_returned", "ms", 0, 1000.0), "-", "-"))
         table.append((f"status CLI, 200 programs (median of {args.status_calls}, ms)", cell("twinvisor", "status", "ms"), cell("supervisord", "status", "ms"), "< 100 ms"))
 
+    procs = {n: max(col[n].get("procs200", []) or [col[n].get("procs", 0)]) for n in names}
+    table.append(("supervisor processes measured", str(procs["twinvisor"]) + " (daemon + guard)" * (procs["twinvisor"] == 2),
+                  str(procs["supervisord"]) if have_peer else "not installed", "-"))
     widths = [max(len(r[i]) for r in table) for i in range(4)]
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in table]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")

@@ -6,6 +6,8 @@ daemon started on one runs the program.
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -27,6 +29,7 @@ from twinvisor.importers import (
 from twinvisor.specs import AutoRestart
 
 PY = sys.executable
+USER = pwd.getpwuid(os.geteuid()).pw_name
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 
 
@@ -71,7 +74,7 @@ startretries=5
 exitcodes=0,2
 stopsignal=INT
 stopwaitsecs=7
-user=root
+user={USER}
 environment=GREETING="hello, world",PATH="/usr/bin:/bin",EMPTY="",PLAIN=x
 stdout_logfile=%(here)s/logs/web.out
 stdout_logfile_maxbytes=5MB
@@ -126,7 +129,7 @@ def test_supervisord_import(tmp_path: Path, supervisord: Path) -> None:
     assert web.restart.auto_restart is AutoRestart.ALWAYS
     assert web.restart.min_uptime == 0 and web.restart.max_retry == 5
     assert web.restart.exit_codes == (0, 2)
-    assert web.stop_signal == "INT" and web.stop_timeout == 7 and web.user == "root"
+    assert web.stop_signal == "INT" and web.stop_timeout == 7 and web.user == USER
     assert dict(web.environment) == {
         "GREETING": "hello, world",
         "PATH": "/usr/bin:/bin",

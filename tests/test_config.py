@@ -685,7 +685,7 @@ def test_ready_tcp_on_a_held_listen_addr(tmp_path: Path, listen: str, target: st
     assert (p.file, p.line, p.key) == (str(f), 4, "program.x.ready")
     assert "would always succeed" in p.message
     assert f"twinvisor itself holds the socket {listen!r}" in p.message
-    assert "http://" in p.message and '"notify"' in p.message
+    assert '"notify"' in p.message
 
 
 @pytest.mark.parametrize(

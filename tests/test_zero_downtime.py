@@ -429,35 +429,19 @@ def test_restarts_under_http_load_lose_no_request(daemon: Daemon) -> None:
     assert load.ok > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the http ready probe goes through the socket twinvisor holds, whose accept "
-    "queue the old generation still serves during a restart: the old generation answers the "
-    "probe, the new one is declared ready and the old one is stopped (readiness.py/runtime.py "
-    "_probe_ready cannot tell which generation answered)",
-)
-def test_http_ready_probe_through_the_shared_socket_needs_the_new_generation(
-    daemon: Daemon,
-) -> None:
+def test_http_ready_probe_through_the_shared_socket_is_refused(daemon: Daemon) -> None:
+    """The old generation would answer a probe sent through the shared socket, so the config
+    refuses it (file:line:key) and points to notify instead."""
     port = free_port()
-    control = daemon.path("behaviour")
     ready = f"http://127.0.0.1:{port}/health"
-    daemon.up({"web": serve_program(daemon, port, "--behaviour", control, ready=ready)})
-    old = daemon.wait_state("web", "RUNNING")["pid"]
-    Path(control).write_text("deaf")  # the new generation never accepts a connection
-    r = daemon.cli("restart", "web", "--timeout", "5")
-    row = daemon.status()["web"]
-    assert r.rc != 0, f"restart reported success; now serving pid {row['pid']}, old was {old}"
-    assert row["pid"] == old
-    assert http_get(port) == (200, str(old).encode())
+    control = daemon.path("behaviour")
+    daemon.write_config({"web": serve_program(daemon, port, "--behaviour", control, ready=ready)})
+    r = daemon.cli("check-config")
+    assert r.rc == 2
+    assert "program.web.ready" in r.err and "cannot tell generations apart" in r.err
+    assert 'ready = "notify"' in r.err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: core._on_notify takes READY=1 from the old generation (old_pid, still "
-    "serving during a restart) as the new generation's readiness: it only drops messages from "
-    "`retiring` pids, not from old_pid, so a hung new generation replaces a healthy old one",
-)
 def test_ready_from_the_old_generation_does_not_make_the_new_one_ready(daemon: Daemon) -> None:
     port = free_port()
     control = daemon.path("behaviour")

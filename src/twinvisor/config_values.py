@@ -439,9 +439,27 @@ def parse_ready(
             f"({timeout:g}s): every start would time out"
         )
     if ready.mode is ReadyMode.TCP and (addr := held_address(ready.target, listen_addrs)):
-        advice = 'probe it with http:// or use ready = "notify"'
+        advice = 'use ready = "notify"'
         raise ValueError(held_socket_problem(f"ready = {show(value)}", addr, advice))
+    if ready.mode is ReadyMode.HTTP and (
+        addr := held_address(_url_host_port(ready.target), listen_addrs)
+    ):
+        # during a restart the old generation still serves that socket: it would answer the
+        # probe and the new generation would be declared ready without having said a word
+        raise ValueError(
+            f"ready = {show(value)} cannot tell generations apart: the socket {addr!r} "
+            "(listen_addrs) is shared by the old and the new generation during a restart, so "
+            'the old one may answer the probe; use ready = "notify" (twinvisor.sd.notify)'
+        )
     return ready
+
+
+def _url_host_port(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    return f"[{host}]:{parts.port or 80}" if ":" in host else f"{host}:{parts.port or 80}"
 
 
 def _parse_ready(value: str, timeout: float) -> ReadySpec:

@@ -83,7 +83,7 @@ class Notified:
     """An sd_notify datagram from a process of this program (sender already verified)."""
 
     name: str
-    pid: int
+    pid: int  # the generation (process we spawned) the sender is, or descends from
     fields: tuple[tuple[str, str], ...]
 
 
@@ -591,8 +591,8 @@ class Core:
     # -- notifications and health -------------------------------------------------------------
 
     def _on_notify(self, proc: Proc, ev: Notified, out: list[Action]) -> None:
-        if ev.pid != proc.pid and proc.pid is not None and ev.pid in proc.retiring:
-            return  # a retiring generation's last words
+        if ev.pid != proc.pid:
+            return  # an old or retiring generation speaks only for itself: ignored
         for key, value in ev.fields:
             if key == "READY" and value == "1":
                 proc.reloading = False

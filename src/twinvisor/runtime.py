@@ -574,11 +574,11 @@ class Runtime:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _owner_of(self, pid: int) -> str | None:
-        """The instance whose process (or descendant of it) `pid` is, if any."""
+    def _owner_of(self, pid: int) -> tuple[str, int] | None:
+        """(instance, generation pid) of the process `pid` is, or descends from."""
         entry = self.children.get(pid)
         if entry is not None:
-            return entry[0]
+            return entry[0], pid
         import psutil
 
         try:
@@ -588,15 +588,17 @@ class Runtime:
         for parent in parents:
             entry = self.children.get(parent.pid)
             if entry is not None:
-                return entry[0]
+                return entry[0], parent.pid
         return None
 
     def _on_notify(self, pid: int, fields: tuple[tuple[str, str], ...]) -> None:
-        name = self._owner_of(pid)
-        if name is None:
+        owner = self._owner_of(pid)
+        if owner is None:
             log.warning("notify from pid %d ignored: not a process of any program", pid)
             return
-        self.dispatch(core.Notified(name, pid, fields))
+        # attributed to the generation it comes from: an old generation's READY=1 must not
+        # make a new one ready
+        self.dispatch(core.Notified(owner[0], owner[1], fields))
 
     async def _probe_ready(self, name: str, pid: int) -> None:
         """Poll the tcp/http readiness probe until it passes or the generation is gone."""

@@ -464,16 +464,25 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("source", metavar="FILE")
     sp.add_argument("-o", "--output", help="the TOML file to write (default: stdout)")
     sp.add_argument("--force", action="store_true", help="overwrite the output file")
-    sp = sub.add_parser("guard", parents=[common], help=argparse.SUPPRESS)
+    return p
+
+
+def _internal_parser() -> argparse.ArgumentParser:
+    """The processes `up` starts (guard, daemon): kept out of the public help."""
+    p = argparse.ArgumentParser(prog="twinvisor", parents=[_common_options(suppress=False)])
+    sub = p.add_subparsers(dest="command", required=True)
+    sp = sub.add_parser("guard", parents=[_common_options(suppress=True)])
     sp.add_argument("--watch", type=int, default=None, metavar="PID")
     sp.set_defaults(func=cmd_guard)
-    sp = sub.add_parser("daemon", parents=[common], help=argparse.SUPPRESS)
+    sp = sub.add_parser("daemon", parents=[_common_options(suppress=True)])
     sp.set_defaults(func=cmd_daemon)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    internal = argv[:1] in (["guard"], ["daemon"])
+    args = (_internal_parser() if internal else build_parser()).parse_args(argv)
     try:
         return int(args.func(args))
     except _Fail as e:

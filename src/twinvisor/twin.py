@@ -294,6 +294,10 @@ class Guard:
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        # SIGTERM/SIGINT (docker stop, systemctl stop, Ctrl-C) mean `down`: stop marker, then
+        # the supervisor stops the programs; we exit when it has
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
         self.sel.register(wake_r, selectors.EVENT_READ, "signal")
         while True:
             for key, _ in self.sel.select(self._timeout()):
@@ -305,6 +309,14 @@ class Guard:
                 self.spawn_supervisor()
             if self.upgrade_requested:
                 self._reexec()
+
+    def _on_stop_signal(self, signum: int, frame: object) -> None:
+        fsutil.write_atomic(stop_marker(self.daemon), f"{os.getpid()}\n")
+        self.shutdown_requested = True
+        if self.supervisor is not None:
+            platform.signal_pid(self.supervisor, signal.SIGTERM)
+        else:
+            raise SystemExit(0)
 
     def _timeout(self) -> float | None:
         deadlines = []

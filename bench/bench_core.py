@@ -734,8 +734,9 @@ def main() -> int:
         table.append((f"status CLI, 200 programs (median of {args.status_calls}, ms)", cell("twinvisor", "status", "ms"), cell("supervisord", "status", "ms"), "< 100 ms"))
 
     procs = {n: max(col[n].get("procs200", []) or [col[n].get("procs", 0)]) for n in names}
-    table.append(("supervisor processes measured", str(procs["twinvisor"]) + " (daemon + guard)" * (procs["twinvisor"] == 2),
-                  str(procs["supervisord"]) if have_peer else "not installed", "-"))
+    if parts & {"idle", "200"}:
+        table.append(("supervisor processes measured", str(procs["twinvisor"]) + " (daemon + guard)" * (procs["twinvisor"] == 2),
+                      str(procs["supervisord"]) if have_peer else "not installed", "-"))
     widths = [max(len(r[i]) for r in table) for i in range(4)]
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in table]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")

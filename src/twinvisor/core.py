@@ -285,8 +285,11 @@ class Core:
             case HealthResult():
                 self._on_health(proc, event, out)
             case Adopted(pid=pid, started_at=started_at):
-                if proc.pid is None and not proc.state.is_alive:
+                if proc.pid is None:
                     proc.pid, proc.started_at = pid, started_at
+                    if not is_legal(proc.state, S.RUNNING):
+                        self._set(proc, S.STARTING, out)  # e.g. from STOPPING (restart)
+                    self._cancel_timer(proc)
                     self._set(proc, S.RUNNING, out)
                     self._log(proc, f"adopted running pid {pid}", out)
                     self._arm_watchdog(proc, out)

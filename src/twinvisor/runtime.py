@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, assert_never
 
-from twinvisor import children, core, deps, platform, readiness, sockets, state
+from twinvisor import children, core, deps, fsutil, platform, readiness, sockets, state
 from twinvisor.children import Child
 from twinvisor.errors import SpawnError
 from twinvisor.logs import LogFile
@@ -27,6 +27,9 @@ from twinvisor.specs import Config, DependCondition, HealthKind, ProgramSpec, Re
 from twinvisor.states import ProcessState
 
 log = logging.getLogger("twinvisor")
+
+# seconds between checks that pid files still exist (seed 000: 30 s); tunable for tests
+PID_REFRESH = float(os.environ.get("TWINVISOR_PID_REFRESH", "30"))
 
 
 @dataclass
@@ -180,7 +183,10 @@ class Runtime:
                     assert_never(action)
 
     def _spawn(self, name: str) -> None:
-        spec = self.core.procs[name].spec
+        proc = self.core.procs[name]
+        spec = proc.spec
+        if spec.find and proc.old_pid is None and self._adopt_found(name, spec):
+            return
         try:
             child = children.spawn(spec, **self._spawn_extras(spec))
         except (SpawnError, OSError) as e:
@@ -192,6 +198,29 @@ class Runtime:
         self._watch_output(name, child)
         self._watch_exit(name, child)
         self._events.append(core.Spawned(name, child.pid))
+
+    def _adopt_found(self, name: str, spec: ProgramSpec) -> bool:
+        """Seed 001: a copy started by hand is taken over, never started a second time."""
+        from twinvisor import discovery
+
+        assert spec.find is not None
+        ours = set(self.children) | {os.getpid()}
+        for match in discovery.find_matches(spec, spec.find, exclude_pids=ours):
+            if self._owned_elsewhere(match.pid):
+                continue
+            child = Child(match.pid, match.start_time, None, None)
+            self.children[match.pid] = (name, child)
+            self._watch_exit(name, child)
+            log.info("%s: adopted pid %d found by %s: %s", name, match.pid, spec.find, match.reason)
+            started = self.clock() - max(0.0, time.time() - _create_time(match.pid))
+            self._events.append(core.Adopted(name, match.pid, started))
+            self._dirty = True
+            return True
+        return False
+
+    def _owned_elsewhere(self, pid: int) -> bool:
+        """Already one of our instances (another instance of the same command)."""
+        return any(p.pid == pid or p.old_pid == pid for p in self.core.procs.values())
 
     def _hold_pipes(self, name: str, child: Child) -> None:
         for stream, fd in (("out", child.stdout_fd), ("err", child.stderr_fd)):
@@ -618,12 +647,41 @@ class Runtime:
 
     def _on_state(self, name: str, new: ProcessState) -> None:
         proc = self.core.procs[name]
+        if proc.spec.pidfile:
+            self._sync_pidfile(proc)
         if proc.spec.health is None:
             return
         if new is ProcessState.RUNNING and name not in self._health:
             self._health[name] = self._loop.create_task(self._health_loop(name))
         elif not new.is_alive and name in self._health:
             self._health.pop(name).cancel()
+
+    def _sync_pidfile(self, proc: core.Proc) -> None:
+        """Seed 001's pid lock: the file holds the live pid while the program should run.
+        Written atomically; a full disk keeps the last good version and is retried later."""
+        path = proc.spec.pidfile
+        assert path is not None
+        if proc.pid is not None and proc.state.is_alive:
+            if fsutil.read_pid(path) != proc.pid:
+                fsutil.write_atomic(path, f"{proc.pid}\n", fsync=False)
+        elif fsutil.read_pid(path) is not None and not proc.state.is_alive:
+            fsutil.remove_quietly(path)
+
+    def start_freshness(self, own_pid_path: str) -> None:
+        """Every PID_REFRESH seconds: rewrite pid files someone deleted (seed 000)."""
+
+        def refresh() -> None:
+            if fsutil.read_pid(own_pid_path) != os.getpid():
+                log.warning("pid file %s was missing or wrong: rewritten", own_pid_path)
+                fsutil.write_atomic(own_pid_path, f"{os.getpid()}\n", fsync=False)
+            for proc in self.core.procs.values():
+                if proc.spec.pidfile:
+                    self._sync_pidfile(proc)
+            self._dirty = True  # the state file too, in case it was removed
+            self._flush_state()
+            self._loop.call_later(PID_REFRESH, refresh)
+
+        self._loop.call_later(PID_REFRESH, refresh)
 
     async def _health_loop(self, name: str) -> None:
         while True:
@@ -733,6 +791,15 @@ def _healthy_outcome(proc: core.Proc) -> str:
     if outcome == "ok" and proc.healthy is not True:
         return "failed" if proc.healthy is False and proc.health_failures > 1 else "pending"
     return outcome
+
+
+def _create_time(pid: int) -> float:
+    import psutil
+
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return time.time()
 
 
 def _tagged_processes(run_dir: str, known: set[int]) -> list[state.ChildRecord]:

@@ -199,6 +199,7 @@ async def _serve(config: Config, reporter: _Reporter) -> int:
         )
     if link is not None:
         link.start()
+    runtime.start_freshness(config.daemon.pid_path)
     outcomes = await runtime.start(to_start, timeout=STARTUP_TIMEOUT) if to_start else {}
     failed = sorted(n for n, v in outcomes.items() if v != "ok")
     log.info("twinvisor up: pid %d, socket %s", os.getpid(), config.daemon.socket)

@@ -267,6 +267,8 @@ class Guard:
             self._send_held()
         elif op == "ping":
             self._send({"op": "pong"})
+            if fsutil.read_pid(self.pid_path) != os.getpid():  # deleted by someone: seed 000
+                fsutil.write_atomic(self.pid_path, f"{os.getpid()}\n", fsync=False)
         elif op == "shutdown":
             self.shutdown_requested = True
         elif op == "upgrade":

@@ -15,7 +15,8 @@ Modes:
                --watchdog        send WATCHDOG=1 every WATCHDOG_USEC/4; SIGUSR1 stops it (hung)
                --repeat-ready S  once ready, send READY=1 with a new STATUS= every S seconds
                                  (some apps do: systemd accepts READY=1 again at any time)
-             GET / -> the pid; GET /health -> 200, or 500 after SIGUSR2. SIGTERM: stop
+             GET / -> the pid; GET /health -> 200 (the first one is reported as
+             "health-ok"), or 500 after SIGUSR2. SIGTERM: stop
              accepting, finish the requests in flight, exit 0.
 """
 
@@ -93,11 +94,15 @@ def dump_fds(out: str) -> None:
 
 class Handler(BaseHTTPRequestHandler):
     healthy = True
+    answered_health = False
 
     def do_GET(self) -> None:
         if self.path == "/health":
             code = 200 if Handler.healthy else 500
             body = b"ok" if code == 200 else b"failing"
+            if code == 200 and not Handler.answered_health:
+                Handler.answered_health = True
+                event("health-ok")
         else:
             code, body = 200, str(os.getpid()).encode()
         self.send_response(code)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from twinvisor import __version__
+from twinvisor.paths import daemon_table_paths
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 CONFIG_CANDIDATES = ("twinvisor.toml", "/etc/twinvisor/twinvisor.toml")
@@ -60,46 +61,13 @@ def _socket_path(args: argparse.Namespace) -> str:
     if env:
         return env
     path = _config_path(args.config)
-    try:
-        return str(_load_config(path).daemon.socket)
-    except _Fail:
-        # a config being edited must not lock the operator out of a running daemon
-        # (`status`, `down`, and `update`, which then reports the problems from the daemon)
-        socket = _socket_from_daemon_table(path)
-        if socket is None:
-            raise
-        return socket
-
-
-def _socket_from_daemon_table(path: str) -> str | None:
-    """The control socket named by the [daemon] table alone, as config.py resolves it; None if
-    even that cannot be read."""
-    import tomllib
-
-    try:
-        with open(path, "rb") as f:
-            daemon = tomllib.load(f).get("daemon", {})
-    except (OSError, ValueError):
-        return None
-    if not isinstance(daemon, dict) or not all(
-        isinstance(daemon.get(k, ""), str) for k in ("run_dir", "socket")
-    ):
-        return None
-    here = os.path.dirname(os.path.abspath(path))
-
-    def resolve(value: str) -> str:
-        return os.path.normpath(os.path.join(here, os.path.expanduser(value)))
-
-    env_run_dir = os.environ.get("TWINVISOR_RUN_DIR")
-    if "run_dir" in daemon:
-        run_dir = resolve(daemon["run_dir"])
-    elif env_run_dir:
-        run_dir = os.path.abspath(env_run_dir)
-    else:
-        run_dir = os.path.join(here, ".twinvisor")
-    if "socket" in daemon:
-        return resolve(daemon["socket"])
-    return os.path.join(run_dir, "twinvisor.sock")
+    # Only the [daemon] table is read: validating the whole config would cost most of a
+    # `status` call, and a config being edited must not lock the operator out of a running
+    # daemon (`status`, `down`, and `update`, which then reports the problems).
+    paths = daemon_table_paths(path)
+    if paths is None:
+        return str(_load_config(path).daemon.socket)  # raises with the config's problems
+    return paths.socket
 
 
 def _call(
@@ -332,10 +300,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def _run_dir(args: argparse.Namespace) -> str | None:
-    try:
-        return str(_load_config(_config_path(args.config)).daemon.run_dir)
-    except _Fail:
-        return None
+    paths = daemon_table_paths(_config_path(args.config))
+    return None if paths is None else paths.run_dir
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:

@@ -13,10 +13,9 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 from twinvisor import platform
-from twinvisor.twin import HEARTBEAT, HEARTBEAT_TIMEOUT, recv_message, send_message
+from twinvisor.twin import HEARTBEAT, recv_message, send_message
 
 log = logging.getLogger("twinvisor")
 
@@ -29,7 +28,6 @@ class GuardLink:
         self.guard_pid: int | None = None
         self.handed: dict[str, int] = {}  # what the guard holds for us: key -> our own fd
         self._pidfd: int | None = None
-        self._last_pong = time.monotonic()
         self._heartbeat: asyncio.TimerHandle | None = None
         self._closing = False
         self._replacing: asyncio.Task[None] | None = None
@@ -65,7 +63,6 @@ class GuardLink:
         self.sock.setblocking(False)
         loop.add_reader(self.sock.fileno(), self._readable)
         self._watch_guard()
-        self._last_pong = time.monotonic()
         self._heartbeat = loop.call_later(HEARTBEAT, self._beat)
 
     def _watch_guard(self) -> None:
@@ -106,12 +103,10 @@ class GuardLink:
 
     def _beat(self) -> None:
         loop = asyncio.get_running_loop()
-        if time.monotonic() - self._last_pong > HEARTBEAT_TIMEOUT and self.guard_pid is not None:
-            log.warning(
-                "guard pid %d missed its heartbeats (stopped or hung): SIGKILL", self.guard_pid
-            )
-            platform.signal_pid(self.guard_pid, signal.SIGKILL)  # its pidfd then says it died
-            self._last_pong = time.monotonic()
+        if self.guard_pid is not None and platform.is_stopped(self.guard_pid):
+            # SIGSTOPped (or traced): it cannot act for us; its pidfd will say it died
+            log.warning("guard pid %d is stopped: SIGKILL, a new one replaces it", self.guard_pid)
+            platform.signal_pid(self.guard_pid, signal.SIGKILL)
         self._send({"op": "ping"})
         self._heartbeat = loop.call_later(HEARTBEAT, self._beat)
 
@@ -124,11 +119,9 @@ class GuardLink:
         if got is None:
             self._disconnect()
             return
-        message, fds = got
+        _message, fds = got
         for fd in fds:
             os.close(fd)
-        if message.get("op") == "pong":
-            self._last_pong = time.monotonic()
 
     def _disconnect(self) -> None:
         if self.sock is not None:

@@ -6,7 +6,6 @@ branch on the platform themselves.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import signal
@@ -80,6 +79,16 @@ def is_zombie(pid: int) -> bool:
     return data[data.rfind(b")") + 2 : data.rfind(b")") + 3] == b"Z"
 
 
+def is_stopped(pid: int) -> bool:
+    """SIGSTOPped (T) or stopped by a tracer (t): alive, but it cannot act."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return data[data.rfind(b")") + 2 : data.rfind(b")") + 3] in (b"T", b"t")
+
+
 def signal_group(pgid: int, sig: int) -> bool:
     """Send `sig` to a whole process group. False when the group is already gone."""
     try:
@@ -112,6 +121,8 @@ def group_alive(pgid: int) -> bool:
 
 def set_child_subreaper() -> bool:
     """Make orphaned descendants reparent to us (so we can reap and kill them)."""
+    import ctypes  # only here: it costs the light processes (CLI, guard) memory and time
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
@@ -141,7 +152,39 @@ def reap_zombies() -> list[tuple[int, int]]:
 
 
 def descendants(pid: int) -> list[int]:
-    """All live descendants of `pid` (psutil walks /proc for us)."""
+    """All live descendants of `pid`. /proc/PID/task/*/children lists a process's children
+    directly; psutil would scan every process on the machine (slow with 200 programs)."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        kids = _children(todo.pop())
+        if kids is None:
+            return _descendants_psutil(pid)
+        found.extend(kids)
+        todo.extend(kids)
+    return found
+
+
+def _children(pid: int) -> list[int] | None:
+    """None where the kernel lacks CONFIG_PROC_CHILDREN."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    kids: list[int] = []
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                kids.extend(int(x) for x in f.read().split())
+        except FileNotFoundError:
+            if tid == str(pid) and os.path.exists(f"/proc/{pid}/task/{tid}"):
+                return None
+        except OSError:
+            continue
+    return kids
+
+
+def _descendants_psutil(pid: int) -> list[int]:
     import psutil
 
     try:

@@ -64,6 +64,7 @@ class Runtime:
         self.desired: dict[str, bool] = {}
         self._dirty = False
         self._durable = False
+        self._flush_scheduled = False
         self._health: dict[str, asyncio.Task[None]] = {}
         self._streams: dict[str, _Streams] = {}
         self._events: deque[core.Event] = deque()
@@ -152,7 +153,7 @@ class Runtime:
                 self._carry_out(self.core.handle(ev, self.clock()))
         finally:
             self._dispatching = False
-        self._flush_state()
+        self._schedule_flush()
         self._check_waiters()
 
     # -- actions out ----------------------------------------------------------------------------
@@ -381,7 +382,19 @@ class Runtime:
         }
 
     def _instances(self, program: str) -> list[str]:
-        return [n for n, p in self.core.procs.items() if p.spec.program == program]
+        return self._by_program().get(program, [])
+
+    def _by_program(self) -> dict[str, list[str]]:
+        by: dict[str, list[str]] = {}
+        for n, p in self.core.procs.items():
+            by.setdefault(p.spec.program, []).append(n)
+        return by
+
+    def _pick(self, program: str, names: list[str], by: dict[str, list[str]]) -> list[str]:
+        """The requested instances of `program`, or all of them if none was named."""
+        mine = by.get(program, [])
+        named = set(names)
+        return [n for n in mine if n in named] or mine
 
     def _condition(self, program: str) -> Callable[[core.Proc], str]:
         """The strictest condition any dependent asks of `program`."""
@@ -468,13 +481,9 @@ class Runtime:
             if any(self.core.procs[n].state.is_alive for n in self._instances(p))
         }
         results: dict[str, str] = {}
+        by = self._by_program()
         for level in deps.start_levels(graph, requested | running_dependents):
-            rolls = [
-                self._roll(
-                    [n for n in names if n in self._instances(p)] or self._instances(p), timeout
-                )
-                for p in level
-            ]
+            rolls = [self._roll(self._pick(p, names, by), timeout) for p in level]
             for got in await asyncio.gather(*rolls):
                 results.update(got)
         return {n: results[n] for n in names}
@@ -517,7 +526,16 @@ class Runtime:
         restarts = {n: p.restarts for n, p in self.core.procs.items() if p.restarts}
         return state.PersistedState(dict(self.desired), [] if clean else records, clean, restarts)
 
+    def _schedule_flush(self) -> None:
+        """Write the state once per loop iteration, however many events it handled: starting
+        200 programs is then a handful of writes, not 200 growing ones. A supervisor killed
+        inside that window loses nothing: recovery also finds our children by their tag."""
+        if self._dirty and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush_state)
+
     def _flush_state(self) -> None:
+        self._flush_scheduled = False
         if not self._dirty:
             return
         if state.save(self.state_path, self._snapshot(), durable=self._durable):

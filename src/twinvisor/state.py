@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from twinvisor import fsutil
@@ -48,9 +48,9 @@ class PersistedState:
             "clean_shutdown": self.clean_shutdown,
             "desired": self.desired,
             "restarts": self.restarts,
-            "children": [asdict(c) for c in self.children],
+            "children": [[c.name, c.pid, c.start_ticks, c.started_wall] for c in self.children],
         }
-        return json.dumps(data, indent=1, sort_keys=True)
+        return json.dumps(data, separators=(",", ":"))
 
 
 def load(path: str) -> PersistedState:
@@ -82,13 +82,8 @@ def _parse(data: Any) -> PersistedState:
     desired = {str(k): bool(v) for k, v in dict(data["desired"]).items()}
     restarts = {str(k): int(v) for k, v in dict(data.get("restarts", {})).items()}
     children = [
-        ChildRecord(
-            str(c["name"]),
-            int(c["pid"]),
-            None if c["start_ticks"] is None else int(c["start_ticks"]),
-            float(c["started_wall"]),
-        )
-        for c in data["children"]
+        ChildRecord(str(name), int(pid), None if ticks is None else int(ticks), float(wall))
+        for name, pid, ticks, wall in data["children"]
     ]
     return PersistedState(desired, children, bool(data["clean_shutdown"]), restarts)
 

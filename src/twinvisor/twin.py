@@ -13,7 +13,9 @@ mode) and hands it the fds again.
 
 Protocol: one JSON object per datagram, fds attached where the op carries them.
   supervisor -> guard: hello, hold{key}+fd, release{key}, ping, shutdown, upgrade
-  guard -> supervisor: pong, fds{keys}+fds (answer to hello, in batches), fds_end
+  guard -> supervisor: fds{keys}+fds (answer to hello, in batches), fds_end
+Pings go one way only (a reply would double the wake-ups of an idle pair): the guard detects
+a hung supervisor by missing pings; the supervisor detects a stopped guard by its /proc state.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ from twinvisor.specs import DaemonSpec, RestartPolicy
 log = logging.getLogger("twinvisor.guard")
 
 GUARD_ENV = "TWINVISOR_GUARD"  # tells a supervisor where its guard listens
-HEARTBEAT = 1.5  # the supervisor pings this often (under 1 wake-up per second each)
-HEARTBEAT_TIMEOUT = 4.5  # no ping (or pong) for this long: the other side is hung (SIGSTOP)
+HEARTBEAT = 2.5  # the supervisor pings this often, one way (0.4 wake-ups/s on each side)
+HEARTBEAT_TIMEOUT = 6.0  # no ping for this long: the supervisor is hung or stopped
 MAX_MESSAGE = 64 * 1024
 FDS_PER_MESSAGE = 200  # SCM_MAX_FD is 253
 # restart policy for the supervisor itself: quick retries, then slower, never a tight loop
@@ -266,7 +268,6 @@ class Guard:
         elif op == "hello":
             self._send_held()
         elif op == "ping":
-            self._send({"op": "pong"})
             if fsutil.read_pid(self.pid_path) != os.getpid():  # deleted by someone: seed 000
                 fsutil.write_atomic(self.pid_path, f"{os.getpid()}\n", fsync=False)
         elif op == "shutdown":
@@ -389,18 +390,24 @@ def _open_out(daemon: DaemonSpec) -> int:
 
 def run_guard(config_path: str, watch_pid: int | None, foreground: bool = False) -> int:
     """Entry point of `twinvisor guard` (started by `up`, by a supervisor, or by itself)."""
-    from twinvisor.config import load_config
-    from twinvisor.errors import ConfigError
+    from twinvisor.paths import daemon_table_paths
 
     ready_fd = _take_ready_fd()
-    try:
-        config = load_config(config_path)
-    except ConfigError as e:
+    # only the [daemon] table: the guard stays small, and a config with errors elsewhere
+    # is for the supervisor to report
+    paths = daemon_table_paths(config_path)
+    if paths is None:
         _report(
-            ready_fd, {"ok": False, "error": "config", "problems": [str(p) for p in e.problems]}
+            ready_fd,
+            {
+                "ok": False,
+                "error": "config",
+                "problems": [f"{config_path}: cannot read the [daemon] table"],
+            },
         )
         return 2
-    guard = Guard(config.path, config.daemon)
+    daemon = DaemonSpec(run_dir=paths.run_dir, log_dir=paths.log_dir, socket=paths.socket)
+    guard = Guard(os.path.abspath(config_path), daemon)
     inherited = json.loads(os.environ.pop("TWINVISOR_GUARD_FDS", "{}"))
     watch_env = os.environ.pop("TWINVISOR_GUARD_WATCH", None)
     if watch_env and watch_env.isdigit():
@@ -417,7 +424,7 @@ def run_guard(config_path: str, watch_pid: int | None, foreground: bool = False)
             },
         )
         return 3
-    _setup_logging(config.daemon, foreground)
+    _setup_logging(daemon, foreground)
     platform.set_child_subreaper()
     fsutil.write_atomic(guard.pid_path, f"{os.getpid()}\n")
     guard.listen(inherited.pop("__listener__", None))

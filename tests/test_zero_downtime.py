@@ -506,15 +506,7 @@ def test_rolling_restart_stops_at_the_first_failure(daemon: Daemon) -> None:
     "how",
     [
         "start app",
-        pytest.param(
-            "up",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: runtime.start checks a program that is itself requested with "
-                "Proc.start_outcome, so when `up` (or `start db app`) starts both, "
-                "'db:healthy' is ignored and app starts once db is merely ready",
-            ),
-        ),
+        "up",
     ],
 )
 def test_depends_on_healthy_waits_for_a_passed_health_check(daemon: Daemon, how: str) -> None:

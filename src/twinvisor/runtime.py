@@ -396,11 +396,12 @@ class Runtime:
         named = set(names)
         return [n for n in mine if n in named] or mine
 
-    def _condition(self, program: str) -> Callable[[core.Proc], str]:
-        """The strictest condition any dependent asks of `program`."""
+    def _condition(self, program: str, among: set[str]) -> Callable[[core.Proc], str]:
+        """The strictest condition the dependents being started (`among`) ask of `program`."""
         wanted = {
             d.condition
             for p in self.core.procs.values()
+            if p.spec.program in among
             for d in p.spec.depends_on
             if d.program == program
         }
@@ -421,15 +422,15 @@ class Runtime:
         self._want(names, True)
         graph = self._graph()
         requested = {self.core.procs[n].spec.program for n in names}
+        needed = deps.requirements(graph, requested)
+        by = self._by_program()
         results: dict[str, str] = {}
         failed: set[str] = set()
-        for level in deps.start_levels(graph, deps.requirements(graph, requested)):
+        for level in deps.start_levels(graph, needed):
             level_names: list[str] = []
             outcome: dict[str, Callable[[core.Proc], str]] = {}
             for program in level:
-                inst = [n for n in names if n in self._instances(program)] or self._instances(
-                    program
-                )
+                inst = self._pick(program, names, by)
                 blocker = next((d for d in graph.get(program, ()) if d in failed), None)
                 if blocker is not None:
                     for n in inst:
@@ -437,9 +438,9 @@ class Runtime:
                         self.core.procs[n].last_error = f"dependency {blocker!r} did not start"
                     failed.add(program)
                     continue
-                check = (
-                    core.Proc.start_outcome if program in requested else self._condition(program)
-                )
+                check = self._condition(program, needed)
+                if program in requested and check is _started_outcome:
+                    check = core.Proc.start_outcome  # asked for itself: it must be ready
                 for n in inst:
                     outcome[n] = check
                     level_names.append(n)
@@ -457,15 +458,10 @@ class Runtime:
             self._want(names, False)
         graph = self._graph()
         requested = {self.core.procs[n].spec.program for n in names}
+        by = self._by_program()
         results: dict[str, str] = {}
         for level in deps.stop_levels(graph, deps.dependents(graph, requested)):
-            level_names = [
-                n
-                for program in level
-                for n in (
-                    [n for n in names if n in self._instances(program)] or self._instances(program)
-                )
-            ]
+            level_names = [n for program in level for n in self._pick(program, names, by)]
             for n in level_names:
                 self.dispatch(core.StopRequested(n))
             results.update(await self.wait(level_names, core.Proc.stop_outcome, timeout))

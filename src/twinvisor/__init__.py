@@ -11,7 +11,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "background", "Daemon", "Pool", "AsyncPool", "listen_sockets", "notify"]
+__all__ = ["AsyncPool", "Daemon", "Pool", "__version__", "background", "listen_sockets", "notify"]
 
 _LAZY = {
     "background": "twinvisor.daemon",

@@ -7,9 +7,12 @@ other code can steal an exit status.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -59,11 +62,48 @@ def spawn(
     pass_fds: Sequence[int] = (),
     argv_prefix: Sequence[str] = (),
     preexec: Callable[[], None] | None = None,
+    fifo_dir: str | None = None,
 ) -> Child:
-    """Start one instance. Raises SpawnError with a message naming what went wrong."""
+    """Start one instance. Raises SpawnError with a message naming what went wrong.
+
+    With `fifo_dir`, stdout/stderr are FIFOs there (see OutputFifo) instead of anonymous pipes.
+    """
     capture_out = spec.stdout.path is not None
     capture_err = spec.stderr.path is not None
     user, group, extra_groups = _identity(spec)
+    fifos: list[OutputFifo | None] = [
+        OutputFifo.create(fifo_dir, spec.name, stream) if fifo_dir and wanted else None
+        for stream, wanted in (("out", capture_out), ("err", capture_err))
+    ]
+    try:
+        return _popen(
+            spec, env_extra, pass_fds, argv_prefix, preexec, fifos, user, group, extra_groups
+        )
+    finally:
+        for fifo in fifos:
+            if fifo is not None:
+                fifo.after_spawn()
+
+
+def _popen(
+    spec: ProgramSpec,
+    env_extra: Mapping[str, str] | None,
+    pass_fds: Sequence[int],
+    argv_prefix: Sequence[str],
+    preexec: Callable[[], None] | None,
+    fifos: list[OutputFifo | None],
+    user: int | None,
+    group: int | str | None,
+    extra_groups: list[int] | None,
+) -> Child:
+    capture_out = spec.stdout.path is not None
+    capture_err = spec.stderr.path is not None
+    out_target = (
+        fifos[0].child_fd if fifos[0] else (subprocess.PIPE if capture_out else subprocess.DEVNULL)
+    )
+    err_target = (
+        fifos[1].child_fd if fifos[1] else (subprocess.PIPE if capture_err else subprocess.DEVNULL)
+    )
     argv = [*argv_prefix, *spec.command]
     if argv_prefix:
         _check_executable(spec)  # behind a trampoline a missing command would only be exit 127
@@ -73,8 +113,8 @@ def spawn(
             cwd=spec.directory,
             env=child_environment(spec, env_extra),
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE if capture_out else subprocess.DEVNULL,
-            stderr=subprocess.PIPE if capture_err else subprocess.DEVNULL,
+            stdout=out_target,
+            stderr=err_target,
             start_new_session=True,
             # with a preexec hook placing fds at 3.., the hook closes the rest itself
             close_fds=preexec is None,
@@ -96,10 +136,73 @@ def spawn(
         raise SpawnError(f"directory {spec.directory!r} is not a directory") from None
     except (OSError, ValueError, subprocess.SubprocessError) as e:
         raise SpawnError(f"{type(e).__name__}: {e}") from None
-    out_fd = _detach_pipe(popen.stdout)
-    err_fd = _detach_pipe(popen.stderr)
+    out_fd = fifos[0].name_after(popen.pid) if fifos[0] else _detach_pipe(popen.stdout)
+    err_fd = fifos[1].name_after(popen.pid) if fifos[1] else _detach_pipe(popen.stderr)
     popen.stdout = popen.stderr = None
     return Child(popen.pid, platform.process_start_time(popen.pid), out_fd, err_fd, popen)
+
+
+FIFO_BUFFER = 1 << 20  # what a program may write while no supervisor reads (capped by the kernel)
+
+
+@dataclass
+class OutputFifo:
+    """A program's stdout or stderr as a named FIFO in the run dir.
+
+    The program gets it opened read-write, so the pipe always has a reader as long as the
+    program lives: if both twins die, its writes block once the buffer is full instead of
+    failing with EPIPE (which kills most programs), and the next supervisor re-opens the FIFO
+    by its path and reads what is waiting. An anonymous pipe would be lost with its readers.
+    """
+
+    path: str
+    read_fd: int
+    child_fd: int
+    label: str  # "<instance>.<out|err>"
+
+    @classmethod
+    def create(cls, directory: str, name: str, stream: str) -> OutputFifo:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        path = os.path.join(directory, f".new-{name}.{stream}.{os.getpid()}.{time.monotonic_ns()}")
+        os.mkfifo(path, 0o600)
+        read_fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        child_fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(read_fd, F_SETPIPE_SZ, FIFO_BUFFER)
+        return cls(path, read_fd, child_fd, f"{name}.{stream}")
+
+    def name_after(self, pid: int) -> int:
+        """Rename to the path a later supervisor will look for; returns our read end."""
+        final = fifo_path(os.path.dirname(self.path), self.label, pid)
+        os.replace(self.path, final)
+        self.path = final
+        return self.read_fd
+
+    def after_spawn(self) -> None:
+        os.close(self.child_fd)  # only the program keeps its end
+        if os.path.basename(self.path).startswith(".new-"):  # the spawn failed
+            os.close(self.read_fd)
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+
+def fifo_path(directory: str, name_and_stream: str, pid: int) -> str:
+    """`<dir>/<instance>.<out|err>.<pid>`: where a program's output waits for a supervisor."""
+    return os.path.join(directory, f"{name_and_stream}.{pid}")
+
+
+def open_fifo(directory: str, name: str, stream: str, pid: int) -> int | None:
+    """Re-open the output FIFO of a program adopted after both twins died."""
+    try:
+        return os.open(
+            fifo_path(directory, f"{name}.{stream}", pid),
+            os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC,
+        )
+    except OSError:
+        return None
 
 
 def _check_executable(spec: ProgramSpec) -> None:

@@ -1,11 +1,11 @@
 """Exceptions raised by twinvisor.
 
-    TwinvisorError
-    ├── ConfigError          a config file is invalid (carries every problem found)
-    ├── ControlError         talking to the daemon failed
-    │   └── DaemonNotRunning no daemon answers on the control socket
-    ├── SpawnError           a program could not be started (exec, cwd, user ...)
-    └── AlreadyRunning       a lock says another instance owns this run dir / pid file
+TwinvisorError
+├── ConfigError          a config file is invalid (carries every problem found)
+├── ControlError         talking to the daemon failed
+│   └── DaemonNotRunning no daemon answers on the control socket
+├── SpawnError           a program could not be started (exec, cwd, user ...)
+└── AlreadyRunning       a lock says another instance owns this run dir / pid file
 """
 
 from __future__ import annotations

@@ -119,6 +119,30 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
+_SYS_PIDFD_GETFD = 438  # x86_64, arm64 and the other asm-generic architectures
+
+
+def pidfd_getfd(pid: int, target_fd: int) -> int | None:
+    """A duplicate of another process's fd `target_fd` (Linux 5.6+, needs ptrace rights over
+    it: root, or our own uid with a permissive yama policy). None where that is not possible."""
+    import ctypes
+
+    try:
+        pidfd = pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    if pidfd is None:
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = int(libc.syscall(_SYS_PIDFD_GETFD, pidfd, target_fd, 0))
+    except (OSError, AttributeError):
+        return None
+    finally:
+        os.close(pidfd)
+    return fd if fd >= 0 else None
+
+
 def set_child_subreaper() -> bool:
     """Make orphaned descendants reparent to us (so we can reap and kill them)."""
     import ctypes  # only here: it costs the light processes (CLI, guard) memory and time

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -60,7 +61,10 @@ class Runtime:
         self._tasks: set[asyncio.Task[None]] = set()
         self.link: Any = None  # GuardLink when running as a twin: holds our fds for us
         self._pipe_keys: dict[int, str] = {}  # pipe fd -> key it is held under by the guard
+        self._fifo_paths: dict[int, str] = {}  # pipe fd -> its FIFO in the run dir
+        self._unbound: set[str] = set()  # listen_addrs in use at start-up: see claim_sockets
         self.state_path = f"{config.daemon.run_dir}/state.json"
+        self.fifo_dir = f"{config.daemon.run_dir}/pipes"
         self.desired: dict[str, bool] = {}
         self._dirty = False
         self._durable = False
@@ -90,7 +94,7 @@ class Runtime:
             if self.link is not None:
                 self.link.hold(key, sock.fileno())
         for spec in self.config.programs:
-            self._bind_sockets(spec)
+            self._bind_sockets(spec, defer_in_use=True)
 
     def close(self, keep_sockets: bool = False) -> None:
         for task in [*self._tasks, *self._health.values()]:
@@ -107,16 +111,57 @@ class Runtime:
         for fd in list(self._pipe_keys):
             self._loop.remove_reader(fd)
 
-    def _bind_sockets(self, spec: ProgramSpec) -> list[int]:
+    def _bind_sockets(self, spec: ProgramSpec, defer_in_use: bool = False) -> list[int]:
         owner = _owner_ids(spec.socket_owner) if spec.socket_owner else None
         fds = []
         for addr in spec.listen_addrs:
             known = addr in dict(self.sockets.items())
-            fd = self.sockets.get(addr, spec.socket_mode, owner).fileno()
+            try:
+                fd = self.sockets.get(addr, spec.socket_mode, owner).fileno()
+            except OSError as e:
+                if not (defer_in_use and e.errno == errno.EADDRINUSE):
+                    raise OSError(
+                        e.errno, f"{spec.name}: listen_addrs {addr!r}: {e.strerror}"
+                    ) from None
+                # perhaps held by a program of ours that outlived both twins: see claim_sockets
+                self._unbound.add(addr)
+                continue
             if not known and self.link is not None:
                 self.link.hold(f"listen:{addr}", fd)
             fds.append(fd)
         return fds
+
+    def claim_sockets(self) -> None:
+        """After adoption: take the sockets we could not bind back from the live programs
+        that hold them (they were passed to them at fd 3, 4, ...). Raises if one is missing."""
+        for addr in sorted(self._unbound):
+            sock = self._claim_from_programs(addr)
+            if sock is None:
+                raise OSError(
+                    errno.EADDRINUSE, f"listen_addrs {addr!r} is in use by another process"
+                )
+            self.sockets.adopt(addr, sock)
+            if self.link is not None:
+                self.link.hold(f"listen:{addr}", sock.fileno())
+            log.info("took listening socket %s back from a running program", addr)
+        self._unbound.clear()
+
+    def _claim_from_programs(self, addr: str) -> socket.socket | None:
+        wanted = sockets.parse_listen_addr(addr)
+        for pid, (name, _child) in self.children.items():
+            spec = self.core.procs[name].spec
+            if addr not in spec.listen_addrs:
+                continue
+            fd = platform.pidfd_getfd(
+                pid, sockets.SD_LISTEN_FDS_START + spec.listen_addrs.index(addr)
+            )
+            if fd is None:
+                continue
+            sock = socket.socket(fileno=fd)
+            if sockets.is_listening_on(sock, wanted):
+                return sock
+            sock.close()
+        return None
 
     def _add(self, spec: ProgramSpec) -> None:
         self.core.add(spec)
@@ -189,7 +234,7 @@ class Runtime:
         if spec.find and proc.old_pid is None and self._adopt_found(name, spec):
             return
         try:
-            child = children.spawn(spec, **self._spawn_extras(spec))
+            child = children.spawn(spec, fifo_dir=self.fifo_dir, **self._spawn_extras(spec))
         except (SpawnError, OSError) as e:
             self._events.append(core.SpawnFailed(name, str(e)))
             return
@@ -228,6 +273,9 @@ class Runtime:
             if fd is not None:
                 key = f"pipe:{name}:{child.pid}:{stream}"
                 self._pipe_keys[fd] = key
+                self._fifo_paths[fd] = children.fifo_path(
+                    self.fifo_dir, f"{name}.{stream}", child.pid
+                )
                 if self.link is not None:
                     self.link.hold(key, fd)
 
@@ -320,6 +368,9 @@ class Runtime:
         key = self._pipe_keys.pop(fd, None)
         if key is not None and self.link is not None:
             self.link.release(key)
+        fifo = self._fifo_paths.pop(fd, None)
+        if fifo is not None:  # every writer is gone: nothing will ever wait in it again
+            fsutil.remove_quietly(fifo)
 
     def _drain_output(self, name: str, child: Child) -> None:
         """Read what is already in the pipes, so output lands before the exit is logged.
@@ -559,12 +610,14 @@ class Runtime:
                 rec.pid
             ):
                 continue
-            child = Child(
-                rec.pid,
-                platform.process_start_time(rec.pid),
-                handed.pop(f"pipe:{rec.name}:{rec.pid}:out", None),
-                handed.pop(f"pipe:{rec.name}:{rec.pid}:err", None),
-            )
+            # the guard's copy if it survived, else the FIFO by its path (both twins died)
+            out = handed.pop(f"pipe:{rec.name}:{rec.pid}:out", None)
+            err = handed.pop(f"pipe:{rec.name}:{rec.pid}:err", None)
+            if out is None:
+                out = children.open_fifo(self.fifo_dir, rec.name, "out", rec.pid)
+            if err is None:
+                err = children.open_fifo(self.fifo_dir, rec.name, "err", rec.pid)
+            child = Child(rec.pid, platform.process_start_time(rec.pid), out, err)
             for fd in (child.stdout_fd, child.stderr_fd):
                 if fd is not None:
                     os.set_blocking(fd, False)
@@ -584,9 +637,22 @@ class Runtime:
         for fd in handed.values():  # pipes of children that are gone
             os.close(fd)
         handed.clear()
+        self.remove_stale_fifos()
         self._dirty = True
         self._flush_state()
         return adopted
+
+    def remove_stale_fifos(self) -> None:
+        """FIFOs of programs that are gone (or of spawns cut short by a kill)."""
+        try:
+            entries = os.listdir(self.fifo_dir)
+        except OSError:
+            return
+        live = set(self._fifo_paths.values())
+        for entry in entries:
+            path = os.path.join(self.fifo_dir, entry)
+            if path not in live:
+                fsutil.remove_quietly(path)
 
     def reap_orphans(self) -> None:
         """Without a guard we are the subreaper: reap orphans that are not our programs

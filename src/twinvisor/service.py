@@ -187,6 +187,7 @@ async def _serve(config: Config, reporter: _Reporter) -> int:
         to_start = runtime.autostart_names()
         for fd in handed.values():
             os.close(fd)
+        runtime.remove_stale_fifos()
     else:
         adopted = runtime.recover(saved, handed)
         to_start = [
@@ -197,6 +198,12 @@ async def _serve(config: Config, reporter: _Reporter) -> int:
         log.info(
             "recovered: adopted %s; starting %s", sorted(adopted) or "none", to_start or "none"
         )
+    try:
+        runtime.claim_sockets()
+    except OSError as e:
+        reporter.send({"ok": False, "error": "bind", "message": str(e)})
+        log.error("cannot bind: %s", e)
+        return 1
     if link is not None:
         link.start()
     runtime.start_freshness(config.daemon.pid_path)

@@ -96,6 +96,23 @@ def _remove_stale_unix(path: str) -> None:
     raise OSError(errno.EADDRINUSE, f"{path}: another process is listening on it")
 
 
+def is_listening_on(sock: socket.socket, addr: ListenAddr) -> bool:
+    """Is `sock` a listening stream socket bound to `addr` (a socket taken from a program)?"""
+    try:
+        if sock.family != addr.family or not sock.getsockopt(
+            socket.SOL_SOCKET, socket.SO_ACCEPTCONN
+        ):
+            return False
+        name = sock.getsockname()
+    except OSError:
+        return False
+    if addr.family == socket.AF_UNIX:
+        return bool(name == addr.address)
+    assert isinstance(addr.address, tuple)
+    host, port = addr.address
+    return bool(name[1] == port and (name[0] == host or host in ("0.0.0.0", "::")))
+
+
 def listen_env(names: Sequence[str]) -> dict[str, str]:
     """LISTEN_FDS and LISTEN_FDNAMES for the sockets about to be placed at fds 3.."""
     return {"LISTEN_FDS": str(len(names)), "LISTEN_FDNAMES": ":".join(names)}

@@ -24,7 +24,9 @@ _ALIVE = frozenset({ProcessState.STARTING, ProcessState.RUNNING, ProcessState.ST
 
 S = ProcessState
 LEGAL_TRANSITIONS: dict[ProcessState, frozenset[ProcessState]] = {
-    S.STOPPED: frozenset({S.STARTING, S.BACKOFF, S.FATAL, S.EXITED, S.RUNNING}),  # RUNNING: adoption
+    S.STOPPED: frozenset(
+        {S.STARTING, S.BACKOFF, S.FATAL, S.EXITED, S.RUNNING}
+    ),  # RUNNING: adoption
     S.STARTING: frozenset({S.RUNNING, S.STOPPING, S.BACKOFF, S.EXITED, S.FATAL}),
     S.RUNNING: frozenset({S.STOPPING, S.BACKOFF, S.EXITED, S.FATAL, S.STARTING}),
     S.BACKOFF: frozenset({S.STARTING, S.STOPPED, S.FATAL}),

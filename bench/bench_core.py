@@ -63,7 +63,7 @@ import tempfile
 import textwrap
 import time
 import xmlrpc.client
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 try:
@@ -284,8 +284,12 @@ class Twinvisor(Tool):
         """Launch `twinvisor up` without waiting for it (it returns when all are started)."""
         self.up_returned = None
         self.popen = subprocess.Popen(
-            [*self.exe, "-c", self.cfg, "up"], stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=bench_env())
+            [*self.exe, "-c", self.cfg, "up"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=bench_env(),
+        )
 
     def finish_start(self, timeout: float = 60) -> None:
         assert self.popen is not None
@@ -304,7 +308,11 @@ class Twinvisor(Tool):
     def wait_all_running(self, n: int, timeout: float) -> float | None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.up_returned is None and self.popen is not None and self.popen.poll() is not None:
+            if (
+                self.up_returned is None
+                and self.popen is not None
+                and self.popen.poll() is not None
+            ):
                 self.up_returned = time.monotonic()
             try:
                 st = self.states()
@@ -325,9 +333,15 @@ class Twinvisor(Tool):
     def stop(self) -> None:
         if self.daemon_pid is None and not os.path.exists(self.sock):
             return
-        subprocess.run([*self.exe, "-c", self.cfg, "down", "--timeout", "10"],
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, env=bench_env(), timeout=30, check=False)
+        subprocess.run(
+            [*self.exe, "-c", self.cfg, "down", "--timeout", "10"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=bench_env(),
+            timeout=30,
+            check=False,
+        )
 
 
 class Supervisord(Tool):
@@ -371,9 +385,13 @@ class Supervisord(Tool):
 
     def start(self) -> None:
         self.popen = subprocess.Popen(
-            [self.supervisord, "-n", "-c", self.cfg], stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=bench_env(),
-            start_new_session=True)
+            [self.supervisord, "-n", "-c", self.cfg],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=bench_env(),
+            start_new_session=True,
+        )
         self.daemon_pid = self.popen.pid
 
     def finish_start(self, timeout: float = 60) -> None:
@@ -390,10 +408,8 @@ class Supervisord(Tool):
         if self.popen is None or self.popen.poll() is not None:
             return
         self.popen.send_signal(signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(20)
-        except subprocess.TimeoutExpired:
-            pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -473,7 +489,9 @@ def bench_restart(tool: Tool, runs: int, log: Callable[[str], None]) -> list[flo
 
     samples: list[float] = []
     try:
-        tool.write_config([("k", ["sh", "-c", f"echo $$ >{fifo}; exec sleep infinity"])], fast=False)
+        tool.write_config(
+            [("k", ["sh", "-c", f"echo $$ >{fifo}; exec sleep infinity"])], fast=False
+        )
         tool.start()
         pid = None
         deadline = time.monotonic() + 30
@@ -503,7 +521,9 @@ def bench_restart(tool: Tool, runs: int, log: Callable[[str], None]) -> list[flo
     return samples
 
 
-def bench_idle(tools: list[Tool], seconds: float, windows: int, log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+def bench_idle(
+    tools: list[Tool], seconds: float, windows: int, log: Callable[[str], None]
+) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {t.name: {"cpu": [], "wake": []} for t in tools}
     try:
         for t in tools:
@@ -536,7 +556,9 @@ def bench_idle(tools: list[Tool], seconds: float, windows: int, log: Callable[[s
     return out
 
 
-def bench_200(tool: Tool, runs: int, status_calls: int, log: Callable[[str], None], first: int = 0) -> dict[str, Any]:
+def bench_200(
+    tool: Tool, runs: int, status_calls: int, log: Callable[[str], None], first: int = 0
+) -> dict[str, Any]:
     up: list[float] = []
     up_returned: list[float] = []
     rss: list[float] = []
@@ -555,9 +577,11 @@ def bench_200(tool: Tool, runs: int, status_calls: int, log: Callable[[str], Non
                     counts: dict[str, int] = {}
                     for v in tool.states().values():
                         counts[v] = counts.get(v, 0) + 1
-                except Exception as e:  # noqa: BLE001 - only for the message
+                except Exception as e:
                     counts = {f"status failed: {e}": 0}
-                log(f"  run {first + r + 1}: {tool.name}: 200 programs not RUNNING within 60 s: {counts}")
+                log(
+                    f"  run {first + r + 1}: {tool.name}: 200 programs not RUNNING within 60 s: {counts}"  # noqa: E501
+                )
                 continue
             up.append(seen - t0)
             tool.finish_start()
@@ -577,16 +601,30 @@ def bench_200(tool: Tool, runs: int, status_calls: int, log: Callable[[str], Non
                 subprocess.run(cmd, capture_output=True, env=bench_env(), check=False)  # warm-up
                 for _ in range(status_calls):
                     s0 = time.perf_counter()
-                    subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, env=bench_env(), check=False)
+                    subprocess.run(
+                        cmd,
+                        stdin=subprocess.DEVNULL,
+                        capture_output=True,
+                        env=bench_env(),
+                        check=False,
+                    )
                     status.append((time.perf_counter() - s0) * 1000)
-            log(f"  run {first + r + 1}: {tool.name}: all RUNNING after {(seen - t0) * 1000:.0f} ms, rss {m[0]:.1f} MiB in {len(pids)} processes")
+            log(
+                f"  run {first + r + 1}: {tool.name}: all RUNNING after {(seen - t0) * 1000:.0f} ms, rss {m[0]:.1f} MiB in {len(pids)} processes"  # noqa: E501
+            )
         finally:
             tool.cleanup()
             tool.daemon_pid = None
             tool.popen = None
-    return {"up": up, "up_returned": up_returned, "rss": rss, "uss": uss, "status": status,
-            "rss_main": rss_main, "procs200": nprocs}
+    return {
+        "up": up,
+        "up_returned": up_returned,
+        "rss": rss,
+        "uss": uss,
+        "status": status,
+        "rss_main": rss_main,
+        "procs200": nprocs,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -608,15 +646,25 @@ def spread(xs: list[float], digits: int = 1) -> str:
 def _describe_twinvisor(exe: list[str]) -> str:
     """`twinvisor version` and, in a git checkout, the commit (+ "dirty" if src/ has edits)."""
     try:
-        out = subprocess.run([*exe, "version"], capture_output=True, text=True, timeout=10).stdout.strip()
+        out = subprocess.run(
+            [*exe, "version"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         out = "twinvisor ?"
     root = os.path.dirname(HERE)
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "src"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", root, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", root, "status", "--porcelain", "--", "src"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         if head:
             out += f" (commit {head}{', src/ has uncommitted edits' if dirty else ''})"
     return out
@@ -628,11 +676,18 @@ def main() -> int:
     ap.add_argument("--idle-seconds", type=float, default=20.0, help="length of one idle window")
     ap.add_argument("--idle-runs", type=int, default=3, help="idle windows (median), default 3")
     ap.add_argument("--status-calls", type=int, default=10, help="status CLI calls (median)")
-    ap.add_argument("--only", choices=["restart", "idle", "200"], action="append",
-                    help="run only these parts (repeatable)")
-    ap.add_argument("--cold-bytecode", action="store_true",
-                    help="keep the environment's PYTHONDONTWRITEBYTECODE / bytecode cache as it is "
-                         "(default: a warm bytecode cache in the run dir for both tools)")
+    ap.add_argument(
+        "--only",
+        choices=["restart", "idle", "200"],
+        action="append",
+        help="run only these parts (repeatable)",
+    )
+    ap.add_argument(
+        "--cold-bytecode",
+        action="store_true",
+        help="keep the environment's PYTHONDONTWRITEBYTECODE / bytecode cache as it is "
+        "(default: a warm bytecode cache in the run dir for both tools)",
+    )
     ap.add_argument("--json", metavar="FILE", help="also write the raw samples as JSON")
     args = ap.parse_args()
     parts = set(args.only or ["restart", "idle", "200"])
@@ -644,8 +699,10 @@ def main() -> int:
     sd, sctl = find_peer("supervisord"), find_peer("supervisorctl")
     have_peer = bool(sd and sctl)
     if not have_peer:
-        log("supervisord/supervisorctl not found (set SUPERVISORD/SUPERVISORCTL or run "
-            "bench/setup_peers.sh): the supervisord column is skipped")
+        log(
+            "supervisord/supervisorctl not found (set SUPERVISORD/SUPERVISORCTL or run "
+            "bench/setup_peers.sh): the supervisord column is skipped"
+        )
 
     load0 = " ".join(f"{x:.2f}" for x in os.getloadavg())
     tv_version = _describe_twinvisor(tv_exe)
@@ -686,7 +743,9 @@ def main() -> int:
             ts = tools("h")
             for r in range(args.runs):  # alternate the tools run by run
                 for t in ts:
-                    one = bench_200(t, 1, args.status_calls if r == args.runs - 1 else 0, log, first=r)
+                    one = bench_200(
+                        t, 1, args.status_calls if r == args.runs - 1 else 0, log, first=r
+                    )
                     for k, v in one.items():
                         res[t.name].setdefault(k, []).extend(v)
     finally:
@@ -715,39 +774,125 @@ def main() -> int:
 
     rows = []
     if "restart" in parts:
-        rows.append(("replacement running after SIGKILL (ms)", "restart", "ms", 1, 1.0, "< 20 ms (supervisord ~1 s)"))
+        rows.append(
+            (
+                "replacement running after SIGKILL (ms)",
+                "restart",
+                "ms",
+                1,
+                1.0,
+                "< 20 ms (supervisord ~1 s)",
+            )
+        )
     if "idle" in parts:
-        rows.append((f"idle daemon CPU per {args.idle_seconds:g} s, 10 programs", "cpu", "ms", 2, 1.0, "-"))
-        rows.append(("idle daemon wake-ups per second, 10 programs", "wake", "/s", 2, 1.0, "< 1 /s"))
+        rows.append(
+            (f"idle daemon CPU per {args.idle_seconds:g} s, 10 programs", "cpu", "ms", 2, 1.0, "-")
+        )
+        rows.append(
+            ("idle daemon wake-ups per second, 10 programs", "wake", "/s", 2, 1.0, "< 1 /s")
+        )
     table = [("figure", "twinvisor", "supervisord", "target")]
     for label, key, unit, digits, scale, target in rows:
-        table.append((label, cell("twinvisor", key, unit, digits, scale), cell("supervisord", key, unit, digits, scale), target))
+        table.append(
+            (
+                label,
+                cell("twinvisor", key, unit, digits, scale),
+                cell("supervisord", key, unit, digits, scale),
+                target,
+            )
+        )
     if "idle" in parts:
-        table.append(("daemon RSS, 10 programs", mem_cell("twinvisor", 0), mem_cell("supervisord", 0), "-"))
-        table.append(("daemon USS, 10 programs", mem_cell("twinvisor", 1), mem_cell("supervisord", 1), "-"))
+        table.append(
+            ("daemon RSS, 10 programs", mem_cell("twinvisor", 0), mem_cell("supervisord", 0), "-")
+        )
+        table.append(
+            ("daemon USS, 10 programs", mem_cell("twinvisor", 1), mem_cell("supervisord", 1), "-")
+        )
     if "200" in parts:
-        table.append(("daemon RSS, 200 programs (all its processes)", cell("twinvisor", "rss", "MiB"), cell("supervisord", "rss", "MiB"), "below supervisord"))
-        table.append(("  RSS of the main daemon process alone", cell("twinvisor", "rss_main", "MiB"), cell("supervisord", "rss_main", "MiB"), "-"))
-        table.append(("daemon USS, 200 programs", cell("twinvisor", "uss", "MiB"), cell("supervisord", "uss", "MiB"), "-"))
-        table.append(("200 programs up: launch -> all RUNNING (ms)", cell("twinvisor", "up", "ms", 0, 1000.0), cell("supervisord", "up", "ms", 0, 1000.0), "< 2000 ms"))
-        table.append(("  twinvisor: `twinvisor up` returned (ms)", cell("twinvisor", "up_returned", "ms", 0, 1000.0), "-", "-"))
-        table.append((f"status CLI, 200 programs (median of {args.status_calls}, ms)", cell("twinvisor", "status", "ms"), cell("supervisord", "status", "ms"), "< 100 ms"))
+        table.append(
+            (
+                "daemon RSS, 200 programs (all its processes)",
+                cell("twinvisor", "rss", "MiB"),
+                cell("supervisord", "rss", "MiB"),
+                "below supervisord",
+            )
+        )
+        table.append(
+            (
+                "  RSS of the main daemon process alone",
+                cell("twinvisor", "rss_main", "MiB"),
+                cell("supervisord", "rss_main", "MiB"),
+                "-",
+            )
+        )
+        table.append(
+            (
+                "daemon USS, 200 programs",
+                cell("twinvisor", "uss", "MiB"),
+                cell("supervisord", "uss", "MiB"),
+                "-",
+            )
+        )
+        table.append(
+            (
+                "200 programs up: launch -> all RUNNING (ms)",
+                cell("twinvisor", "up", "ms", 0, 1000.0),
+                cell("supervisord", "up", "ms", 0, 1000.0),
+                "< 2000 ms",
+            )
+        )
+        table.append(
+            (
+                "  twinvisor: `twinvisor up` returned (ms)",
+                cell("twinvisor", "up_returned", "ms", 0, 1000.0),
+                "-",
+                "-",
+            )
+        )
+        table.append(
+            (
+                f"status CLI, 200 programs (median of {args.status_calls}, ms)",
+                cell("twinvisor", "status", "ms"),
+                cell("supervisord", "status", "ms"),
+                "< 100 ms",
+            )
+        )
 
     procs = {n: max(col[n].get("procs200", []) or [col[n].get("procs", 0)]) for n in names}
     if parts & {"idle", "200"}:
-        table.append(("supervisor processes measured", str(procs["twinvisor"]) + " (daemon + guard)" * (procs["twinvisor"] == 2),
-                      str(procs["supervisord"]) if have_peer else "not installed", "-"))
+        table.append(
+            (
+                "supervisor processes measured",
+                str(procs["twinvisor"]) + " (daemon + guard)" * (procs["twinvisor"] == 2),
+                str(procs["supervisord"]) if have_peer else "not installed",
+                "-",
+            )
+        )
     widths = [max(len(r[i]) for r in table) for i in range(4)]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in table]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + " |" for r in table
+    ]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    print(f"twinvisor bench_core: median of {args.runs} runs (min-max in brackets); "
-          f"idle: median of {args.idle_runs} windows of {args.idle_seconds:g} s")
-    print(f"load average before / after: {load0} / {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
-          f"twinvisor {tv_version}")
-    print(f"machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), "
-          f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
-    print("200-program runs: twinvisor min_uptime = 0, supervisord startsecs = 0 (RUNNING at spawn); "
-          + ("bytecode: as the environment has it" if args.cold_bytecode else "bytecode: warm cache (PYTHONPYCACHEPREFIX)"))
+    print(
+        f"twinvisor bench_core: median of {args.runs} runs (min-max in brackets); "
+        f"idle: median of {args.idle_runs} windows of {args.idle_seconds:g} s"
+    )
+    print(
+        f"load average before / after: {load0} / {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+        f"twinvisor {tv_version}"
+    )
+    print(
+        f"machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), "
+        f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )
+    print(
+        "200-program runs: twinvisor min_uptime = 0, supervisord startsecs = 0 (RUNNING at spawn); "
+        + (
+            "bytecode: as the environment has it"
+            if args.cold_bytecode
+            else "bytecode: warm cache (PYTHONPYCACHEPREFIX)"
+        )
+    )
     print("\n".join(lines))
     print(f"(bench took {elapsed:.0f} s)")
     if args.json:

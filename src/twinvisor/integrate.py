@@ -209,6 +209,8 @@ def service_plan(config: str, twinvisor: list[str], user: bool) -> Plan:
         "",
         "[Service]",
         "Type=notify",
+        # READY=1 comes from the supervisor, a child of the guard (the main process)
+        "NotifyAccess=all",
         f"ExecStart={exec_line([*twinvisor, '-c', config, 'up', '--foreground'])}",
         # SIGTERM to the daemon only: it stops its programs in order; SIGKILL to all at the end
         "KillMode=mixed",

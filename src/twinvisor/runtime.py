@@ -63,6 +63,7 @@ class Runtime:
         self._pipe_keys: dict[int, str] = {}  # pipe fd -> key it is held under by the guard
         self._fifo_paths: dict[int, str] = {}  # pipe fd -> its FIFO in the run dir
         self._unbound: set[str] = set()  # listen_addrs in use at start-up: see claim_sockets
+        self.freshness_hooks: list[Callable[[], None]] = []  # run with the pid file checks
         self.state_path = f"{config.daemon.run_dir}/state.json"
         self.fifo_dir = f"{config.daemon.run_dir}/pipes"
         self.desired: dict[str, bool] = {}
@@ -759,6 +760,8 @@ class Runtime:
                     self._sync_pidfile(proc)
             self._dirty = True  # the state file too, in case it was removed
             self._flush_state()
+            for hook in self.freshness_hooks:
+                hook()
             self._loop.call_later(PID_REFRESH, refresh)
 
         self._loop.call_later(PID_REFRESH, refresh)

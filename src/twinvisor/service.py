@@ -206,6 +206,7 @@ async def _serve(config: Config, reporter: _Reporter) -> int:
         return 1
     if link is not None:
         link.start()
+    runtime.freshness_hooks.append(lambda: _restore_socket(server, link))
     runtime.start_freshness(config.daemon.pid_path)
     outcomes = await runtime.start(to_start, timeout=STARTUP_TIMEOUT) if to_start else {}
     failed = sorted(n for n, v in outcomes.items() if v != "ok")
@@ -225,6 +226,26 @@ async def _serve(config: Config, reporter: _Reporter) -> int:
     runtime.close(keep_sockets=detached.is_set())
     log.info("twinvisor down")
     return 0 if shutdown_result.get("ok") else 1
+
+
+def _restore_socket(server: ControlServer, link: Any) -> None:
+    async def restore() -> None:
+        try:
+            sock = await server.restore_path()
+        except Exception as e:  # a full disk or a vanished run dir: retried next round
+            log.error("control socket %s is gone and cannot be re-created: %s", server.path, e)
+            return
+        if sock is not None:
+            log.warning("control socket %s was deleted: re-created", server.path)
+            if link is not None:
+                link.hold("control", sock.fileno())
+
+    _background.add(asyncio.ensure_future(restore()))
+    for task in [t for t in _background if t.done()]:
+        _background.discard(task)
+
+
+_background: set[asyncio.Future[None]] = set()
 
 
 async def _reload(runtime: Runtime) -> None:

@@ -304,6 +304,22 @@ class ControlServer:
                 os.unlink(self.path)
         self._bound_inode = None
 
+    async def restore_path(self) -> socket.socket | None:
+        """Seed 000's rule for pid files, applied to the socket: if someone deleted the socket
+        file, bind a fresh one at the path and serve it (connections in progress go on).
+        Returns the new listening socket, or None when the file is there (or not ours to
+        replace: another file took the path)."""
+        if self._server is None or os.path.lexists(self.path):
+            return None
+        sock = await self._bind()
+        old_server, old_sock = self._server, self._sock
+        self._sock = sock
+        self._server = await asyncio.start_unix_server(self._on_connect, sock=sock, limit=_CHUNK)
+        old_server.close()
+        if old_sock is not None:
+            old_sock.close()
+        return sock
+
     async def wait_idle(self) -> None:
         """Return once no connection is open."""
         await self._idle.wait()

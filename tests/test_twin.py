@@ -392,16 +392,6 @@ def test_both_killed_then_up_adopts_the_running_programs(daemon: Daemon) -> None
     down_leaves_nothing(daemon)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `up` after both twins were SIGKILLed fails with 'cannot bind a listening "
-    "socket: EADDRINUSE' and starts no supervisor: the surviving web program still holds the "
-    "listener at fd 3 and Runtime.open binds listen_addrs afresh (sockets.bind) instead of "
-    "taking the socket back from the live program (pidfd_getfd). Also, with both twins gone "
-    "nobody holds the read ends of the programs' stdout/stderr pipes: the worker dies of "
-    "EPIPE at its next line and the web server fails every request (it logs each one to "
-    "stdout); recover() gets no 'pipe:' fds back for adopted children",
-)
 def test_both_killed_then_up_keeps_web_and_worker_working(daemon: Daemon) -> None:
     port = free_port()
     daemon.up(web_and_worker(port))
@@ -525,14 +515,9 @@ def test_second_up_after_a_file_was_deleted_starts_nothing(daemon: Daemon, delet
             kill_everything(daemon)  # `down` cannot reach the daemon without its socket
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: nothing restores a deleted pid file or control socket file: service.run "
-    "writes twinvisor.pid once at start-up, the control socket is bound once (the guard keeps "
-    "the listening fd, not the path); seed 000 asks that the pid file survives deletion",
-)
 @pytest.mark.parametrize("deleted", ["twinvisor.sock", "twinvisor.pid"])
 def test_deleted_pid_file_or_socket_comes_back(daemon: Daemon, deleted: str) -> None:
+    daemon.env["TWINVISOR_PID_REFRESH"] = "0.2"  # seed 000 checks every 30 s; a test can't wait
     daemon.up({"app": {"command": child("run")}})
     daemon.wait_state("app", "RUNNING")
     supervisor = answering_pid(daemon)

@@ -1,0 +1,639 @@
+#!/usr/bin/env python3
+"""Supervisor kill soak: SIGKILL the supervisor N times under HTTP load, then count the damage.
+
+Run from the repository root with the project venv:
+
+    bench/setup_peers.sh                                   # once: circus and supervisor
+    .venv/bin/python bench/bench_kill_soak.py              # --kills 100 for every tool
+    .venv/bin/python bench/bench_kill_soak.py --kills 5 --only twinvisor       # quick
+
+Two programs under every tool, started with the project's Python: `web` (examples/webserver.py,
+GET /pid answers its pid and logs one line per request to stdout) and `worker`
+(examples/worker.py --interval 0.01: numbered lines `worker line N` on stdout, 100 a second).
+
+- twinvisor: `listen_addrs` + `ready = "notify"` (the socket is held by the daemon and its
+  guard, passed at fd 3). The guard restarts the supervisor by itself: the bench only kills.
+- circus: `[socket:web]` + `use_sockets`, the app gets `--fd $(circus.sockets.web)`; output
+  streamed to files by circusd. After the kill the operator starts circusd again.
+- supervisord: the app binds the port itself (no socket passing); output to files by
+  supervisord. After the kill the operator starts supervisord again.
+
+One kill: wait until the daemon has run `--settle` seconds (2.1 s by default: twinvisor's guard
+counts a supervisor that dies within 2 s of its start as a failed start and backs off, then
+gives up after 5 in a row, like any crash-loop guard), SIGKILL the daemon process, wait for
+its exit (pidfd), start it again where the operator has to, then poll the tool's status
+command until it answers (that command's exit status 0). The time from the SIGKILL to that
+answer is the "status again" figure (the command's own start-up included, for every tool).
+
+Load: --threads client threads, GET /pid on a fresh connection (HTTP/1.1, Connection: close,
+5 s timeout), from before the first kill until after the last.
+
+Counted per tool over the whole soak:
+- failed requests (error, reset, timeout, not 200) and refused connections (ECONNREFUSED);
+- duplicates: after each kill, programs with more than one live process (psutil scan of the
+  processes carrying the bench tag, by script name), summed over the kills;
+- orphans: after each kill, live program processes the daemon does not list as its own
+  (after the last kill, plus whatever survives the tool's own stop at the end);
+- restarted children: program processes seen beyond the first two (a new pid for a program);
+- lost / repeated lines: from the worker's log file(s), numbers missing from 1..max, and
+  numbers written more than once (a new worker starts again at 1);
+- status again: p50 and p99 over the kills.
+
+Bounded: the soak stops by itself after the kills, or at --max-seconds per tool. Every process
+the bench starts carries TVBENCH_TAG in its environment and is killed at the end, even on error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import glob
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+try:
+    import psutil
+except ImportError:  # pragma: no cover
+    sys.exit("bench_kill_soak.py needs psutil: run it with the project venv (.venv/bin/python)")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+WEBSERVER = os.path.join(ROOT, "examples", "webserver.py")
+WORKER = os.path.join(ROOT, "examples", "worker.py")
+TAG_KEY = "TVBENCH_TAG"
+TAG = f"tvks-{os.getpid()}"
+POLL = 0.01
+REQUEST = b"GET /pid HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+SCRIPTS = {"web": "webserver.py", "worker": "worker.py"}
+
+
+def find_tool(env: str, name: str) -> str | None:
+    if os.environ.get(env):
+        return os.environ[env]
+    here = os.path.join(os.path.dirname(sys.executable), name)
+    if name == "twinvisor" and os.path.exists(here):
+        return here
+    found = shutil.which(name)
+    if found:
+        return found
+    peer = os.path.join(HERE, ".peers", "bin", name)
+    return peer if os.path.exists(peer) else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def tagged_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWINVISOR_", "NOTIFY_"))}
+    env[TAG_KEY] = TAG
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def tagged() -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["pid", "status"]):
+        if proc.pid == os.getpid() or proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        with contextlib.suppress(psutil.Error, OSError):
+            if proc.environ().get(TAG_KEY) == TAG:
+                found.append(proc)
+    return found
+
+
+def sweep() -> int:
+    """Kill every process carrying our tag; returns how many there were."""
+    found = tagged()
+    for proc in found:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(found, timeout=5)
+    return len(found)
+
+
+def programs() -> dict[str, list[int]]:
+    """Live program processes of the bench, by program (script name in the command line)."""
+    found: dict[str, list[int]] = {"web": [], "worker": []}
+    for proc in tagged():
+        with contextlib.suppress(psutil.Error):
+            cmd = " ".join(proc.cmdline())
+            for name, script in SCRIPTS.items():
+                if script in cmd:
+                    found[name].append(proc.pid)
+    return found
+
+
+def run(argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, env=tagged_env(), capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def wait_until(cond: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := cond()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(POLL)
+    return value
+
+
+def await_exit(pid: int, timeout: float = 10) -> None:
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+
+
+# ---- the tools -------------------------------------------------------------------------------
+
+
+class Tool:
+    name = ""
+
+    def __init__(self, workdir: str, port: int) -> None:
+        self.dir, self.port = workdir, port
+
+    def start(self) -> None: ...
+    def daemon_pid(self) -> int | None: ...
+    def restart_after_kill(self) -> None: ...
+    def status_ok(self) -> bool: ...
+    def own_pids(self) -> set[int]: ...
+    def worker_logs(self) -> list[str]: ...
+    def stop(self) -> None: ...
+
+    def why(self) -> str:
+        """The daemon's last error line (why it did not come back)."""
+        for name in ("circusd.out", "supervisord.log"):
+            with contextlib.suppress(OSError), open(os.path.join(self.dir, name)) as f:
+                lines = [line.strip() for line in f if "ERROR" in line or "CRIT" in line]
+                return lines[-1][:200] if lines else ""
+        return ""
+
+
+class Twinvisor(Tool):
+    name = "twinvisor"
+
+    def __init__(self, workdir: str, port: int, exe: str) -> None:
+        super().__init__(workdir, port)
+        self.exe = exe
+        self.config = os.path.join(workdir, "twinvisor.toml")
+        self.run_dir = os.path.join(workdir, "run")
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return run([self.exe, "-c", self.config, *args])
+
+    def start(self) -> None:
+        web = ", ".join(json.dumps(a) for a in [sys.executable, WEBSERVER])
+        worker = ", ".join(json.dumps(a) for a in [sys.executable, WORKER, "--interval", "0.01"])
+        with open(self.config, "w") as f:
+            f.write(
+                f"[daemon]\nrun_dir = {json.dumps(self.run_dir)}\n\n"
+                f"[program.web]\ncommand = [{web}]\n"
+                f'listen_addrs = ["127.0.0.1:{self.port}"]\n'
+                'ready = "notify"\nready_timeout = 10\nstop_timeout = 10\n\n'
+                f"[program.worker]\ncommand = [{worker}]\nstop_timeout = 10\n"
+            )
+        p = self.cli("up")
+        if p.returncode != 0:
+            raise RuntimeError(f"twinvisor up: {p.stdout} {p.stderr}")
+
+    def daemon_pid(self) -> int | None:
+        with (
+            contextlib.suppress(OSError, ValueError),
+            open(os.path.join(self.run_dir, "twinvisor.pid")) as f,
+        ):
+            return int(f.read().strip())
+        return None
+
+    def restart_after_kill(self) -> None:
+        pass  # the guard does it
+
+    def status_ok(self) -> bool:
+        return self.cli("status").returncode == 0
+
+    def own_pids(self) -> set[int]:
+        p = self.cli("status", "--json")
+        if p.returncode != 0:
+            return set()
+        return {int(r["pid"]) for r in json.loads(p.stdout) if r.get("pid")}
+
+    def restarts(self) -> int:
+        p = self.cli("status", "--json")
+        return sum(int(r["restarts"]) for r in json.loads(p.stdout)) if p.returncode == 0 else -1
+
+    def worker_logs(self) -> list[str]:
+        return [os.path.join(self.run_dir, "log", "worker.stdout.log")]
+
+    def stop(self) -> None:
+        self.cli("down", "--timeout", "20")
+
+
+class Supervisord(Tool):
+    name = "supervisord"
+
+    def __init__(self, workdir: str, port: int, supervisord: str, supervisorctl: str) -> None:
+        super().__init__(workdir, port)
+        self.supervisord, self.supervisorctl = supervisord, supervisorctl
+        self.config = os.path.join(workdir, "supervisord.conf")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        d = self.dir
+        with open(self.config, "w") as f:
+            f.write(
+                f"[unix_http_server]\nfile = {d}/supervisor.sock\n\n"
+                f"[supervisord]\nlogfile = {d}/supervisord.log\npidfile = {d}/supervisord.pid\n"
+                f"childlogdir = {d}\nnodaemon = true\n\n"
+                "[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = "
+                "supervisor.rpcinterface:make_main_rpcinterface\n\n"
+                f"[supervisorctl]\nserverurl = unix://{d}/supervisor.sock\n\n"
+                f"[program:web]\ncommand = {sys.executable} {WEBSERVER} --port {self.port}\n"
+                f"startsecs = 1\nstopwaitsecs = 10\nstdout_logfile = {d}/web.log\n\n"
+                f"[program:worker]\ncommand = {sys.executable} {WORKER} --interval 0.01\n"
+                f"startsecs = 1\nstopwaitsecs = 10\nstdout_logfile = {d}/worker.log\n"
+                "stdout_logfile_maxbytes = 0\n"
+            )
+        self._spawn()
+
+    def _spawn(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.supervisord, "-c", self.config],
+            env=tagged_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def daemon_pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def restart_after_kill(self) -> None:
+        if self.proc is not None:
+            self.proc.wait()
+        self._spawn()
+
+    def status_ok(self) -> bool:
+        p = run([self.supervisorctl, "-c", self.config, "status"])
+        return "web" in p.stdout and "refused" not in p.stdout and "no such" not in p.stdout
+
+    def own_pids(self) -> set[int]:
+        p = run([self.supervisorctl, "-c", self.config, "status"])
+        return {int(m) for m in re.findall(r"pid (\d+)", p.stdout)}
+
+    def worker_logs(self) -> list[str]:
+        return [os.path.join(self.dir, "worker.log")]
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Circus(Tool):
+    name = "circus"
+
+    def __init__(self, workdir: str, port: int, circusd: str, circusctl: str) -> None:
+        super().__init__(workdir, port)
+        self.circusd, self.circusctl = circusd, circusctl
+        self.endpoint = f"ipc://{workdir}/circus.sock"
+        self.config = os.path.join(workdir, "circus.ini")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return run([self.circusctl, "--endpoint", self.endpoint, "--timeout", "5", *args])
+
+    def start(self) -> None:
+        d = self.dir
+        stream = "stdout_stream.class = FileStream\nstdout_stream.filename = "
+        with open(self.config, "w") as f:
+            f.write(
+                f"[circus]\nendpoint = {self.endpoint}\n"
+                f"pubsub_endpoint = ipc://{d}/pubsub.sock\n"
+                f"stats_endpoint = ipc://{d}/stats.sock\nstatsd = False\ncheck_delay = 5\n\n"
+                f"[watcher:web]\ncmd = {sys.executable} {WEBSERVER} --fd $(circus.sockets.web)\n"
+                "use_sockets = True\nnumprocesses = 1\nwarmup_delay = 0\ngraceful_timeout = 10\n"
+                f"copy_env = True\n{stream}{d}/web.log\n\n"
+                f"[watcher:worker]\ncmd = {sys.executable} {WORKER} --interval 0.01\n"
+                f"numprocesses = 1\ncopy_env = True\n{stream}{d}/worker.log\n\n"
+                f"[socket:web]\nhost = 127.0.0.1\nport = {self.port}\n"
+            )
+        self._spawn()
+
+    def _spawn(self) -> None:
+        with open(os.path.join(self.dir, "circusd.out"), "ab") as out:
+            self.proc = subprocess.Popen(
+                [self.circusd, self.config],
+                env=tagged_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+            )
+
+    def daemon_pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def restart_after_kill(self) -> None:
+        if self.proc is not None:
+            self.proc.wait()
+        self._spawn()
+
+    def status_ok(self) -> bool:
+        p = self.ctl("status")
+        return p.returncode == 0 and "web" in p.stdout
+
+    def own_pids(self) -> set[int]:
+        pids: set[int] = set()
+        for name in SCRIPTS:
+            p = self.ctl("list", name)
+            pids |= {int(x) for x in re.findall(r"\d+", p.stdout)}
+        return pids
+
+    def worker_logs(self) -> list[str]:
+        return sorted(glob.glob(os.path.join(self.dir, "worker.log*")))
+
+    def stop(self) -> None:
+        self.ctl("quit")
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# ---- the load --------------------------------------------------------------------------------
+
+
+class Load:
+    def __init__(self, port: int, threads: int) -> None:
+        self.port, self.threads = port, threads
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.ok = self.failed = self.refused = 0
+        self.errors: dict[str, int] = {}
+
+    def worker(self, deadline: float) -> None:
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            outcome = self.one()
+            with self.lock:
+                if outcome == "ok":
+                    self.ok += 1
+                elif outcome == "refused":
+                    self.refused += 1
+                else:
+                    self.failed += 1
+                    self.errors[outcome] = self.errors.get(outcome, 0) + 1
+
+    def one(self) -> str:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+                s.sendall(REQUEST)
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+        except ConnectionRefusedError:
+            return "refused"
+        except OSError as e:
+            return type(e).__name__
+        if data.startswith(b"HTTP/1.") and b" 200 " in data[:16]:
+            return "ok"
+        return "bad reply: " + data[:30].decode("latin-1")
+
+    def start(self, max_seconds: float) -> list[threading.Thread]:
+        deadline = time.monotonic() + max_seconds
+        workers = [
+            threading.Thread(target=self.worker, args=(deadline,), daemon=True)
+            for _ in range(self.threads)
+        ]
+        for w in workers:
+            w.start()
+        return workers
+
+
+# ---- one soak --------------------------------------------------------------------------------
+
+
+def line_numbers(paths: list[str]) -> list[int]:
+    numbers: list[int] = []
+    for path in paths:
+        with contextlib.suppress(OSError), open(path, errors="replace") as f:
+            numbers += [int(n) for n in re.findall(r"^worker line (\d+)$", f.read(), re.M)]
+    return numbers
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def ms(seconds: float | None) -> int | str:
+    return round(seconds * 1000) if seconds is not None else "never"
+
+
+def soak(tool: Tool, kills: int, args: argparse.Namespace) -> dict[str, Any]:
+    t_start = time.monotonic()
+    tool.start()
+    seen: dict[str, set[int]] = {"web": set(), "worker": set()}
+    duplicates = orphans_seen = 0
+    answer: list[float] = []
+    load = Load(tool.port, args.threads)
+    workers: list[threading.Thread] = []
+    note = ""
+    try:
+        wait_until(tool.status_ok, 30, f"{tool.name} status")
+        wait_until(lambda: all(programs().values()), 30, "both programs")
+        restarts0 = tool.restarts() if isinstance(tool, Twinvisor) else 0
+        for name, pids in programs().items():
+            seen[name] |= set(pids)
+        workers = load.start(args.max_seconds)
+        wait_until(lambda: load.ok > 0 or load.failed or load.refused, 10, "the first reply")
+        since = time.monotonic()
+        done = 0
+        for _ in range(kills):
+            if time.monotonic() - t_start > args.max_seconds:
+                note = f"stopped at --max-seconds after {done} kills"
+                break
+            wait_until(
+                lambda s=since: time.monotonic() - s >= args.settle, args.settle + 1, "settle"
+            )
+            pid = tool.daemon_pid()
+            if pid is None:
+                note = f"no daemon pid after {done} kills"
+                break
+            t0 = time.monotonic()
+            os.kill(pid, signal.SIGKILL)
+            await_exit(pid)
+            tool.restart_after_kill()
+            done += 1
+            try:
+                wait_until(
+                    lambda p=pid: tool.daemon_pid() not in (None, p) and tool.status_ok(),
+                    30,
+                    "status again",
+                )
+                answer.append(time.monotonic() - t0)
+            except RuntimeError:
+                note = f"status never answered again after kill {done}: {tool.why()}"
+            since = time.monotonic()
+            now = programs()
+            for name, pids in now.items():
+                seen[name] |= set(pids)
+                duplicates += len(pids) > 1
+            own = tool.own_pids()
+            orphans_seen = sum(1 for pids in now.values() for p in pids if p not in own)
+            if note:
+                break
+        restarts = tool.restarts() - restarts0 if isinstance(tool, Twinvisor) else None
+    finally:
+        load.stop.set()
+        for w in workers:
+            w.join(timeout=15)
+        tool.stop()
+        left = sum(len(p) for p in programs().values())
+        swept = sweep()
+    numbers = line_numbers(tool.worker_logs())
+    distinct = set(numbers)
+    lost = (max(distinct) - len(distinct)) if distinct else None
+    return {
+        "tool": tool.name,
+        "kills": done,
+        "requests": load.ok + load.failed + load.refused,
+        "failed": load.failed,
+        "refused": load.refused,
+        "errors": load.errors,
+        "duplicates": duplicates,
+        "orphans_last_kill": orphans_seen,
+        "left_after_stop": left,
+        "swept": swept,
+        "restarted_children": sum(len(s) for s in seen.values()) - 2,
+        "restarts_counter": restarts,
+        "lines": len(numbers),
+        "lost_lines": lost,
+        "repeated_lines": len(numbers) - len(distinct),
+        "status_p50_ms": ms(percentile(answer, 0.5)),
+        "status_p99_ms": ms(percentile(answer, 0.99)),
+        "status_max_ms": ms(max(answer) if answer else None),
+        "status_never": done - len(answer),
+        "wall_s": round(time.monotonic() - t_start, 1),
+        "note": note,
+    }
+
+
+ROWS = [
+    ("kills", "kills"),
+    ("requests", "requests"),
+    ("failed requests", "failed"),
+    ("refused connections", "refused"),
+    ("duplicates (sum over kills)", "duplicates"),
+    ("orphans after the last kill", "orphans_last_kill"),
+    ("left after the tool's stop", "left_after_stop"),
+    ("restarted children", "restarted_children"),
+    ("worker lines", "lines"),
+    ("lost lines", "lost_lines"),
+    ("repeated lines", "repeated_lines"),
+    ("status again p50 (ms)", "status_p50_ms"),
+    ("status again p99 (ms)", "status_p99_ms"),
+    ("status again max (ms)", "status_max_ms"),
+    ("status never answered (30 s)", "status_never"),
+    ("wall time (s)", "wall_s"),
+]
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    head = ["", *[r["tool"] for r in results]]
+    rows = [head] + [[label, *[str(r.get(key, "")) for r in results]] for label, key in ROWS]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+        for row in rows
+    ]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--kills", type=int, default=100)
+    p.add_argument("--peer-kills", type=int, help="kills for circus/supervisord (default --kills)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--settle", type=float, default=2.1)
+    p.add_argument("--max-seconds", type=float, default=900.0, help="per tool")
+    p.add_argument("--only", action="append", choices=["twinvisor", "circus", "supervisord"])
+    p.add_argument("--json", help="write the raw results here")
+    args = p.parse_args()
+    only = set(args.only or ["twinvisor", "circus", "supervisord"])
+    peer_kills = args.peer_kills if args.peer_kills is not None else args.kills
+    results: list[dict[str, Any]] = []
+    makers: list[tuple[str, Callable[[str, int], Tool | None], int]] = []
+    tv = find_tool("TWINVISOR", "twinvisor")
+    makers.append(("twinvisor", lambda d, port: Twinvisor(d, port, tv) if tv else None, args.kills))
+    cd, cc = find_tool("CIRCUSD", "circusd"), find_tool("CIRCUSCTL", "circusctl")
+    makers.append(
+        ("circus", lambda d, port: Circus(d, port, cd, cc) if cd and cc else None, peer_kills)
+    )
+    sd, sc = find_tool("SUPERVISORD", "supervisord"), find_tool("SUPERVISORCTL", "supervisorctl")
+    makers.append(
+        (
+            "supervisord",
+            lambda d, port: Supervisord(d, port, sd, sc) if sd and sc else None,
+            peer_kills,
+        )
+    )
+    try:
+        for name, make, kills in makers:
+            if name not in only:
+                continue
+            workdir = tempfile.mkdtemp(prefix="tvks", dir="/tmp")
+            tool = make(workdir, free_port())
+            if tool is None:
+                results.append({"tool": name, "note": "not installed"})
+                continue
+            print(f"{name}: {kills} kills ...", file=sys.stderr, flush=True)
+            try:
+                results.append(soak(tool, kills, args))
+            except Exception as e:  # one tool's failure must not hide the others' figures
+                results.append({"tool": name, "note": f"error: {e}"})
+            finally:
+                shutil.rmtree(workdir, ignore_errors=True)
+    finally:
+        sweep()
+    print(table(results))
+    for r in results:
+        if r.get("note") or r.get("errors"):
+            print(f"{r['tool']}: {r.get('note', '')} {r.get('errors', '')}".rstrip())
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

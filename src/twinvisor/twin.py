@@ -34,7 +34,7 @@ import time
 from typing import Any
 
 from twinvisor import fsutil, platform, policy
-from twinvisor.specs import DaemonSpec, RestartPolicy
+from twinvisor.specs import AfterGiveUp, DaemonSpec, RestartPolicy
 
 log = logging.getLogger("twinvisor.guard")
 
@@ -44,7 +44,15 @@ HEARTBEAT_TIMEOUT = 6.0  # no ping for this long: the supervisor is hung or stop
 MAX_MESSAGE = 64 * 1024
 FDS_PER_MESSAGE = 200  # SCM_MAX_FD is 253
 # restart policy for the supervisor itself: quick retries, then slower, never a tight loop
-SUPERVISOR_POLICY = RestartPolicy(max_retry=5, min_uptime=2.0, backoff_initial=0.1, backoff_max=5.0)
+# (never giving up: a guard that stops reviving would leave the programs unsupervised)
+SUPERVISOR_POLICY = RestartPolicy(
+    max_retry=5,
+    min_uptime=2.0,
+    backoff_initial=0.1,
+    backoff_max=5.0,
+    after_give_up=AfterGiveUp.SLOW_RETRY,
+    slow_retry_interval=5.0,
+)
 
 
 def guard_paths(daemon: DaemonSpec) -> tuple[str, str, str]:
@@ -208,6 +216,12 @@ class Guard:
         self.failures = self.failures + 1 if failed else 0
         decision = policy.decide(SUPERVISOR_POLICY, None, self.failures)
         if isinstance(decision, policy.Restart):
+            if self.failures > SUPERVISOR_POLICY.max_retry:
+                log.error(
+                    "the supervisor keeps dying at start (%d times): retrying every %.0f s",
+                    self.failures,
+                    decision.delay,
+                )
             self.next_spawn = time.monotonic() + decision.delay
             return
         log.error("the supervisor failed %d times in a row; the guard gives up", self.failures)

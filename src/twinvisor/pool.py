@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import os
 import shlex
 import signal
@@ -35,6 +36,8 @@ from twinvisor.errors import SpawnError, TwinvisorError
 from twinvisor.platform import group_alive, pidfd_open, signal_group
 from twinvisor.policy import GiveUp, Restart, Stay, decide, run_failed
 from twinvisor.specs import RestartPolicy
+
+log = logging.getLogger("twinvisor.pool")
 
 __all__ = [
     "AsyncPool",
@@ -282,7 +285,10 @@ async def _supervise(worker: _Worker, forget: Callable[[_Worker], None]) -> None
                 returncode, run_time = await worker.run_to_end()
                 end = WorkerEnd(worker.name, worker.stats().pid, returncode, worker.error)
             failures, end, delay = _judge(worker, end, run_time, failures)
-            await _call(worker.spec.on_end, worker.name, end)
+            try:
+                await _call(worker.spec.on_end, worker.name, end)
+            except Exception:  # the worker is over either way: report, never lose the task
+                log.exception("pool: on_end callback of worker %r raised", worker.name)
             if end.will_restart:
                 with contextlib.suppress(TimeoutError):  # remove() cuts the back-off short
                     await asyncio.wait_for(worker.wake.wait(), delay)

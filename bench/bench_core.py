@@ -71,7 +71,8 @@ try:
 except ImportError:  # pragma: no cover
     sys.exit("bench_core.py needs psutil: run it with the project venv (.venv/bin/python)")
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from common import HERE, find_tool, load_average
+
 TAG = f"tvbench-{os.getpid()}"
 POLL = 0.02
 NA = None  # a figure that could not be measured
@@ -89,17 +90,6 @@ def find_twinvisor() -> list[str]:
         return [local]
     found = shutil.which("twinvisor")
     return [found] if found else [sys.executable, "-m", "twinvisor"]
-
-
-def find_peer(name: str) -> str | None:
-    env = os.environ.get(name.upper())
-    if env:
-        return env if os.access(env, os.X_OK) else None
-    found = shutil.which(name)
-    if found:
-        return found
-    local = os.path.join(HERE, ".peers", "bin", name)
-    return local if os.access(local, os.X_OK) else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -696,7 +686,8 @@ def main() -> int:
         print(msg, file=sys.stderr, flush=True)
 
     tv_exe = find_twinvisor()
-    sd, sctl = find_peer("supervisord"), find_peer("supervisorctl")
+    sd = find_tool("SUPERVISORD", "supervisord")
+    sctl = find_tool("SUPERVISORCTL", "supervisorctl")
     have_peer = bool(sd and sctl)
     if not have_peer:
         log(
@@ -704,7 +695,7 @@ def main() -> int:
             "bench/setup_peers.sh): the supervisord column is skipped"
         )
 
-    load0 = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    load0 = load_average()
     tv_version = _describe_twinvisor(tv_exe)
     top = tempfile.mkdtemp(prefix="tvb", dir="/tmp")
     global PYCACHE
@@ -877,10 +868,7 @@ def main() -> int:
         f"twinvisor bench_core: median of {args.runs} runs (min-max in brackets); "
         f"idle: median of {args.idle_runs} windows of {args.idle_seconds:g} s"
     )
-    print(
-        f"load average before / after: {load0} / {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
-        f"twinvisor {tv_version}"
-    )
+    print(f"load average before / after: {load0} / {load_average()}; twinvisor {tv_version}")
     print(
         f"machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), "
         f"Python {platform.python_version()}, {platform.system()} {platform.release()}"

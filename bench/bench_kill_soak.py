@@ -54,82 +54,45 @@ import re
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-try:
-    import psutil
-except ImportError:  # pragma: no cover
-    sys.exit("bench_kill_soak.py needs psutil: run it with the project venv (.venv/bin/python)")
+import psutil
+from common import (
+    WEBSERVER,
+    WORKER,
+    Load,
+    circus_header,
+    find_tool,
+    free_port,
+    reap,
+    spawn,
+    supervisord_header,
+    tagged,
+    terminate,
+    twinvisor_web,
+    wait_until,
+)
+from common import run as run_tagged
+from common import sweep as sweep_tagged
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-WEBSERVER = os.path.join(ROOT, "examples", "webserver.py")
-WORKER = os.path.join(ROOT, "examples", "worker.py")
-TAG_KEY = "TVBENCH_TAG"
 TAG = f"tvks-{os.getpid()}"
-POLL = 0.01
 REQUEST = b"GET /pid HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 SCRIPTS = {"web": "webserver.py", "worker": "worker.py"}
 
 
-def find_tool(env: str, name: str) -> str | None:
-    if os.environ.get(env):
-        return os.environ[env]
-    here = os.path.join(os.path.dirname(sys.executable), name)
-    if name == "twinvisor" and os.path.exists(here):
-        return here
-    found = shutil.which(name)
-    if found:
-        return found
-    peer = os.path.join(HERE, ".peers", "bin", name)
-    return peer if os.path.exists(peer) else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def tagged_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWINVISOR_", "NOTIFY_"))}
-    env[TAG_KEY] = TAG
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def tagged() -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["pid", "status"]):
-        if proc.pid == os.getpid() or proc.info["status"] == psutil.STATUS_ZOMBIE:
-            continue
-        with contextlib.suppress(psutil.Error, OSError):
-            if proc.environ().get(TAG_KEY) == TAG:
-                found.append(proc)
-    return found
-
-
 def sweep() -> int:
-    """Kill every process carrying our tag; returns how many there were."""
-    found = tagged()
-    for proc in found:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(found, timeout=5)
-    return len(found)
+    return sweep_tagged(TAG)
 
 
 def programs() -> dict[str, list[int]]:
     """Live program processes of the bench, by program (script name in the command line)."""
     found: dict[str, list[int]] = {"web": [], "worker": []}
-    for proc in tagged():
+    for proc in tagged(TAG):
         with contextlib.suppress(psutil.Error):
             cmd = " ".join(proc.cmdline())
             for name, script in SCRIPTS.items():
@@ -139,18 +102,7 @@ def programs() -> dict[str, list[int]]:
 
 
 def run(argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        argv, env=tagged_env(), capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
-def wait_until(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := cond()):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(POLL)
-    return value
+    return run_tagged(argv, TAG, timeout)
 
 
 def await_exit(pid: int, timeout: float = 10) -> None:
@@ -203,15 +155,11 @@ class Twinvisor(Tool):
         return run([self.exe, "-c", self.config, *args])
 
     def start(self) -> None:
-        web = ", ".join(json.dumps(a) for a in [sys.executable, WEBSERVER])
         worker = ", ".join(json.dumps(a) for a in [sys.executable, WORKER, "--interval", "0.01"])
         with open(self.config, "w") as f:
             f.write(
-                f"[daemon]\nrun_dir = {json.dumps(self.run_dir)}\n\n"
-                f"[program.web]\ncommand = [{web}]\n"
-                f'listen_addrs = ["127.0.0.1:{self.port}"]\n'
-                'ready = "notify"\nready_timeout = 10\nstop_timeout = 10\n\n'
-                f"[program.worker]\ncommand = [{worker}]\nstop_timeout = 10\n"
+                twinvisor_web(self.run_dir, [sys.executable, WEBSERVER], self.port)
+                + f"\n[program.worker]\ncommand = [{worker}]\nstop_timeout = 10\n"
             )
         p = self.cli("up")
         if p.returncode != 0:
@@ -248,42 +196,21 @@ class Twinvisor(Tool):
         self.cli("down", "--timeout", "20")
 
 
-class Supervisord(Tool):
-    name = "supervisord"
+class Spawned(Tool):
+    """A peer daemon the bench starts itself (in the foreground) and starts again after a kill,
+    as an operator would."""
 
-    def __init__(self, workdir: str, port: int, supervisord: str, supervisorctl: str) -> None:
+    out: str | None = None  # the daemon's own output, appended here (None: dropped)
+
+    def __init__(self, workdir: str, port: int) -> None:
         super().__init__(workdir, port)
-        self.supervisord, self.supervisorctl = supervisord, supervisorctl
-        self.config = os.path.join(workdir, "supervisord.conf")
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        d = self.dir
-        with open(self.config, "w") as f:
-            f.write(
-                f"[unix_http_server]\nfile = {d}/supervisor.sock\n\n"
-                f"[supervisord]\nlogfile = {d}/supervisord.log\npidfile = {d}/supervisord.pid\n"
-                f"childlogdir = {d}\nnodaemon = true\n\n"
-                "[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = "
-                "supervisor.rpcinterface:make_main_rpcinterface\n\n"
-                f"[supervisorctl]\nserverurl = unix://{d}/supervisor.sock\n\n"
-                f"[program:web]\ncommand = {sys.executable} {WEBSERVER} --port {self.port}\n"
-                f"startsecs = 1\nstopwaitsecs = 10\nstdout_logfile = {d}/web.log\n\n"
-                f"[program:worker]\ncommand = {sys.executable} {WORKER} --interval 0.01\n"
-                f"startsecs = 1\nstopwaitsecs = 10\nstdout_logfile = {d}/worker.log\n"
-                "stdout_logfile_maxbytes = 0\n"
-            )
-        self._spawn()
+    def argv(self) -> list[str]:
+        raise NotImplementedError
 
     def _spawn(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.supervisord, "-c", self.config],
-            env=tagged_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        self.proc = spawn(self.argv(), TAG, self.out)
 
     def daemon_pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else None
@@ -291,6 +218,31 @@ class Supervisord(Tool):
     def restart_after_kill(self) -> None:
         if self.proc is not None:
             self.proc.wait()
+        self._spawn()
+
+
+class Supervisord(Spawned):
+    name = "supervisord"
+
+    def __init__(self, workdir: str, port: int, supervisord: str, supervisorctl: str) -> None:
+        super().__init__(workdir, port)
+        self.supervisord, self.supervisorctl = supervisord, supervisorctl
+        self.config = os.path.join(workdir, "supervisord.conf")
+
+    def argv(self) -> list[str]:
+        return [self.supervisord, "-c", self.config]
+
+    def start(self) -> None:
+        d = self.dir
+        with open(self.config, "w") as f:
+            f.write(
+                supervisord_header(d)
+                + f"[program:web]\ncommand = {sys.executable} {WEBSERVER} --port {self.port}\n"
+                f"startsecs = 1\nstopwaitsecs = 10\nstdout_logfile = {d}/web.log\n\n"
+                f"[program:worker]\ncommand = {sys.executable} {WORKER} --interval 0.01\n"
+                f"startsecs = 1\nstopwaitsecs = 10\nstdout_logfile = {d}/worker.log\n"
+                "stdout_logfile_maxbytes = 0\n"
+            )
         self._spawn()
 
     def status_ok(self) -> bool:
@@ -305,16 +257,10 @@ class Supervisord(Tool):
         return [os.path.join(self.dir, "worker.log")]
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 20)
 
 
-class Circus(Tool):
+class Circus(Spawned):
     name = "circus"
 
     def __init__(self, workdir: str, port: int, circusd: str, circusctl: str) -> None:
@@ -322,7 +268,10 @@ class Circus(Tool):
         self.circusd, self.circusctl = circusd, circusctl
         self.endpoint = f"ipc://{workdir}/circus.sock"
         self.config = os.path.join(workdir, "circus.ini")
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.out = os.path.join(workdir, "circusd.out")
+
+    def argv(self) -> list[str]:
+        return [self.circusd, self.config]
 
     def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         return run([self.circusctl, "--endpoint", self.endpoint, "--timeout", "5", *args])
@@ -332,35 +281,14 @@ class Circus(Tool):
         stream = "stdout_stream.class = FileStream\nstdout_stream.filename = "
         with open(self.config, "w") as f:
             f.write(
-                f"[circus]\nendpoint = {self.endpoint}\n"
-                f"pubsub_endpoint = ipc://{d}/pubsub.sock\n"
-                f"stats_endpoint = ipc://{d}/stats.sock\nstatsd = False\ncheck_delay = 5\n\n"
-                f"[watcher:web]\ncmd = {sys.executable} {WEBSERVER} --fd $(circus.sockets.web)\n"
+                circus_header(self.endpoint, d)
+                + f"[watcher:web]\ncmd = {sys.executable} {WEBSERVER} --fd $(circus.sockets.web)\n"
                 "use_sockets = True\nnumprocesses = 1\nwarmup_delay = 0\ngraceful_timeout = 10\n"
                 f"copy_env = True\n{stream}{d}/web.log\n\n"
                 f"[watcher:worker]\ncmd = {sys.executable} {WORKER} --interval 0.01\n"
                 f"numprocesses = 1\ncopy_env = True\n{stream}{d}/worker.log\n\n"
                 f"[socket:web]\nhost = 127.0.0.1\nport = {self.port}\n"
             )
-        self._spawn()
-
-    def _spawn(self) -> None:
-        with open(os.path.join(self.dir, "circusd.out"), "ab") as out:
-            self.proc = subprocess.Popen(
-                [self.circusd, self.config],
-                env=tagged_env(),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                start_new_session=True,
-            )
-
-    def daemon_pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
-
-    def restart_after_kill(self) -> None:
-        if self.proc is not None:
-            self.proc.wait()
         self._spawn()
 
     def status_ok(self) -> bool:
@@ -379,61 +307,7 @@ class Circus(Tool):
 
     def stop(self) -> None:
         self.ctl("quit")
-        if self.proc is not None:
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-# ---- the load --------------------------------------------------------------------------------
-
-
-class Load:
-    def __init__(self, port: int, threads: int) -> None:
-        self.port, self.threads = port, threads
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.ok = self.failed = self.refused = 0
-        self.errors: dict[str, int] = {}
-
-    def worker(self, deadline: float) -> None:
-        while not self.stop.is_set() and time.monotonic() < deadline:
-            outcome = self.one()
-            with self.lock:
-                if outcome == "ok":
-                    self.ok += 1
-                elif outcome == "refused":
-                    self.refused += 1
-                else:
-                    self.failed += 1
-                    self.errors[outcome] = self.errors.get(outcome, 0) + 1
-
-    def one(self) -> str:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
-                s.sendall(REQUEST)
-                data = b""
-                while chunk := s.recv(65536):
-                    data += chunk
-        except ConnectionRefusedError:
-            return "refused"
-        except OSError as e:
-            return type(e).__name__
-        if data.startswith(b"HTTP/1.") and b" 200 " in data[:16]:
-            return "ok"
-        return "bad reply: " + data[:30].decode("latin-1")
-
-    def start(self, max_seconds: float) -> list[threading.Thread]:
-        deadline = time.monotonic() + max_seconds
-        workers = [
-            threading.Thread(target=self.worker, args=(deadline,), daemon=True)
-            for _ in range(self.threads)
-        ]
-        for w in workers:
-            w.start()
-        return workers
+        reap(self.proc, 20)
 
 
 # ---- one soak --------------------------------------------------------------------------------
@@ -464,8 +338,7 @@ def soak(tool: Tool, kills: int, args: argparse.Namespace) -> dict[str, Any]:
     seen: dict[str, set[int]] = {"web": set(), "worker": set()}
     duplicates = orphans_seen = 0
     answer: list[float] = []
-    load = Load(tool.port, args.threads)
-    workers: list[threading.Thread] = []
+    load = Load(tool.port, args.threads, REQUEST, max_seconds=args.max_seconds)
     note = ""
     try:
         wait_until(tool.status_ok, 30, f"{tool.name} status")
@@ -473,7 +346,7 @@ def soak(tool: Tool, kills: int, args: argparse.Namespace) -> dict[str, Any]:
         restarts0 = tool.restarts() if isinstance(tool, Twinvisor) else 0
         for name, pids in programs().items():
             seen[name] |= set(pids)
-        workers = load.start(args.max_seconds)
+        load.start()
         wait_until(lambda: load.ok > 0 or load.failed or load.refused, 10, "the first reply")
         since = time.monotonic()
         done = 0
@@ -513,9 +386,7 @@ def soak(tool: Tool, kills: int, args: argparse.Namespace) -> dict[str, Any]:
                 break
         restarts = tool.restarts() - restarts0 if isinstance(tool, Twinvisor) else None
     finally:
-        load.stop.set()
-        for w in workers:
-            w.join(timeout=15)
+        load.finish()
         tool.stop()
         left = sum(len(p) for p in programs().values())
         swept = sweep()

@@ -39,113 +39,51 @@ starts carries TVBENCH_TAG in its environment and is killed at the end, even on 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
-try:
-    import psutil
-except ImportError:  # pragma: no cover
-    sys.exit("bench_zero_downtime.py needs psutil: run it with the project venv (.venv/bin/python)")
+from common import (
+    WEBSERVER,
+    Load,
+    circus_header,
+    find_tool,
+    free_port,
+    http_request,
+    reap,
+    spawn,
+    supervisord_header,
+    terminate,
+    twinvisor_web,
+    wait_until,
+)
+from common import run as run_tagged
+from common import sweep as sweep_tagged
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-WEBSERVER = os.path.join(ROOT, "examples", "webserver.py")
-TAG_KEY = "TVBENCH_TAG"
 TAG = f"tvzd-{os.getpid()}"
-POLL = 0.01
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 EXPECTED = b'{"msg": "running"}'
 
 
-# ---- locating the tools ----------------------------------------------------------------------
-
-
-def find_tool(env: str, name: str) -> str | None:
-    if os.environ.get(env):
-        return os.environ[env]
-    here = os.path.join(os.path.dirname(sys.executable), name)
-    if name == "twinvisor" and os.path.exists(here):
-        return here
-    found = shutil.which(name)
-    if found:
-        return found
-    peer = os.path.join(HERE, ".peers", "bin", name)
-    return peer if os.path.exists(peer) else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def tagged_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWINVISOR_", "NOTIFY_"))}
-    env[TAG_KEY] = TAG
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
 def sweep() -> int:
-    """Kill every process carrying our tag; returns how many there were."""
-    found = []
-    for proc in psutil.process_iter(["pid"]):
-        if proc.pid == os.getpid():
-            continue
-        with contextlib.suppress(psutil.Error, OSError):
-            if proc.environ().get(TAG_KEY) == TAG:
-                found.append(proc)
-    for proc in found:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(found, timeout=5)
-    return len(found)
+    return sweep_tagged(TAG)
 
 
 def run(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        argv,
-        env=tagged_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def wait_until(cond: Callable[[], Any], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(POLL)
+    return run_tagged(argv, TAG, timeout)
 
 
 def get_once(port: int, timeout: float = 2.0) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-            s.sendall(REQUEST)
-            data = b""
-            while chunk := s.recv(65536):
-                data += chunk
-    except OSError:
-        return False
-    return data.startswith(b"HTTP/1.") and b" 200 " in data[:16] and data.endswith(EXPECTED)
+    return http_request(port, REQUEST, EXPECTED, timeout) == "ok"
 
 
 # ---- the tools -------------------------------------------------------------------------------
@@ -187,14 +125,8 @@ class Twinvisor(Tool):
         return run([self.exe, "-c", self.config, *args])
 
     def start(self) -> None:
-        argv = ", ".join(json.dumps(a) for a in self.app())
         with open(self.config, "w") as f:
-            f.write(
-                f"[daemon]\nrun_dir = {json.dumps(os.path.join(self.dir, 'run'))}\n\n"
-                f"[program.web]\ncommand = [{argv}]\n"
-                f'listen_addrs = ["127.0.0.1:{self.port}"]\n'
-                'ready = "notify"\nready_timeout = 10\nstop_timeout = 10\n'
-            )
+            f.write(twinvisor_web(os.path.join(self.dir, "run"), self.app(), self.port))
         check(self.cli("up"), "twinvisor up")
 
     def restart(self) -> None:
@@ -217,23 +149,12 @@ class Circus(Tool):
         app = " ".join(self.app("--fd", "$(circus.sockets.web)"))
         with open(config, "w") as f:
             f.write(
-                f"[circus]\nendpoint = {self.endpoint}\n"
-                f"pubsub_endpoint = ipc://{self.dir}/pubsub.sock\n"
-                f"stats_endpoint = ipc://{self.dir}/stats.sock\n"
-                "statsd = False\ncheck_delay = 5\n\n"
-                f"[watcher:web]\ncmd = {app}\nuse_sockets = True\nnumprocesses = 1\n"
+                circus_header(self.endpoint, self.dir)
+                + f"[watcher:web]\ncmd = {app}\nuse_sockets = True\nnumprocesses = 1\n"
                 "warmup_delay = 0\ngraceful_timeout = 10\ncopy_env = True\n\n"
                 f"[socket:web]\nhost = 127.0.0.1\nport = {self.port}\n"
             )
-        with open(os.path.join(self.dir, "circusd.out"), "ab") as out:
-            self.proc = subprocess.Popen(
-                [self.circusd, config],
-                env=tagged_env(),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                start_new_session=True,
-            )
+        self.proc = spawn([self.circusd, config], TAG, os.path.join(self.dir, "circusd.out"))
 
     def restart(self) -> None:
         argv = [self.circusctl, "--endpoint", self.endpoint, "--timeout", "30", self.verb, "web"]
@@ -241,12 +162,7 @@ class Circus(Tool):
 
     def stop(self) -> None:
         run([self.circusctl, "--endpoint", self.endpoint, "quit"])
-        if self.proc is not None:
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        reap(self.proc, 15)
 
 
 class Supervisord(Tool):
@@ -262,115 +178,32 @@ class Supervisord(Tool):
         d = self.dir
         with open(self.config, "w") as f:
             f.write(
-                f"[unix_http_server]\nfile = {d}/supervisor.sock\n\n"
-                f"[supervisord]\nlogfile = {d}/supervisord.log\npidfile = {d}/supervisord.pid\n"
-                f"childlogdir = {d}\nnodaemon = true\n\n"
-                "[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = "
-                "supervisor.rpcinterface:make_main_rpcinterface\n\n"
-                f"[supervisorctl]\nserverurl = unix://{d}/supervisor.sock\n\n"
-                f"[program:web]\ncommand = {' '.join(self.app('--port', str(self.port)))}\n"
+                supervisord_header(d)
+                + f"[program:web]\ncommand = {' '.join(self.app('--port', str(self.port)))}\n"
                 "startsecs = 0\nstopwaitsecs = 10\n"
             )
-        self.proc = subprocess.Popen(
-            [self.supervisord, "-c", self.config],
-            env=tagged_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        self.proc = spawn([self.supervisord, "-c", self.config], TAG)
 
     def restart(self) -> None:
         check(run([self.supervisorctl, "-c", self.config, "restart", "web"]), "supervisorctl")
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-# ---- the load --------------------------------------------------------------------------------
-
-
-@dataclass
-class Load:
-    port: int
-    threads: int
-    max_requests: int
-    max_seconds: float
-    stop: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    requests: int = 0
-    failed: int = 0
-    refused: int = 0
-    successes: list[tuple[float, float]] = field(default_factory=list)  # (done at, duration)
-    errors: dict[str, int] = field(default_factory=dict)
-
-    def worker(self, deadline: float) -> None:
-        while not self.stop.is_set() and time.monotonic() < deadline:
-            with self.lock:
-                if self.requests >= self.max_requests:
-                    break
-                self.requests += 1
-            t0 = time.monotonic()
-            outcome = self.one()
-            t1 = time.monotonic()
-            if outcome == "ok":
-                with self.lock:
-                    self.successes.append((t1, t1 - t0))
-                continue
-            with self.lock:
-                if outcome == "refused":
-                    self.refused += 1
-                else:
-                    self.failed += 1
-                    self.errors[outcome] = self.errors.get(outcome, 0) + 1
-
-    def one(self) -> str:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
-                s.sendall(REQUEST)
-                data = b""
-                while chunk := s.recv(65536):
-                    data += chunk
-        except ConnectionRefusedError:
-            return "refused"
-        except OSError as e:
-            return type(e).__name__
-        if data.startswith(b"HTTP/1.") and b" 200 " in data[:16] and data.endswith(EXPECTED):
-            return "ok"
-        return "bad reply: " + data[:40].decode("latin-1")
-
-    def ok_count(self) -> int:
-        with self.lock:
-            return len(self.successes)
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[Load]:
-        deadline = time.monotonic() + self.max_seconds
-        workers = [
-            threading.Thread(target=self.worker, args=(deadline,), daemon=True)
-            for _ in range(self.threads)
-        ]
-        for w in workers:
-            w.start()
-        try:
-            yield self
-        finally:
-            self.stop.set()
-            for w in workers:
-                w.join(timeout=15)
+        terminate(self.proc, 15)
 
 
 def measure(tool: Tool, args: argparse.Namespace) -> dict[str, Any]:
     tool.start()
     try:
         wait_until(lambda: get_once(tool.port), 30, f"{tool.name} to serve")
-        load = Load(tool.port, args.threads, args.max_requests, args.max_seconds)
+        load = Load(
+            tool.port,
+            args.threads,
+            REQUEST,
+            EXPECTED,
+            max_seconds=args.max_seconds,
+            max_requests=args.max_requests,
+            keep_times=True,
+        )
         t0 = time.monotonic()
         restarts = 0
         with load.running():

@@ -50,6 +50,7 @@ import contextlib
 import glob
 import json
 import os
+import platform
 import re
 import select
 import shutil
@@ -69,6 +70,7 @@ from common import (
     circus_header,
     find_tool,
     free_port,
+    load_average,
     reap,
     spawn,
     supervisord_header,
@@ -462,6 +464,7 @@ def main() -> int:
     args = p.parse_args()
     only = set(args.only or ["twinvisor", "circus", "supervisord"])
     peer_kills = args.peer_kills if args.peer_kills is not None else args.kills
+    load0 = load_average()
     results: list[dict[str, Any]] = []
     makers: list[tuple[str, Callable[[str, int], Tool | None], int]] = []
     tv = find_tool("TWINVISOR", "twinvisor")
@@ -496,6 +499,11 @@ def main() -> int:
                 shutil.rmtree(workdir, ignore_errors=True)
     finally:
         sweep()
+    print(
+        f"kill soak: {args.kills} kills (peers {peer_kills}), {args.threads} client threads, "
+        f"settle {args.settle:g} s; Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"{platform.platform()}; load average before / after: {load0} / {load_average()}"
+    )
     print(table(results))
     for r in results:
         if r.get("note") or r.get("errors"):

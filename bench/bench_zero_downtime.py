@@ -59,6 +59,7 @@ from common import (
     find_tool,
     free_port,
     http_request,
+    load_average,
     reap,
     spawn,
     supervisord_header,
@@ -324,7 +325,8 @@ def main() -> int:
 
     print(
         f"zero-downtime bench: {args.restarts} restarts under load from {args.threads} threads; "
-        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.platform()}",
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.platform()}; "
+        f"load average {load_average()}",
         flush=True,
     )
     results: list[dict[str, Any]] = []
@@ -349,7 +351,7 @@ def main() -> int:
             if left:
                 print(f"    (killed {left} leftover processes)", flush=True)
             shutil.rmtree(workdir, ignore_errors=True)
-    print()
+    print(f"\nload average after: {load_average()}")
     print(table(results))
     for r in results:
         if r.get("errors"):

@@ -14,6 +14,7 @@ from twinvisor.config import config_to_dict, load_config
 from twinvisor.control.server import Request, Response, Router
 from twinvisor.errors import ConfigError
 from twinvisor.runtime import Runtime, diff_configs
+from twinvisor.specs import match_instances
 
 DEFAULT_WAIT = 60.0
 
@@ -24,24 +25,8 @@ def _error(status: int, message: str, **extra: Any) -> Response:
 
 def resolve_names(runtime: Runtime, patterns: list[str]) -> tuple[list[str], list[str]]:
     """Expand user patterns to instance names; returns (names, unknown patterns)."""
-    names: list[str] = []
-    unknown: list[str] = []
-    all_names = runtime.names()
-    for pattern in patterns:
-        if pattern == "all":
-            matched = all_names
-        elif pattern.endswith(":*"):
-            matched = [n for n in all_names if runtime.core.procs[n].spec.program == pattern[:-2]]
-        else:
-            matched = [
-                n
-                for n in all_names
-                if n == pattern or runtime.core.procs[n].spec.program == pattern
-            ]
-        if not matched:
-            unknown.append(pattern)
-        names.extend(n for n in matched if n not in names)
-    return names, unknown
+    procs = runtime.core.procs
+    return match_instances(patterns, [(n, procs[n].spec.program) for n in runtime.names()])
 
 
 def _wait_timeout(req: Request) -> float | None:

@@ -24,7 +24,7 @@ from twinvisor.cli import (
     _load_config,
     _print_json,
 )
-from twinvisor.specs import Config, ProgramSpec
+from twinvisor.specs import Config, ProgramSpec, match_instances
 
 
 def run(verb: str, args: argparse.Namespace) -> int:
@@ -47,22 +47,12 @@ def run(verb: str, args: argparse.Namespace) -> int:
 
 def select_instances(config: Config, patterns: list[str]) -> list[ProgramSpec]:
     """Instances named by NAME, NAME:N, NAME:* or all (as the daemon's API reads them)."""
-    chosen: list[ProgramSpec] = []
-    unknown = []
-    for pattern in patterns:
-        program = pattern[:-2] if pattern.endswith(":*") else pattern
-        found = [
-            p
-            for p in config.programs
-            if pattern == "all" or p.name == pattern or p.program == program
-        ]
-        if not found:
-            unknown.append(pattern)
-        chosen += [p for p in found if p not in chosen]
+    by_name = config.by_name()
+    names, unknown = match_instances(patterns, [(p.name, p.program) for p in config.programs])
     if unknown:
         known = ", ".join(dict.fromkeys(p.program for p in config.programs)) or "none"
         raise _Fail(f"no such program: {', '.join(unknown)} (programs: {known})", EXIT_USAGE)
-    return chosen
+    return [by_name[n] for n in names]
 
 
 # ---- find ---------------------------------------------------------------------------------------

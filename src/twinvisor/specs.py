@@ -123,6 +123,23 @@ class ProgramSpec:
     source: str = field(default="", compare=False)
 
 
+def match_instances(
+    patterns: list[str], instances: list[tuple[str, str]]
+) -> tuple[list[str], list[str]]:
+    """What supervisorctl users type -> instance names. `instances` is (instance, program)
+    in config order; a pattern is an instance (`web:0`), a program (`web`: all of its
+    instances), `web:*`, or `all`. Returns (names in order, patterns that matched nothing)."""
+    names: list[str] = []
+    unknown: list[str] = []
+    for pattern in patterns:
+        program = pattern[:-2] if pattern.endswith(":*") else pattern
+        matched = [n for n, p in instances if pattern == "all" or p == program or n == pattern]
+        if not matched:
+            unknown.append(pattern)
+        names.extend(n for n in matched if n not in names)
+    return names, unknown
+
+
 @dataclass(frozen=True)
 class DaemonSpec:
     run_dir: str  # lock, control socket, state file

@@ -24,3 +24,35 @@ INSTANCES = [("web:0", "web"), ("web:1", "web"), ("worker", "worker"), ("webby",
 )
 def test_match_instances(patterns: list[str], names: list[str], unknown: list[str]) -> None:
     assert match_instances(patterns, INSTANCES) == (names, unknown)
+
+
+def test_status_table_shows_status_text_handover_and_errors() -> None:
+    from twinvisor.cli import _status_table
+
+    base = {"pid": 7, "uptime": 65.0, "restarts": 1, "given_up": False, "healthy": None}
+    rows = [
+        {
+            **base,
+            "name": "web",
+            "state": "STARTING",
+            "previous_pid": 5,
+            "last_exit": None,
+            "error": None,
+            "status_text": "warming up",
+        },  # fmt: skip
+        {
+            **base,
+            "name": "db",
+            "state": "BACKOFF",
+            "given_up": True,
+            "pid": None,
+            "uptime": None,
+            "last_exit": "exit 1",
+            "error": "command not found: 'x'",
+            "status_text": None,
+            "previous_pid": None,
+        },  # fmt: skip
+    ]
+    web, db = _status_table(rows).splitlines()[1:]
+    assert "STARTING (pid 5 still serving)" in web and '"warming up"' in web and "0:01:05" in web
+    assert "BACKOFF (gave up, slow retry)" in db and "exit 1; command not found: 'x'" in db

@@ -104,23 +104,43 @@ def _uptime(seconds: float | None) -> str:
 
 
 def _status_table(rows: list[dict[str, Any]]) -> str:
-    header = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT")
+    header = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT / STATUS")
     lines = [header]
     for r in rows:
-        last = r.get("last_exit") or "-"
-        if r.get("error"):
-            last = f"{last}; {r['error']}" if last != "-" else r["error"]
-        state = r["state"] + (
-            " (gave up, slow retry)" if r["given_up"] and r["state"] == "BACKOFF" else ""
-        )
         lines.append(
-            (r["name"], state, str(r["pid"] or "-"), _uptime(r["uptime"]), str(r["restarts"]), last)
+            (
+                r["name"],
+                _state_text(r),
+                str(r["pid"] or "-"),
+                _uptime(r["uptime"]),
+                str(r["restarts"]),
+                _notes(r),
+            )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
     return "\n".join(
         "  ".join(col.ljust(w) for col, w in zip(line[:-1], widths, strict=True)) + "  " + line[-1]
         for line in lines
     )
+
+
+def _state_text(r: dict[str, Any]) -> str:
+    state = str(r["state"])
+    if r.get("given_up") and state == "BACKOFF":
+        return state + " (gave up, slow retry)"
+    if r.get("previous_pid"):
+        return f"{state} (pid {r['previous_pid']} still serving)"  # a restart in progress
+    if r.get("healthy") is False:
+        return state + " (unhealthy)"
+    return state
+
+
+def _notes(r: dict[str, Any]) -> str:
+    """Last exit, the last error, and the program's own sd_notify STATUS= text."""
+    parts = [p for p in (r.get("last_exit"), r.get("error")) if p]
+    if r.get("status_text"):
+        parts.append(f'"{r["status_text"]}"')
+    return "; ".join(parts) or "-"
 
 
 def _print_json(data: Any) -> None:

@@ -39,7 +39,7 @@ def test_status_table_shows_status_text_handover_and_errors() -> None:
             "last_exit": None,
             "error": None,
             "status_text": "warming up",
-        },  # fmt: skip
+        },
         {
             **base,
             "name": "db",
@@ -51,7 +51,7 @@ def test_status_table_shows_status_text_handover_and_errors() -> None:
             "error": "command not found: 'x'",
             "status_text": None,
             "previous_pid": None,
-        },  # fmt: skip
+        },
     ]
     web, db = _status_table(rows).splitlines()[1:]
     assert "STARTING (pid 5 still serving)" in web and '"warming up"' in web and "0:01:05" in web

@@ -39,8 +39,8 @@ from twinvisor.specs import AfterGiveUp, DaemonSpec, RestartPolicy
 log = logging.getLogger("twinvisor.guard")
 
 GUARD_ENV = "TWINVISOR_GUARD"  # tells a supervisor where its guard listens
-HEARTBEAT = 2.5  # the supervisor pings this often, one way (0.4 wake-ups/s on each side)
-HEARTBEAT_TIMEOUT = 6.0  # no ping for this long: the supervisor is hung or stopped
+HEARTBEAT = 3.0  # the supervisor pings this often, one way (a third of a wake-up per second each)
+HEARTBEAT_TIMEOUT = 7.0  # no ping for this long: the supervisor is hung or stopped
 MAX_MESSAGE = 64 * 1024
 FDS_PER_MESSAGE = 200  # SCM_MAX_FD is 253
 # restart policy for the supervisor itself: quick retries, then slower, never a tight loop

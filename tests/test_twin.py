@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WEBSERVER = str(ROOT / "examples" / "webserver.py")
 WORKER = str(ROOT / "examples" / "worker.py")
 ANSWER_WITHIN = 1.0  # seconds from a supervisor's SIGKILL until `status` answers again
-REPLACED_WITHIN = 15.0  # SIGSTOP: heartbeat timeout (4.5 s) + restart, with room to spare
+REPLACED_WITHIN = 20.0  # SIGSTOP: heartbeat timeout (7 s) + restart, with room to spare
 
 
 # ---- the programs and the load -------------------------------------------------------------------

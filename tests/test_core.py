@@ -12,7 +12,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from twinvisor import core
+from twinvisor import core, events
 from twinvisor.specs import AfterGiveUp, AutoRestart, ProgramSpec, RestartPolicy
 from twinvisor.states import ProcessState, is_legal
 
@@ -44,31 +44,31 @@ def shape(actions: list[Any]) -> list[tuple[Any, ...]]:
     out: list[tuple[Any, ...]] = []
     for a in actions:
         match a:
-            case core.Spawn():
+            case events.Spawn():
                 out.append(("spawn",))
-            case core.SendSignal(pid=pid, signal=sig):
+            case events.SendSignal(pid=pid, signal=sig):
                 out.append(("signal", pid, signal.Signals(sig).name))
-            case core.KillRemnants(pid=pid):
+            case events.KillRemnants(pid=pid):
                 out.append(("remnants", pid))
-            case core.SetTimer(delay=delay):
+            case events.SetTimer(delay=delay):
                 out.append(("timer", delay))
-            case core.StateChanged(old=old, new=new):
+            case events.StateChanged(old=old, new=new):
                 out.append((old.value, new.value))
             case _:
                 pass  # log lines and anything newer
     return out
 
 
-def fire(timer: core.SetTimer) -> core.TimerFired:
+def fire(timer: events.SetTimer) -> events.TimerFired:
     """The TimerFired event for a SetTimer action (same name, token, and kind where present)."""
-    names = {f.name for f in dataclasses.fields(core.TimerFired)}
-    return core.TimerFired(
+    names = {f.name for f in dataclasses.fields(events.TimerFired)}
+    return events.TimerFired(
         **{f.name: getattr(timer, f.name) for f in dataclasses.fields(timer) if f.name in names}
     )
 
 
-def timers(actions: list[Any]) -> list[core.SetTimer]:
-    return [a for a in actions if isinstance(a, core.SetTimer)]
+def timers(actions: list[Any]) -> list[events.SetTimer]:
+    return [a for a in actions if isinstance(a, events.SetTimer)]
 
 
 class Rig:
@@ -92,8 +92,8 @@ class Rig:
         return self(now, fire(t))
 
     def running(self, pid: int = 10) -> None:
-        self(0.0, core.StartRequested("p"))
-        self(0.0, core.Spawned("p", pid))
+        self(0.0, events.StartRequested("p"))
+        self(0.0, events.Spawned("p", pid))
         self.fire_last_timer(1.0)
         assert self.proc.state is S.RUNNING
 
@@ -103,30 +103,30 @@ class Rig:
 
 def test_start_spawns_then_running_after_min_uptime() -> None:
     r = Rig()
-    assert r(0.0, core.StartRequested("p")) == [("spawn",)]
-    assert r(0.0, core.Spawned("p", 10)) == [("STOPPED", "STARTING"), ("timer", 1.0)]
+    assert r(0.0, events.StartRequested("p")) == [("spawn",)]
+    assert r(0.0, events.Spawned("p", 10)) == [("STOPPED", "STARTING"), ("timer", 1.0)]
     assert r.fire_last_timer(1.0) == [("STARTING", "RUNNING")]
-    assert r(1.5, core.StartRequested("p")) == []  # already running: nothing to do
+    assert r(1.5, events.StartRequested("p")) == []  # already running: nothing to do
     assert r.proc.pid == 10
 
 
 def test_zero_min_uptime_is_running_at_once() -> None:
     r = Rig(min_uptime=0.0)
-    r(0.0, core.StartRequested("p"))
-    assert r(0.0, core.Spawned("p", 10)) == [("STOPPED", "STARTING"), ("STARTING", "RUNNING")]
+    r(0.0, events.StartRequested("p"))
+    assert r(0.0, events.Spawned("p", 10)) == [("STOPPED", "STARTING"), ("STARTING", "RUNNING")]
 
 
 def test_stop_term_cont_then_kill_at_stop_timeout() -> None:
     r = Rig(stop_timeout=0.5)
     r.running()
-    assert r(2.0, core.StopRequested("p")) == [
+    assert r(2.0, events.StopRequested("p")) == [
         ("RUNNING", "STOPPING"),
         ("signal", 10, "SIGTERM"),
         ("signal", 10, "SIGCONT"),
         ("timer", 0.5),
     ]
     assert r.fire_last_timer(2.5) == [("signal", 10, "SIGKILL")]
-    assert r(2.6, core.Exited("p", 10, None, signal.SIGKILL)) == [
+    assert r(2.6, events.Exited("p", 10, None, signal.SIGKILL)) == [
         ("remnants", 10),
         ("STOPPING", "STOPPED"),
     ]
@@ -136,9 +136,9 @@ def test_stop_term_cont_then_kill_at_stop_timeout() -> None:
 def test_exit_during_stop_makes_the_kill_timer_stale() -> None:
     r = Rig()
     r.running()
-    r(2.0, core.StopRequested("p"))
+    r(2.0, events.StopRequested("p"))
     (kill_timer,) = timers(r.last)
-    r(2.1, core.Exited("p", 10, 0))
+    r(2.1, events.Exited("p", 10, 0))
     assert r(7.0, fire(kill_timer)) == []
     assert r.proc.state is S.STOPPED
 
@@ -146,39 +146,39 @@ def test_exit_during_stop_makes_the_kill_timer_stale() -> None:
 def test_crash_after_healthy_run_restarts_at_once() -> None:
     r = Rig()
     r.running()
-    assert r(5.0, core.Exited("p", 10, None, signal.SIGKILL)) == [("remnants", 10), ("spawn",)]
+    assert r(5.0, events.Exited("p", 10, None, signal.SIGKILL)) == [("remnants", 10), ("spawn",)]
     assert r.proc.restarts == 1
-    assert r(5.0, core.Spawned("p", 11)) == [("RUNNING", "STARTING"), ("timer", 1.0)]
+    assert r(5.0, events.Spawned("p", 11)) == [("RUNNING", "STARTING"), ("timer", 1.0)]
 
 
 def test_early_exits_back_off_then_fatal() -> None:
     r = Rig(max_retry=2)
-    r(0.0, core.StartRequested("p"))
+    r(0.0, events.StartRequested("p"))
     now, pid = 0.0, 10
     delays = []
     for _ in range(2):
-        r(now, core.Spawned("p", pid))
-        got = r(now + 0.1, core.Exited("p", pid, 1))
+        r(now, events.Spawned("p", pid))
+        got = r(now + 0.1, events.Exited("p", pid, 1))
         assert got[:2] == [("remnants", pid), ("STARTING", "BACKOFF")]
         delays.append(got[2][1])
         now += 0.1 + got[2][1]
         assert r.fire_last_timer(now) == [("spawn",)]
         pid += 1
     assert delays == [0.5, 1.0]
-    r(now, core.Spawned("p", pid))
-    assert r(now + 0.1, core.Exited("p", pid, 1)) == [("remnants", pid), ("STARTING", "FATAL")]
+    r(now, events.Spawned("p", pid))
+    assert r(now + 0.1, events.Exited("p", pid, 1)) == [("remnants", pid), ("STARTING", "FATAL")]
     assert r.proc.given_up and r.proc.failures == 3 and r.proc.pid is None
     assert r.proc.start_outcome() == "failed"
     # an explicit start clears the history
-    assert r(9.0, core.StartRequested("p")) == [("spawn",)]
+    assert r(9.0, events.StartRequested("p")) == [("spawn",)]
     assert r.proc.failures == 0 and not r.proc.given_up
 
 
 def test_slow_retry_stays_in_backoff_given_up() -> None:
     r = Rig(max_retry=0, after_give_up=AfterGiveUp.SLOW_RETRY, slow_retry_interval=30.0)
-    r(0.0, core.StartRequested("p"))
-    r(0.0, core.Spawned("p", 10))
-    assert r(0.1, core.Exited("p", 10, 1)) == [
+    r(0.0, events.StartRequested("p"))
+    r(0.0, events.Spawned("p", 10))
+    assert r(0.1, events.Exited("p", 10, 1)) == [
         ("remnants", 10),
         ("STARTING", "BACKOFF"),
         ("timer", 30.0),
@@ -188,15 +188,15 @@ def test_slow_retry_stays_in_backoff_given_up() -> None:
 
 def test_spawn_failure_counts_and_keeps_the_reason() -> None:
     r = Rig(max_retry=0)
-    r(0.0, core.StartRequested("p"))
-    assert r(0.0, core.SpawnFailed("p", "command not found: 'x'")) == [("STOPPED", "FATAL")]
+    r(0.0, events.StartRequested("p"))
+    assert r(0.0, events.SpawnFailed("p", "command not found: 'x'")) == [("STOPPED", "FATAL")]
     assert r.proc.last_error == "command not found: 'x'"
 
 
 def test_spawn_failure_without_auto_restart_is_exited() -> None:
     r = Rig(auto_restart=AutoRestart.NEVER)
-    r(0.0, core.StartRequested("p"))
-    got = r(0.0, core.SpawnFailed("p", "command not found: 'x'"))
+    r(0.0, events.StartRequested("p"))
+    got = r(0.0, events.SpawnFailed("p", "command not found: 'x'"))
     assert r.proc.state in (S.EXITED, S.FATAL)
     assert got[-1][0] == "STOPPED"
     assert r.proc.start_outcome() == "failed"
@@ -205,45 +205,45 @@ def test_spawn_failure_without_auto_restart_is_exited() -> None:
 def test_expected_exit_with_unexpected_policy_stays_exited() -> None:
     r = Rig(auto_restart=AutoRestart.UNEXPECTED)
     r.running()
-    assert r(3.0, core.Exited("p", 10, 0)) == [("remnants", 10), ("RUNNING", "EXITED")]
+    assert r(3.0, events.Exited("p", 10, 0)) == [("remnants", 10), ("RUNNING", "EXITED")]
 
 
 def test_restart_stops_then_spawns() -> None:
     r = Rig()
     r.running()
-    assert r(2.0, core.RestartRequested("p"))[:2] == [
+    assert r(2.0, events.RestartRequested("p"))[:2] == [
         ("RUNNING", "STOPPING"),
         ("signal", 10, "SIGTERM"),
     ]
-    assert r(2.1, core.Exited("p", 10, None, signal.SIGTERM)) == [("remnants", 10), ("spawn",)]
-    assert r(2.1, core.Spawned("p", 11))[0] == ("STOPPING", "STARTING")
+    assert r(2.1, events.Exited("p", 10, None, signal.SIGTERM)) == [("remnants", 10), ("spawn",)]
+    assert r(2.1, events.Spawned("p", 11))[0] == ("STOPPING", "STARTING")
 
 
 def test_stop_in_backoff_cancels_the_retry() -> None:
     r = Rig()
-    r(0.0, core.StartRequested("p"))
-    r(0.0, core.Spawned("p", 10))
-    r(0.1, core.Exited("p", 10, 1))
+    r(0.0, events.StartRequested("p"))
+    r(0.0, events.Spawned("p", 10))
+    r(0.1, events.Exited("p", 10, 1))
     (retry,) = timers(r.last)
-    assert r(0.2, core.StopRequested("p")) == [("BACKOFF", "STOPPED")]
+    assert r(0.2, events.StopRequested("p")) == [("BACKOFF", "STOPPED")]
     assert r(5.0, fire(retry)) == []
 
 
 def test_stale_events_are_ignored() -> None:
     r = Rig()
     r.running()
-    assert r(2.0, core.Exited("p", 999, 1)) == []  # not our pid
-    assert r(2.0, core.TimerFired("p", -1)) == []  # stale token
-    assert r(2.0, core.StartRequested("nosuch")) == []
+    assert r(2.0, events.Exited("p", 999, 1)) == []  # not our pid
+    assert r(2.0, events.TimerFired("p", -1)) == []  # stale token
+    assert r(2.0, events.StartRequested("nosuch")) == []
     assert r.proc.state is S.RUNNING and r.proc.pid == 10
 
 
 def test_custom_stop_signal_and_sigkill_stop() -> None:
     c = core.Core()
     c.add(dataclasses.replace(spec(), stop_signal="KILL"))
-    c.handle(core.StartRequested("p"), 0.0)
-    c.handle(core.Spawned("p", 10), 0.0)
-    got = shape(c.handle(core.StopRequested("p"), 0.5))
+    c.handle(events.StartRequested("p"), 0.0)
+    c.handle(events.Spawned("p", 10), 0.0)
+    got = shape(c.handle(events.StopRequested("p"), 0.5))
     assert ("signal", 10, "SIGKILL") in got
     assert ("signal", 10, "SIGCONT") not in got
 
@@ -263,7 +263,7 @@ class CoreMachine(RuleBasedStateMachine):
         self.now = 0.0
         self.next_pid = 100
         self.live: dict[str, set[int]] = {n: set() for n in NAMES}
-        self.timers: list[tuple[float, int, core.SetTimer]] = []
+        self.timers: list[tuple[float, int, events.SetTimer]] = []
         self.seq = 0
         self.state: dict[str, ProcessState] = {}
         self.stop_wanted: dict[str, bool] = {n: False for n in NAMES}
@@ -310,38 +310,38 @@ class CoreMachine(RuleBasedStateMachine):
         while queue:
             ev = queue.pop(0)
             name = ev.name
-            if isinstance(ev, core.SpawnFailed):
+            if isinstance(ev, events.SpawnFailed):
                 self.fails[name] += 1
             before = self.state[name]
             actions = self.core.handle(ev, self.now)
             for a in actions:
                 self.check_action(a, ev, before)
-                if isinstance(a, core.Spawn):
+                if isinstance(a, events.Spawn):
                     # mostly successful spawns. Never a failed one with auto_restart=never: that
                     # is the known bug of test_spawn_failure_without_auto_restart_is_exited
                     never = self.core.procs[a.name].spec.restart.auto_restart is AutoRestart.NEVER
                     if never or data.draw(st.integers(0, 3)) > 0:
                         pid = self.next_pid
                         self.next_pid += 1
-                        queue.append(core.Spawned(a.name, pid))
+                        queue.append(events.Spawned(a.name, pid))
                     else:
-                        queue.append(core.SpawnFailed(a.name, "nope"))
-                elif isinstance(a, core.SetTimer):
+                        queue.append(events.SpawnFailed(a.name, "nope"))
+                elif isinstance(a, events.SetTimer):
                     self.seq += 1
                     self.timers.append((self.now + a.delay, self.seq, a))
-            if isinstance(ev, core.Spawned):
+            if isinstance(ev, events.Spawned):
                 self.live[name].add(ev.pid)
             assert self.core.procs[name].state is self.state[name]
 
     def check_action(self, a: Any, ev: Any, before: ProcessState) -> None:
         name = a.name
         match a:
-            case core.StateChanged(old=old, new=new):
+            case events.StateChanged(old=old, new=new):
                 assert old is self.state[name], (
                     f"{name}: StateChanged from {old}, was {self.state[name]}"
                 )
                 assert is_legal(old, new), f"{name}: illegal {old} -> {new}"
-                early_exit = old is S.STARTING and isinstance(ev, core.Exited)
+                early_exit = old is S.STARTING and isinstance(ev, events.Exited)
                 if early_exit and new not in (S.RUNNING, S.STOPPING):
                     self.fails[name] += 1
                 if new is S.RUNNING:
@@ -353,7 +353,7 @@ class CoreMachine(RuleBasedStateMachine):
                     )
                     assert not self.serving(name) - self.exited_now(ev)
                 self.state[name] = new
-            case core.Spawn():
+            case events.Spawn():
                 assert not self.stop_wanted[name], f"{name}: Spawn after a stop request"
                 proc = self.core.procs[name]
                 alive = self.serving(name) - self.exited_now(ev)
@@ -362,7 +362,7 @@ class CoreMachine(RuleBasedStateMachine):
                 swapping = getattr(proc, "old_pid", None) is not None
                 limit = 2 if swapping and not proc.spec.stop_before_restart else 1
                 assert len(alive) < limit, f"{name}: Spawn with {alive} still alive"
-            case core.SendSignal(pid=pid):
+            case events.SendSignal(pid=pid):
                 assert pid in self.live[name], f"{name}: signal to unknown pid {pid}"
             case _:
                 pass
@@ -374,7 +374,7 @@ class CoreMachine(RuleBasedStateMachine):
 
     @staticmethod
     def exited_now(ev: Any) -> set[int]:
-        return {ev.pid} if isinstance(ev, core.Exited) else set()
+        return {ev.pid} if isinstance(ev, events.Exited) else set()
 
     # -- rules ----------------------------------------------------------------------------------
 
@@ -384,20 +384,20 @@ class CoreMachine(RuleBasedStateMachine):
         self.stop_wanted[name] = False
         if self.state[name] not in (S.STARTING, S.RUNNING):
             self.fails[name] = 0  # an explicit start clears the history (unless a no-op)
-        self.feed(core.StartRequested(name), data)
+        self.feed(events.StartRequested(name), data)
 
     @precondition(lambda self: bool(self.core.procs))
     @rule(name=st.sampled_from(NAMES), data=st.data())
     def stop(self, name: str, data: st.DataObject) -> None:
         self.stop_wanted[name] = True
-        self.feed(core.StopRequested(name), data)
+        self.feed(events.StopRequested(name), data)
 
     @precondition(lambda self: bool(self.core.procs))
     @rule(name=st.sampled_from(NAMES), data=st.data())
     def restart(self, name: str, data: st.DataObject) -> None:
         self.stop_wanted[name] = False
         self.fails[name] = 0
-        self.feed(core.RestartRequested(name), data)
+        self.feed(events.RestartRequested(name), data)
 
     @precondition(lambda self: any(self.live.values()))
     @rule(
@@ -411,7 +411,7 @@ class CoreMachine(RuleBasedStateMachine):
         name, pid = data.draw(st.sampled_from(choices))
         self.now += dt
         self.live[name].discard(pid)
-        self.feed(core.Exited(name, pid, code, None if code is not None else sig), data)
+        self.feed(events.Exited(name, pid, code, None if code is not None else sig), data)
 
     @precondition(lambda self: bool(self.timers))
     @rule(data=st.data())
@@ -425,7 +425,7 @@ class CoreMachine(RuleBasedStateMachine):
     @rule(name=st.sampled_from(NAMES), pid=st.integers(1, 99), data=st.data())
     def stale_exit(self, name: str, pid: int, data: st.DataObject) -> None:
         before = self.core.procs[name].state
-        self.feed(core.Exited(name, pid, 1), data)
+        self.feed(events.Exited(name, pid, 1), data)
         assert self.core.procs[name].state is before
 
     # -- invariants -------------------------------------------------------------------------

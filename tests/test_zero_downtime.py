@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import pwd
 import signal
 import socket
 import stat
@@ -31,6 +32,8 @@ from helpers import (
     wait_report,
     wait_until,
 )
+
+from twinvisor.readiness import notify_address
 
 HERE = Path(__file__).resolve().parent
 SOCK_CHILDREN = str(HERE / "sock_children.py")
@@ -119,7 +122,7 @@ def test_child_sees_exactly_fds_0_to_4_and_the_systemd_variables(daemon: Daemon)
     assert env["LISTEN_FDS"] == "2"
     assert env["LISTEN_FDNAMES"] == "app:app"
     assert env["LISTEN_PID"] == str(seen["pid"])  # the child's own pid, not the trampoline's
-    assert env["NOTIFY_SOCKET"] == os.path.join(daemon.run_dir, "notify.sock")
+    assert env["NOTIFY_SOCKET"] == notify_address(daemon.run_dir)  # abstract: "@twinvisor/..."
 
     tcp, unix = seen["sockets"]["3"], seen["sockets"]["4"]
     assert tcp["family"] == socket.AF_INET and tcp["type"] == socket.SOCK_STREAM
@@ -196,7 +199,7 @@ def test_notify_gates_running_status_text_and_foreign_notify_ignored(daemon: Dae
 
         # READY=1 from a process that is not the program's (this test) changes nothing
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.sendto(b"READY=1\nSTATUS=forged", os.path.join(daemon.run_dir, "notify.sock"))
+            s.sendto(b"READY=1\nSTATUS=forged", "\0" + notify_address(daemon.run_dir)[1:])
         wait_until(
             lambda: f"notify from pid {os.getpid()} ignored" in daemon_log(daemon),
             what="the daemon to log the ignored notify",
@@ -528,3 +531,29 @@ def test_depends_on_healthy_waits_for_a_passed_health_check(daemon: Daemon, how:
     assert daemon.status()["db"]["healthy"] is True
     ev = read_report(events)
     assert at(ev, db_pid, "ready") < at(ev, db_pid, "health-ok") < at(ev, app_pid, "start")
+
+
+def test_notify_works_for_a_program_running_as_another_user(daemon: Daemon) -> None:
+    """user = "nobody" cannot enter the 0700 run dir: the notify socket is abstract, and the
+    sender's kernel-attested pid (a process of the program) is what makes it trusted."""
+    if os.geteuid() != 0:
+        pytest.skip("dropping privileges needs root")
+    code = (
+        "import time; from twinvisor import sd; "
+        "sd.notify('READY=1\\nSTATUS=as nobody'); time.sleep(1000)"
+    )
+    src = str(Path(__file__).resolve().parent.parent / "src")
+    daemon.up(
+        {
+            "app": {
+                "command": ["/usr/bin/python3", "-c", code],
+                "environment": {"PYTHONPATH": src},
+                "user": "nobody",
+                "ready": "notify",
+                "ready_timeout": 10,
+            }
+        }
+    )
+    row = daemon.wait_state("app", "RUNNING")
+    assert row["status_text"] == "as nobody"
+    assert psutil.Process(row["pid"]).uids().real == pwd.getpwnam("nobody").pw_uid

@@ -38,6 +38,14 @@ def parse_notify(data: bytes) -> tuple[tuple[str, str], ...]:
     return tuple(fields)
 
 
+def notify_address(run_dir: str) -> str:
+    """One abstract NOTIFY_SOCKET name per run dir (so several daemons never collide)."""
+    import hashlib
+
+    digest = hashlib.sha256(os.fsencode(os.path.abspath(run_dir))).hexdigest()[:24]
+    return f"@twinvisor/{digest}/notify"
+
+
 class NotifyServer:
     """Receives sd_notify datagrams; calls on_message(sender_pid, fields)."""
 
@@ -49,18 +57,18 @@ class NotifyServer:
         self._sock: socket.socket | None = None
 
     def start(self) -> None:
-        fsutil.remove_quietly(self.path)
         sock = socket.socket(
             socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
         )
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        old = os.umask(0o077)  # only our uid (and root) may write: the run dir is 0700 anyway
-        try:
+        if self.path.startswith("@"):
+            # abstract namespace (as systemd allows in NOTIFY_SOCKET): no file, so a program
+            # running as another user (user=) reaches it without opening up the 0700 run dir;
+            # who may speak is decided by the sender's pid, which the kernel attests
+            sock.bind("\0" + self.path[1:])
+        else:
+            fsutil.remove_quietly(self.path)
             sock.bind(self.path)
-        finally:
-            os.umask(old)
-        # children may run as another user (user=): they must be able to reach it
-        os.chmod(self.path, 0o666)
         self._sock = sock
         asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
 
@@ -85,7 +93,8 @@ class NotifyServer:
                 asyncio.get_running_loop().remove_reader(self._sock.fileno())
             self._sock.close()
             self._sock = None
-            fsutil.remove_quietly(self.path)
+            if not self.path.startswith("@"):
+                fsutil.remove_quietly(self.path)
 
 
 def _sender_pid(ancdata: list[tuple[int, int, bytes]]) -> int | None:

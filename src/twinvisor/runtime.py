@@ -1,7 +1,7 @@
 """The asyncio shell around the pure core: carries out its actions and feeds it events.
 
 Everything runs on the event loop thread. Events are processed one at a time from a queue
-(`_dispatch` never recurses), so an action that produces an event (a spawn that fails) is
+(`dispatch` never recurses), so an action that produces an event (a spawn that fails) is
 handled after the current batch, in order.
 
 This is the engine (spawn, signal, watch exits and output, wait for outcomes, status, config
@@ -70,7 +70,7 @@ class Runtime:
         self.sockets = sockets.SocketRegistry()
         self.health = Health(self)
         self.notify = readiness.NotifyServer(
-            f"{config.daemon.run_dir}/notify.sock", self.health.on_notify
+            readiness.notify_address(config.daemon.run_dir), self.health.on_notify
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self.link: Any = None  # GuardLink when running as a twin: holds our fds for us

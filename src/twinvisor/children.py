@@ -1,6 +1,6 @@
 """Spawning children and tearing them down: new session, env, cwd, user, pipes, tree kill.
 
-The runtime owns every child it spawns: it is reaped only through its `ExitWatch` (pidfd, or
+The runtime owns every child it spawns: it is reaped only through its `ChildWatcher` (pidfd, or
 a SIGCHLD-driven `waitpid(pid)` where pidfds are missing), never by a `waitpid(-1)`, so no
 other code can steal an exit status.
 """

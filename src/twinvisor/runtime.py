@@ -4,20 +4,18 @@ Everything runs on the event loop thread. Events are processed one at a time fro
 (`dispatch` never recurses), so an action that produces an event (a spawn that fails) is
 handled after the current batch, in order.
 
-This is the engine (spawn, signal, watch exits and output, wait for outcomes, status, config
-changes); around it: `orchestration` (start/stop/restart in dependency order), `recovery`
-(state file, pid files, adoption after a restart of the supervisor) and `health` (sd_notify,
-readiness probes, health checks).
+This is the engine (spawn, signal, wait for outcomes, status, config changes); around it:
+`watch` (children's exits and output pipes), `listeners` (listening sockets), `orchestration`
+(start/stop/restart in dependency order), `recovery` (state file, pid files, adoption after a
+restart of the supervisor) and `health` (sd_notify, readiness probes, health checks).
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import os
 import signal
-import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -28,7 +26,6 @@ from twinvisor import (
     children,
     core,
     events,
-    fsutil,
     orchestration,
     platform,
     readiness,
@@ -39,9 +36,11 @@ from twinvisor import (
 from twinvisor.children import Child
 from twinvisor.errors import SpawnError
 from twinvisor.health import Health
+from twinvisor.listeners import Listeners
 from twinvisor.logs import LogFile
 from twinvisor.specs import Config, ProgramSpec, ReadyMode
 from twinvisor.states import ProcessState
+from twinvisor.watch import ChildWatcher, Streams
 
 log = logging.getLogger("twinvisor")
 
@@ -53,12 +52,6 @@ class _Waiter:
     future: asyncio.Future[dict[str, str]]
 
 
-@dataclass
-class _Streams:
-    stdout: LogFile
-    stderr: LogFile
-
-
 class Runtime:
     def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
@@ -67,25 +60,24 @@ class Runtime:
         self.children: dict[
             int, tuple[str, Child]
         ] = {}  # pid -> (instance, child): every generation
-        self.sockets = sockets.SocketRegistry()
+        self.listeners = Listeners(lambda: self.link)
         self.health = Health(self)
         self.notify = readiness.NotifyServer(
             readiness.notify_address(config.daemon.run_dir), self.health.on_notify
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self.link: Any = None  # GuardLink when running as a twin: holds our fds for us
-        self._pipe_keys: dict[int, str] = {}  # pipe fd -> key it is held under by the guard
-        self._fifo_paths: dict[int, str] = {}  # pipe fd -> its FIFO in the run dir
-        self._unbound: set[str] = set()  # listen_addrs in use at start-up: see claim_sockets
         self.freshness_hooks: list[Callable[[], None]] = []  # run with the pid file checks
         self.state_file = recovery.StateFile(self)
         self.fifo_dir = f"{config.daemon.run_dir}/pipes"
-        self._streams: dict[str, _Streams] = {}
+        self._streams: dict[str, Streams] = {}
         self._events: deque[events.Event] = deque()
         self._dispatching = False
         self._waiters: list[_Waiter] = []
         self.loop = asyncio.get_running_loop()
-        self._sigchld_fallback = False
+        self.watcher = ChildWatcher(
+            self.loop, self._on_exit, self._streams, lambda: self.link, self.fifo_dir, self.children
+        )
         for spec in config.programs:
             self._add(spec)
 
@@ -97,14 +89,9 @@ class Runtime:
         `handed`: fds a previous supervisor left with the guard; listening sockets among them
         are taken over instead of bound again (they never stopped accepting)."""
         self.notify.start()
-        for key in [k for k in (handed or {}) if k.startswith("listen:")]:
-            assert handed is not None
-            sock = socket.socket(fileno=handed.pop(key))
-            self.sockets.adopt(key.removeprefix("listen:"), sock)
-            if self.link is not None:
-                self.link.hold(key, sock.fileno())
+        self.listeners.take_over(handed or {})
         for spec in self.config.programs:
-            self._bind_sockets(spec, defer_in_use=True)
+            self.listeners.bind(spec, defer_in_use=True)
 
     def close(self, keep_sockets: bool = False) -> None:
         for task in list(self._tasks):
@@ -112,39 +99,18 @@ class Runtime:
         self.health.close()
         self.notify.close()
         if not keep_sockets:  # an upgrade hands unix sockets on: their files must stay
-            self.sockets.close()
+            self.listeners.close()
 
     def detach(self) -> None:
         """Upgrade: stop watching, leave every program running for the next supervisor."""
         self.state_file.flush()
         self.state_file.dirty = True
         self.state_file.flush()
-        for fd in list(self._pipe_keys):
-            self.loop.remove_reader(fd)
-
-    def _bind_sockets(self, spec: ProgramSpec, defer_in_use: bool = False) -> list[int]:
-        owner = _owner_ids(spec.socket_owner) if spec.socket_owner else None
-        fds = []
-        for addr in spec.listen_addrs:
-            known = addr in dict(self.sockets.items())
-            try:
-                fd = self.sockets.get(addr, spec.socket_mode, owner).fileno()
-            except OSError as e:
-                if not (defer_in_use and e.errno == errno.EADDRINUSE):
-                    raise OSError(
-                        e.errno, f"{spec.name}: listen_addrs {addr!r}: {e.strerror}"
-                    ) from None
-                # perhaps held by a program of ours that outlived both twins: see claim_sockets
-                self._unbound.add(addr)
-                continue
-            if not known and self.link is not None:
-                self.link.hold(f"listen:{addr}", fd)
-            fds.append(fd)
-        return fds
+        self.watcher.detach()
 
     def _add(self, spec: ProgramSpec) -> None:
         self.core.add(spec)
-        self._streams[spec.name] = _Streams(
+        self._streams[spec.name] = Streams(
             LogFile(spec.stdout, self._log_problem), LogFile(spec.stderr, self._log_problem)
         )
 
@@ -177,6 +143,9 @@ class Runtime:
             self._dispatching = False
         self.state_file.schedule_flush()
         self._check_waiters()
+
+    def _on_exit(self, name: str, pid: int, exit_code: int | None, sig: int | None) -> None:
+        self.dispatch(events.Exited(name, pid, exit_code, sig))
 
     # -- actions out ----------------------------------------------------------------------------
 
@@ -222,9 +191,7 @@ class Runtime:
     def track(self, name: str, child: Child) -> None:
         """Take charge of a live child of instance `name` (spawned, or adopted by `recover`)."""
         self.children[child.pid] = (name, child)
-        self._hold_pipes(name, child)
-        self._watch_output(name, child)
-        self._watch_exit(name, child)
+        self.watcher.watch(name, child)
 
     def _adopt_found(self, name: str, spec: ProgramSpec) -> bool:
         """Seed 001: a copy started by hand is taken over, never started a second time."""
@@ -237,7 +204,7 @@ class Runtime:
                 continue
             child = Child(match.pid, match.start_time, None, None)
             self.children[match.pid] = (name, child)
-            self._watch_exit(name, child)
+            self.watcher.watch_exit(name, child)
             log.info("%s: adopted pid %d found by %s: %s", name, match.pid, spec.find, match.reason)
             started = self.clock() - max(0.0, time.time() - recovery.create_time(match.pid))
             self._events.append(events.Adopted(name, match.pid, started))
@@ -249,17 +216,6 @@ class Runtime:
         """Already one of our instances (another instance of the same command)."""
         return any(p.pid == pid or p.old_pid == pid for p in self.core.procs.values())
 
-    def _hold_pipes(self, name: str, child: Child) -> None:
-        for stream, fd in (("out", child.stdout_fd), ("err", child.stderr_fd)):
-            if fd is not None:
-                key = f"pipe:{name}:{child.pid}:{stream}"
-                self._pipe_keys[fd] = key
-                self._fifo_paths[fd] = children.fifo_path(
-                    self.fifo_dir, f"{name}.{stream}", child.pid
-                )
-                if self.link is not None:
-                    self.link.hold(key, fd)
-
     def _spawn_extras(self, spec: ProgramSpec) -> dict[str, Any]:
         # the tag lets a restarted supervisor recognise its programs (and never duplicate them)
         env = {"TWINVISOR_RUN_DIR": self.config.daemon.run_dir}
@@ -269,7 +225,7 @@ class Runtime:
             env["WATCHDOG_USEC"] = str(int(spec.watchdog_sec * 1_000_000))
         if not spec.listen_addrs:
             return {"env_extra": env}
-        fds = self._bind_sockets(spec)
+        fds = self.listeners.bind(spec)
         env.update(sockets.listen_env([spec.program] * len(fds)))
         return {
             "env_extra": env,
@@ -288,88 +244,6 @@ class Runtime:
             platform.signal_group(child.pgid, action.signal)
         else:
             platform.signal_pid(child.pid, action.signal)
-
-    # -- watching children ----------------------------------------------------------------------
-
-    def _watch_exit(self, name: str, child: Child) -> None:
-        try:
-            pidfd = platform.pidfd_open(child.pid)
-        except ProcessLookupError:
-            pidfd = None
-        if pidfd is None:
-            self._enable_sigchld_fallback()
-            self.loop.call_soon(self._poll_exit, name, child)
-            return
-
-        def on_exit() -> None:
-            if self._poll_exit(name, child):
-                self.loop.remove_reader(pidfd)
-                os.close(pidfd)
-
-        self.loop.add_reader(pidfd, on_exit)
-
-    def _poll_exit(self, name: str, child: Child) -> bool:
-        status = children.reap(child)
-        if status is None:
-            return False
-        self._drain_output(name, child)
-        self.dispatch(events.Exited(name, child.pid, status[0], status[1]))
-        return True
-
-    def _enable_sigchld_fallback(self) -> None:
-        """Without pidfds, SIGCHLD tells us that *some* child exited; we then reap ours by pid."""
-        if self._sigchld_fallback:
-            return
-        self._sigchld_fallback = True
-
-        def on_sigchld() -> None:
-            for name, child in list(self.children.values()):
-                self._poll_exit(name, child)
-
-        self.loop.add_signal_handler(signal.SIGCHLD, on_sigchld)
-
-    def _watch_output(self, name: str, child: Child) -> None:
-        streams = self._streams[name]
-        for fd, sink in ((child.stdout_fd, streams.stdout), (child.stderr_fd, streams.stderr)):
-            if fd is not None:
-                self.loop.add_reader(fd, self._read_pipe, fd, sink)
-
-    def _read_pipe(self, fd: int, sink: LogFile) -> None:
-        try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if data:
-            sink.write(data)
-            return
-        self.loop.remove_reader(fd)
-        os.close(fd)
-        key = self._pipe_keys.pop(fd, None)
-        if key is not None and self.link is not None:
-            self.link.release(key)
-        fifo = self._fifo_paths.pop(fd, None)
-        if fifo is not None:  # every writer is gone: nothing will ever wait in it again
-            fsutil.remove_quietly(fifo)
-
-    def _drain_output(self, name: str, child: Child) -> None:
-        """Read what is already in the pipes, so output lands before the exit is logged.
-        The pipes stay watched: a grandchild may still hold them open."""
-        streams = self._streams.get(name)
-        if streams is None:
-            return
-        for fd, sink in ((child.stdout_fd, streams.stdout), (child.stderr_fd, streams.stderr)):
-            if fd is None:
-                continue
-            for _ in range(64):  # bounded: a grandchild writing endlessly must not stall us
-                try:
-                    data = os.read(fd, 65536)
-                except OSError:
-                    break
-                if not data:
-                    break
-                sink.write(data)
 
     # -- waiting for outcomes -----------------------------------------------------------------
 
@@ -446,15 +320,20 @@ class Runtime:
     def state_path(self) -> str:
         return self.state_file.path
 
+    @property
+    def sockets(self) -> sockets.SocketRegistry:
+        """Where `recovery.claim_sockets` puts the sockets it takes back (owned by listeners)."""
+        return self.listeners.registry
+
     def recover(self, saved: state.PersistedState, handed: dict[str, int]) -> set[str]:
         return recovery.recover(self, saved, handed)
 
     def claim_sockets(self) -> None:
-        recovery.claim_sockets(self, sorted(self._unbound))
-        self._unbound.clear()
+        recovery.claim_sockets(self, sorted(self.listeners.unbound))
+        self.listeners.unbound.clear()
 
     def remove_stale_fifos(self) -> None:
-        recovery.remove_stale_fifos(self.fifo_dir, set(self._fifo_paths.values()))
+        recovery.remove_stale_fifos(self.fifo_dir, self.watcher.live_fifos())
 
     def reap_orphans(self) -> None:
         recovery.reap_orphans(self.children)
@@ -532,16 +411,6 @@ class Runtime:
 
     def state_of(self, name: str) -> ProcessState:
         return self.core.procs[name].state
-
-
-def _owner_ids(owner: str) -> tuple[int, int]:
-    import grp
-    import pwd
-
-    user, _, group = owner.partition(":")
-    entry = pwd.getpwnam(user)
-    gid = grp.getgrnam(group).gr_gid if group else entry.pw_gid
-    return entry.pw_uid, gid
 
 
 def diff_configs(old: Config, new: Config) -> dict[str, list[str]]:

@@ -47,6 +47,9 @@ def test_backoff_then_fatal_and_start_fails(daemon: Daemon) -> None:
         {
             "bad": {
                 "command": child("exit", 3, "--report", rep),
+                # an exit at once must count as a failed run even when a loaded machine
+                # makes Python's start-up slower than the suite's usual 0.2 s
+                "min_uptime": 10,
                 "max_retry": 2,
                 "backoff_initial": 0.3,
                 "backoff_factor": 1.0,
@@ -85,6 +88,7 @@ def test_slow_retry_shows_backoff_given_up(daemon: Daemon) -> None:
         {
             "bad": {
                 "command": child("exit", 1, "--report", rep),
+                "min_uptime": 10,  # see test_backoff_then_fatal_and_start_fails
                 "max_retry": 1,
                 "after_give_up": "slow_retry",
                 "slow_retry_interval": 60,

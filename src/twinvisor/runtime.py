@@ -39,7 +39,6 @@ from twinvisor.health import Health
 from twinvisor.listeners import Listeners
 from twinvisor.logs import LogFile
 from twinvisor.specs import Config, ProgramSpec, ReadyMode
-from twinvisor.states import ProcessState
 from twinvisor.watch import ChildWatcher, Streams
 
 log = logging.getLogger("twinvisor")
@@ -397,6 +396,8 @@ class Runtime:
                     "status_text": p.status_text,
                     "healthy": p.healthy,
                     "previous_pid": p.old_pid,
+                    "reloading": p.reloading,  # sd_notify RELOADING=1 until the next READY=1
+                    "main_pid": p.main_pid,  # sd_notify MAINPID=, as the program reports it
                     "listen_addrs": list(p.spec.listen_addrs),
                 }
             )
@@ -406,11 +407,15 @@ class Runtime:
         s = self._streams.get(name)
         return 0 if s is None else s.stdout.dropped_bytes + s.stderr.dropped_bytes
 
+    def reopen_logs(self) -> None:
+        """SIGUSR2: reopen every log file (after an external logrotate moved them away)."""
+        for streams in self._streams.values():
+            streams.stdout.reopen()
+            streams.stderr.reopen()
+        log.info("log files reopened")
+
     def autostart_names(self) -> list[str]:
         return [n for n, p in self.core.procs.items() if p.spec.autostart]
-
-    def state_of(self, name: str) -> ProcessState:
-        return self.core.procs[name].state
 
 
 def diff_configs(old: Config, new: Config) -> dict[str, list[str]]:

@@ -179,6 +179,7 @@ async def _serve(config: Config, reporter: _Reporter) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(shutdown()))
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(_reload(runtime)))
+    loop.add_signal_handler(signal.SIGUSR2, runtime.reopen_logs)  # as supervisord: logrotate
     if link is None and platform.set_child_subreaper():
         loop.add_signal_handler(signal.SIGCHLD, runtime.reap_orphans)
 

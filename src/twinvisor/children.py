@@ -259,12 +259,17 @@ def _identity(spec: ProgramSpec) -> tuple[int | None, int | str | None, list[int
 def reap(child: Child) -> tuple[int | None, int | None] | None:
     """Collect the exit status of our own child. None while it is still running.
 
-    Returns (exit_code, signal): exactly one of them is set.
+    Returns (exit_code, signal): exactly one of them is set, or neither for a process that
+    is not our child (adopted): its parent, not us, learns how it ended.
     """
+    adopted = child.popen is None
+    alive = platform.is_same_process(child.pid, child.start_ticks)
+    if adopted and alive and not platform.is_zombie(child.pid):
+        return None  # adopted and alive: waitpid() would not work on it
     try:
         pid, status = os.waitpid(child.pid, os.WNOHANG)
     except ChildProcessError:
-        return (None, None)  # already reaped elsewhere (should not happen): status unknown
+        return (None, None)  # not our child (adopted), now gone: status unknown
     if pid == 0:
         return None
     if child.popen is not None:

@@ -31,6 +31,9 @@ class Streams:
     stderr: LogFile
 
 
+ADOPTED_POLL = 1.0  # seconds; only without pidfds, only for processes we did not start
+
+
 class ChildWatcher:
     def __init__(
         self,
@@ -77,7 +80,12 @@ class ChildWatcher:
             pidfd = None
         if pidfd is None:
             self._enable_sigchld_fallback()
-            self.loop.call_soon(self._poll_exit, name, child)
+            if child.popen is None:
+                # adopted, not our child: no SIGCHLD will tell us; without a pidfd (kernels
+                # before 5.3) polling its liveness is the only way left
+                self._poll_adopted(name, child)
+            else:
+                self.loop.call_soon(self._poll_exit, name, child)
             return
 
         def on_exit() -> None:
@@ -95,6 +103,10 @@ class ChildWatcher:
         self._on_exit(name, child.pid, status[0], status[1])
         return True
 
+    def _poll_adopted(self, name: str, child: Child) -> None:
+        if not self._poll_exit(name, child):
+            self.loop.call_later(ADOPTED_POLL, self._poll_adopted, name, child)
+
     def _enable_sigchld_fallback(self) -> None:
         """Without pidfds, SIGCHLD tells us that *some* child exited; we then reap ours by pid."""
         if self._sigchld_fallback:
@@ -103,7 +115,8 @@ class ChildWatcher:
 
         def on_sigchld() -> None:
             for name, child in list(self._children.values()):
-                self._poll_exit(name, child)
+                if child.popen is not None:  # adopted ones are polled on their own
+                    self._poll_exit(name, child)
 
         self.loop.add_signal_handler(signal.SIGCHLD, on_sigchld)
 

@@ -20,6 +20,7 @@ from twinvisor import __version__
 from twinvisor.paths import daemon_table_paths
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
+READ_TIMEOUT = 10.0  # seconds a read (status, logs lookup) waits for the daemon
 CONFIG_CANDIDATES = ("twinvisor.toml", "/etc/twinvisor/twinvisor.toml")
 
 
@@ -80,13 +81,22 @@ def _call(
     from twinvisor.control.client import ControlClient
     from twinvisor.errors import ControlError, DaemonNotRunning
 
+    socket = _socket_path(args)
+    # a read answers at once when a supervisor is there; the guard keeps the socket open
+    # while it restarts one, so a read that waits longer means that restart is failing
+    timeout = min(args.timeout, READ_TIMEOUT) if method == "GET" else args.timeout + 5
     try:
-        return ControlClient(_socket_path(args), timeout=args.timeout + 5).call(
-            method, path, body, query
-        )
+        return ControlClient(socket, timeout=timeout).call(method, path, body, query)
     except DaemonNotRunning as e:
         raise _Fail(f"{e}\n(start it with: twinvisor up)", EXIT_NOT_RUNNING) from None
     except ControlError as e:
+        if method == "GET" and "timed out" in str(e).lower():
+            log = os.path.join(os.path.dirname(socket), "log", "twinvisor.log")
+            raise _Fail(
+                f"the daemon at {socket} did not answer within {timeout:g}s: its supervisor "
+                f"may be failing to restart; see {log}",
+                EXIT_NOT_RUNNING,
+            ) from None
         raise _Fail(str(e), EXIT_FAILED) from None
 
 

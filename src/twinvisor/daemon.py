@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from twinvisor.errors import AlreadyRunning, SpawnError
-from twinvisor.platform import pidfd_open, signal_group
+from twinvisor.platform import pidfd_open, signal_group, wait_gone
 from twinvisor.policy import GiveUp, Restart, Stay, decide, run_failed
 from twinvisor.specs import RestartPolicy
 
@@ -109,38 +109,15 @@ class BackgroundProcess:
 
     def wait(self, timeout: float | None = None) -> int | None:
         """Wait for the exit; returns the status, or None when unknown or on timeout."""
-        if not _wait_exit_event(self.pid, timeout):
+        if timeout is None and self._popen is not None:
+            return self._popen.wait()  # our own child: waitpid blocks until its exit
+        if not wait_gone(self.pid, timeout):
             return None
         return None if self._popen is None else self._popen.wait()
 
     def send_signal(self, sig: int) -> bool:
         """Signal the child's whole session (it leads its own process group)."""
         return signal_group(self.pid, sig)
-
-
-def _wait_exit_event(pid: int, timeout: float | None) -> bool:
-    """Block until `pid` exits (pidfd readable) or `timeout`; True when it exited."""
-    try:
-        pidfd = pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    if pidfd is None:  # no pidfd: blocking waitpid is still event driven
-        return timeout is None or _waitpid_timeout_fallback(pid, timeout)
-    try:
-        ready, _, _ = select.select([pidfd], [], [], timeout)
-        return bool(ready)
-    finally:
-        os.close(pidfd)
-
-
-def _waitpid_timeout_fallback(pid: int, timeout: float) -> bool:
-    # Kernels without pidfd (< 5.3) only: probe, since there is no event to wait on.
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not os.path.exists(f"/proc/{pid}"):
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def background(

@@ -132,9 +132,9 @@ def stop_daemon(socket_path: str, timeout: float, run_dir: str | None = None) ->
     except ControlError as e:
         print(f"twinvisor: {e}", file=sys.stderr)
         return 1
-    daemon_gone = _wait_gone(daemon_pid, timeout)
+    daemon_gone = platform.wait_gone(daemon_pid, timeout)
     if guard_pid is not None and guard_pid != daemon_pid:
-        daemon_gone = _wait_gone(guard_pid, timeout) and daemon_gone
+        daemon_gone = platform.wait_gone(guard_pid, timeout) and daemon_gone
     leftover = [p for p in result.get("leftover", []) if platform.signal_pid(p, 0)]
     if leftover:
         print(f"twinvisor: still running after down: pids {leftover}", file=sys.stderr)
@@ -144,26 +144,6 @@ def stop_daemon(socket_path: str, timeout: float, run_dir: str | None = None) ->
         return 1
     print("twinvisor down: all programs stopped")
     return 0
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    """Wait for a process that is not our child to exit: its pidfd turns readable."""
-    try:
-        fd = platform.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    if fd is None:  # no pidfd: fall back to probing, the only option for a non-child
-        deadline = time.monotonic() + timeout
-        while platform.signal_pid(pid, 0) and not platform.is_zombie(pid):
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.02)
-        return True
-    try:
-        ready, _, _ = select.select([fd], [], [], timeout)
-        return bool(ready)
-    finally:
-        os.close(fd)
 
 
 def upgrade_daemon(socket_path: str, timeout: float) -> int:
@@ -181,7 +161,7 @@ def upgrade_daemon(socket_path: str, timeout: float) -> int:
         print(f"twinvisor: upgrade refused: {result.get('error')}", file=sys.stderr)
         return 1
     old = int(result["old_pid"])
-    _wait_gone(old, timeout)
+    platform.wait_gone(old, timeout)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:  # the new supervisor comes up behind the same socket
         try:

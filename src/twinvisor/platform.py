@@ -89,6 +89,33 @@ def is_stopped(pid: int) -> bool:
     return data[data.rfind(b")") + 2 : data.rfind(b")") + 3] in (b"T", b"t")
 
 
+def wait_gone(pid: int, timeout: float | None) -> bool:
+    """Block until `pid` (any process, ours or not) has exited, or `timeout`; True if gone.
+
+    Its pidfd turns readable at the exit; without pidfds (kernels before 5.3) probing is
+    the only way left for a process that is not our child.
+    """
+    import select
+    import time
+
+    try:
+        fd = pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    if fd is None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while signal_pid(pid, 0) and not is_zombie(pid):
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        return bool(ready)
+    finally:
+        os.close(fd)
+
+
 def signal_group(pgid: int, sig: int) -> bool:
     """Send `sig` to a whole process group. False when the group is already gone."""
     try:

@@ -26,6 +26,7 @@ import psutil
 import pytest
 from helpers import (
     Daemon,
+    child,
     daemon_fixture,  # noqa: F401
     gone,
     read_report,
@@ -557,3 +558,18 @@ def test_notify_works_for_a_program_running_as_another_user(daemon: Daemon) -> N
     row = daemon.wait_state("app", "RUNNING")
     assert row["status_text"] == "as nobody"
     assert psutil.Process(row["pid"]).uids().real == pwd.getpwnam("nobody").pw_uid
+
+
+def test_update_releases_the_port_of_a_removed_program(daemon: Daemon) -> None:
+    port = free_port()
+    control = daemon.path("behaviour")
+    web = serve_program(daemon, port, "--behaviour", control)
+    daemon.up({"web": web, "other": {"command": child("run")}})
+    daemon.wait_state("web", "RUNNING")
+    daemon.write_config({"other": {"command": child("run")}})
+    r = daemon.cli("update")
+    assert r.rc == 0, r
+    # the daemon no longer holds the port: anyone may bind it now
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", port))
+    assert "released listening socket" in daemon_log(daemon)

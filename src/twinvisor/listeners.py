@@ -56,6 +56,17 @@ class Listeners:
             fds.append(fd)
         return fds
 
+    def release_unused(self, in_use: set[str]) -> list[str]:
+        """Close the sockets no program names any more (after `update`, or a config changed
+        while the daemon was down), here and in the guard: a port is not kept forever."""
+        gone = [addr for addr, _ in self.registry.items() if addr not in in_use]
+        link = self._link()
+        for addr in gone:
+            if link is not None:
+                link.release(f"listen:{addr}")
+        self.registry.release_unused(in_use)
+        return gone
+
     def close(self) -> None:
         self.registry.close()
 

@@ -330,6 +330,7 @@ class Runtime:
     def claim_sockets(self) -> None:
         recovery.claim_sockets(self, sorted(self.listeners.unbound))
         self.listeners.unbound.clear()
+        self.release_unused_sockets()  # handed back by the guard, but gone from the config
 
     def remove_stale_fifos(self) -> None:
         recovery.remove_stale_fifos(self.fifo_dir, self.watcher.live_fifos())
@@ -361,10 +362,16 @@ class Runtime:
         # keep config order for status listings
         self.core.procs = {s.name: self.core.procs[s.name] for s in new.programs}
         self.config = new
+        self.release_unused_sockets()
         to_start = [n for n in diff["added"] + diff["changed"] if specs[n].autostart]
         if to_start:
             await self.start(to_start, timeout=30)
         return diff
+
+    def release_unused_sockets(self) -> None:
+        in_use = {a for s in self.config.programs for a in s.listen_addrs}
+        for addr in self.listeners.release_unused(in_use):
+            log.info("released listening socket %s: no program uses it any more", addr)
 
     # -- status ---------------------------------------------------------------------------------
 

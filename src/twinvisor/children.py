@@ -30,6 +30,7 @@ class Child:
     popen: subprocess.Popen[bytes] | None = None
     # descendants seen when the stop began: (pid, start ticks); killed if they outlive it
     tree: list[tuple[int, int | None]] = field(default_factory=list)
+    cgroup: str | None = None  # its cgroup v2 leaf, where available: holds every descendant
 
     @property
     def pgid(self) -> int:
@@ -205,6 +206,23 @@ def open_fifo(directory: str, name: str, stream: str, pid: int) -> int | None:
         return None
 
 
+def trampoline(cgroup_procs: str | None, listen_pid: bool) -> list[str]:
+    """A `sh` prefix doing, in the child itself and before the program runs, what the spawner
+    cannot do from outside without a race:
+      - enter its cgroup leaf: a move made after the spawn can come too late (a migration may
+        take milliseconds), after the program has already forked;
+      - set LISTEN_PID to its own pid, which the spawner cannot know before the exec.
+    `exec` keeps the pid, so the program is still the process we spawned."""
+    script = ""
+    if cgroup_procs is not None:
+        # if the move is refused the program still runs (groups then do the cleaning)
+        script += '{ echo $$ >"$1"; } 2>/dev/null; shift; '
+    if listen_pid:
+        script += "LISTEN_PID=$$; export LISTEN_PID; "
+    script += 'exec "$@"'
+    return ["/bin/sh", "-c", script, "twinvisor", *([cgroup_procs] if cgroup_procs else [])]
+
+
 def _check_executable(spec: ProgramSpec) -> None:
     import shutil
 
@@ -289,7 +307,10 @@ def snapshot_tree(child: Child) -> None:
 
 
 def kill_remnants(child: Child) -> None:
-    """SIGKILL whatever the program left behind: its process group and known descendants."""
+    """SIGKILL whatever the program left behind: its cgroup leaf (even processes that left
+    the group and were orphaned away), its process group, and the descendants it had."""
+    if child.cgroup is not None:
+        platform.cgroup_kill(child.cgroup)
     platform.signal_group(child.pgid, signal.SIGKILL)
     for pid, ticks in child.tree:
         if platform.is_same_process(pid, ticks):

@@ -211,6 +211,8 @@ def service_plan(config: str, twinvisor: list[str], user: bool) -> Plan:
         "Type=notify",
         # READY=1 comes from the supervisor, a child of the guard (the main process)
         "NotifyAccess=all",
+        # the supervisor gives each program generation a cgroup leaf below its own
+        "Delegate=yes",
         f"ExecStart={exec_line([*twinvisor, '-c', config, 'up', '--foreground'])}",
         # SIGTERM to the daemon only: it stops its programs in order; SIGKILL to all at the end
         "KillMode=mixed",

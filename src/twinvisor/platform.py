@@ -257,3 +257,90 @@ def signal_number(name_or_number: str | int) -> int:
         return int(signal.Signals[text])
     except KeyError:
         raise ValueError(f"unknown signal {name_or_number!r}") from None
+
+
+# ---- cgroup v2: one leaf per program generation ------------------------------------------------
+# A process group can be left (setsid) and a descendant can be orphaned away from its program;
+# a cgroup cannot be left by an unprivileged process, so it finds everything a program started.
+# Used where a writable cgroup2 hierarchy exists; otherwise callers fall back to groups.
+
+
+def cgroup2_base(tag: str) -> str | None:
+    """A writable directory `<cgroup2 mount><our cgroup>/twinvisor-<tag>`, created if needed;
+    None where cgroup v2 is missing or not ours to write (the caller then does without)."""
+    mount = cgroup2_mount()
+    own = _own_cgroup2_path()
+    if mount is None or own is None:
+        return None
+    base = os.path.join(mount + own.rstrip("/"), f"twinvisor-{tag}")
+    try:
+        os.makedirs(base, exist_ok=True)
+    except OSError:
+        return None
+    return base if os.access(os.path.join(base, "cgroup.procs"), os.W_OK) else None
+
+
+def cgroup2_mount() -> str | None:
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                left, _, right = line.partition(" - ")
+                if right.split(" ", 1)[0] == "cgroup2":
+                    return left.split()[4]
+    except OSError:
+        return None
+    return None
+
+
+def _own_cgroup2_path() -> str | None:
+    return process_cgroup2(os.getpid())
+
+
+def process_cgroup2(pid: int) -> str | None:
+    """The cgroup v2 path of `pid` ("0::/a/b" in /proc/PID/cgroup), relative to the mount."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            for line in f:
+                if line.startswith("0::"):
+                    return line[3:].strip()
+    except OSError:
+        return None
+    return None
+
+
+def cgroup_leaf_of(pid: int, base: str) -> str | None:
+    """The leaf under `base` that `pid` lives in (after a supervisor restart), if any."""
+    mount = cgroup2_mount()
+    path = process_cgroup2(pid)
+    if mount is None or path is None:
+        return None
+    leaf = mount + path
+    return leaf if os.path.dirname(leaf) == base else None
+
+
+def cgroup_kill(leaf: str) -> None:
+    """SIGKILL every process in `leaf`: cgroup.kill (Linux 5.14+), else one by one."""
+    try:
+        with open(os.path.join(leaf, "cgroup.kill"), "w") as f:
+            f.write("1")
+        return
+    except OSError:
+        pass
+    try:
+        with open(os.path.join(leaf, "cgroup.procs")) as f:
+            pids = [int(x) for x in f.read().split()]
+    except OSError:
+        return
+    for pid in pids:
+        signal_pid(pid, signal.SIGKILL)
+
+
+def cgroup_remove(leaf: str) -> bool:
+    """Remove an empty leaf; False while processes are still dying in it."""
+    try:
+        os.rmdir(leaf)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return True

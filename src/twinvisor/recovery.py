@@ -88,12 +88,19 @@ def recover(rt: Runtime, saved: state.PersistedState, handed: dict[str, int]) ->
     for name, count in saved.restarts.items():
         if name in procs:
             procs[name].restarts = count
-    candidates = [r for r in saved.children if r.name in procs]
-    candidates += _tagged_processes(rt.config.daemon.run_dir, {r.pid for r in candidates})
+    candidates = [r for r in saved.children if r.name in procs and _alive(r)]
+    # the state file is the authority; the tag scan only covers instances it has nothing
+    # alive for (a supervisor killed between a spawn and the save)
+    covered = {r.name for r in candidates}
+    candidates += [
+        r
+        for r in _tagged_processes(rt.config.daemon.run_dir, {r.pid for r in candidates})
+        if r.name in procs and r.name not in covered
+    ]
     adopted: set[str] = set()
     # newest first: if a restart was half done, the newest generation is the current one
     for rec in sorted(candidates, key=lambda r: -r.started_wall):
-        if not platform.is_same_process(rec.pid, rec.start_ticks) or platform.is_zombie(rec.pid):
+        if not _alive(rec):
             continue
         # the guard's copy if it survived, else the FIFO by its path (both twins died)
         out = handed.pop(f"pipe:{rec.name}:{rec.pid}:out", None)
@@ -117,15 +124,21 @@ def recover(rt: Runtime, saved: state.PersistedState, handed: dict[str, int]) ->
     for fd in handed.values():  # pipes of children that are gone
         os.close(fd)
     handed.clear()
-    rt.remove_stale_fifos()
+    rt.remove_stale()
     rt.state_file.dirty = True
     rt.state_file.flush()
     return adopted
 
 
+def _alive(rec: state.ChildRecord) -> bool:
+    return platform.is_same_process(rec.pid, rec.start_ticks) and not platform.is_zombie(rec.pid)
+
+
 def _tagged_processes(run_dir: str, known: set[int]) -> list[state.ChildRecord]:
     """Session leaders whose environment carries our run dir: programs of ours that the state
-    file missed (a supervisor killed between spawn and save)."""
+    file missed (a supervisor killed between spawn and save). A tagged process whose parent
+    is tagged too is something a program started (say a daemon that called setsid), not a
+    generation of its own."""
     import psutil
 
     found = []
@@ -137,6 +150,12 @@ def _tagged_processes(run_dir: str, known: set[int]) -> list[state.ChildRecord]:
                 continue
             env = p.environ()
             if env.get("TWINVISOR_RUN_DIR") != run_dir or "TWINVISOR_PROGRAM" not in env:
+                continue
+            parent = p.parent()
+            penv = parent.environ() if parent is not None else {}
+            # both keys: the guard may carry TWINVISOR_RUN_DIR (a user may set it), never
+            # TWINVISOR_PROGRAM, which only programs and what they start inherit
+            if penv.get("TWINVISOR_RUN_DIR") == run_dir and "TWINVISOR_PROGRAM" in penv:
                 continue
             found.append(
                 state.ChildRecord(

@@ -60,6 +60,7 @@ class Runtime:
             int, tuple[str, Child]
         ] = {}  # pid -> (instance, child): every generation
         self.listeners = Listeners(lambda: self.link)
+        self.cgroups: str | None = None  # our cgroup v2 directory, where one can be had
         self.health = Health(self)
         self.notify = readiness.NotifyServer(
             readiness.notify_address(config.daemon.run_dir), self.health.on_notify
@@ -88,6 +89,10 @@ class Runtime:
         `handed`: fds a previous supervisor left with the guard; listening sockets among them
         are taken over instead of bound again (they never stopped accepting)."""
         self.notify.start()
+        import hashlib  # one cgroup per daemon (run dir), beside whatever else runs here
+
+        tag = hashlib.sha256(os.fsencode(self.config.daemon.run_dir)).hexdigest()[:12]
+        self.cgroups = platform.cgroup2_base(tag)
         self.listeners.take_over(handed or {})
         for spec in self.config.programs:
             self.listeners.bind(spec, defer_in_use=True)
@@ -99,6 +104,8 @@ class Runtime:
         self.notify.close()
         if not keep_sockets:  # an upgrade hands unix sockets on: their files must stay
             self.listeners.close()
+        if self.cgroups is not None:
+            platform.cgroup_remove(self.cgroups)  # only if empty: programs may outlive us
 
     def detach(self) -> None:
         """Upgrade: stop watching, leave every program running for the next supervisor."""
@@ -160,6 +167,8 @@ class Runtime:
                     self.state_file.dirty = True
                     if entry is not None:
                         children.kill_remnants(entry[1])
+                        if entry[1].cgroup is not None:
+                            self._remove_leaf(entry[1].cgroup)
                 case events.SetTimer(name=name, token=token, delay=delay, kind=kind, pid=pid):
                     event = events.TimerFired(name, token, kind, pid)
                     self.loop.call_later(delay, self.dispatch, event)
@@ -178,19 +187,33 @@ class Runtime:
         spec = proc.spec
         if spec.find and proc.old_pid is None and self._adopt_found(name, spec):
             return
+        leaf = self._new_leaf(name)
         try:
-            child = children.spawn(spec, fifo_dir=self.fifo_dir, **self._spawn_extras(spec))
+            child = children.spawn(spec, fifo_dir=self.fifo_dir, **self._spawn_extras(spec, leaf))
         except (SpawnError, OSError) as e:
+            if leaf is not None:
+                platform.cgroup_remove(leaf)
             self._events.append(events.SpawnFailed(name, str(e)))
             return
+        child.cgroup = leaf  # the trampoline moves it there before the program runs
         self.track(name, child)
         self.state_file.dirty = True
         self._events.append(events.Spawned(name, child.pid))
 
     def track(self, name: str, child: Child) -> None:
         """Take charge of a live child of instance `name` (spawned, or adopted by `recover`)."""
+        if self.cgroups is not None and child.cgroup is None and child.popen is None:
+            # adopted after a restart: the leaf it lives in (never one it did not)
+            child.cgroup = platform.cgroup_leaf_of(child.pid, self.cgroups)
         self.children[child.pid] = (name, child)
         self.watcher.watch(name, child)
+
+    def _remove_leaf(self, leaf: str, delay: float = 0.05) -> None:
+        """rmdir a killed program's cgroup once its processes are gone: they die after
+        cgroup.kill returns, so retry with back-off (a few wake-ups, only after an exit)."""
+        if platform.cgroup_remove(leaf) or delay > 5.0:
+            return
+        self.loop.call_later(delay, self._remove_leaf, leaf, delay * 2)
 
     def _adopt_found(self, name: str, spec: ProgramSpec) -> bool:
         """Seed 001: a copy started by hand is taken over, never started a second time."""
@@ -215,22 +238,34 @@ class Runtime:
         """Already one of our instances (another instance of the same command)."""
         return any(p.pid == pid or p.old_pid == pid for p in self.core.procs.values())
 
-    def _spawn_extras(self, spec: ProgramSpec) -> dict[str, Any]:
+    def _spawn_extras(self, spec: ProgramSpec, leaf: str | None) -> dict[str, Any]:
         # the tag lets a restarted supervisor recognise its programs (and never duplicate them)
         env = {"TWINVISOR_RUN_DIR": self.config.daemon.run_dir}
         if spec.ready.mode is ReadyMode.NOTIFY or spec.watchdog_sec > 0:
             env["NOTIFY_SOCKET"] = self.notify.path
         if spec.watchdog_sec > 0:
             env["WATCHDOG_USEC"] = str(int(spec.watchdog_sec * 1_000_000))
-        if not spec.listen_addrs:
-            return {"env_extra": env}
-        fds = self.listeners.bind(spec)
-        env.update(sockets.listen_env([spec.program] * len(fds)))
-        return {
-            "env_extra": env,
-            "preexec": sockets.place_fds(fds),
-            "argv_prefix": sockets.LISTEN_PID_TRAMPOLINE,
-        }
+        extras: dict[str, Any] = {"env_extra": env}
+        if spec.listen_addrs:
+            fds = self.listeners.bind(spec)
+            env.update(sockets.listen_env([spec.program] * len(fds)))
+            extras["preexec"] = sockets.place_fds(fds)
+        if leaf is not None or spec.listen_addrs:
+            procs = None if leaf is None else f"{leaf}/cgroup.procs"
+            extras["argv_prefix"] = children.trampoline(procs, bool(spec.listen_addrs))
+        return extras
+
+    def _new_leaf(self, name: str) -> str | None:
+        """A fresh cgroup leaf for the next generation of `name`, made before the spawn."""
+        if self.cgroups is None:
+            return None
+        # unique across supervisor restarts: a leaf is never shared by two generations
+        leaf = f"{self.cgroups}/{name}.{time.time_ns()}"
+        try:
+            os.mkdir(leaf)
+        except OSError:
+            return None
+        return leaf
 
     def _signal(self, action: events.SendSignal) -> None:
         entry = self.children.get(action.pid)
@@ -332,8 +367,17 @@ class Runtime:
         self.listeners.unbound.clear()
         self.release_unused_sockets()  # handed back by the guard, but gone from the config
 
-    def remove_stale_fifos(self) -> None:
+    def remove_stale(self) -> None:
+        """After start-up or adoption: FIFOs and cgroup leaves of generations that are gone.
+        A leaf nobody tracks holds only what a dead program left behind: it is killed."""
         recovery.remove_stale_fifos(self.fifo_dir, self.watcher.live_fifos())
+        if self.cgroups is None:
+            return
+        live = {c.cgroup for _, c in self.children.values()}
+        for entry in _subdirs(self.cgroups):
+            if entry not in live:
+                platform.cgroup_kill(entry)
+                self._remove_leaf(entry)
 
     def reap_orphans(self) -> None:
         recovery.reap_orphans(self.children)
@@ -423,6 +467,13 @@ class Runtime:
 
     def autostart_names(self) -> list[str]:
         return [n for n, p in self.core.procs.items() if p.spec.autostart]
+
+
+def _subdirs(path: str) -> list[str]:
+    try:
+        return [e.path for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
 
 
 def diff_configs(old: Config, new: Config) -> dict[str, list[str]]:

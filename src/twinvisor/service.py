@@ -188,7 +188,7 @@ async def _serve(config: Config, reporter: _Reporter) -> int:
         to_start = runtime.autostart_names()
         for fd in handed.values():
             os.close(fd)
-        runtime.remove_stale_fifos()
+        runtime.remove_stale()
     else:
         adopted = runtime.recover(saved, handed)
         to_start = [

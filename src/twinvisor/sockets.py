@@ -21,10 +21,6 @@ SD_LISTEN_FDS_START = 3
 BACKLOG = 1024
 MAX_FD = 1 << 20
 
-# LISTEN_PID must be the pid of the program itself, which the spawner cannot know before the
-# exec: a shell sets it to its own pid ($$) and then execs the program, keeping the pid.
-LISTEN_PID_TRAMPOLINE = ("/bin/sh", "-c", 'LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@"')
-
 
 @dataclass(frozen=True)
 class ListenAddr:

@@ -104,8 +104,10 @@ class Runtime:
         self.notify.close()
         if not keep_sockets:  # an upgrade hands unix sockets on: their files must stay
             self.listeners.close()
-        if self.cgroups is not None:
-            platform.cgroup_remove(self.cgroups)  # only if empty: programs may outlive us
+        if self.cgroups is not None:  # only what is empty: programs may outlive us (upgrade)
+            for leaf in _subdirs(self.cgroups):
+                platform.cgroup_remove(leaf)
+            platform.cgroup_remove(self.cgroups)
 
     def detach(self) -> None:
         """Upgrade: stop watching, leave every program running for the next supervisor."""

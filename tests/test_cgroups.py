@@ -1,6 +1,6 @@
-"""Where cgroup v2 can be used, each program generation lives in a leaf of its own, so what it
-started is found even after it escaped both the process group (setsid) and the process tree
-(its parent exited: a classic double fork). Elsewhere the process group and the descendants
+"""With `cgroup = true`, where cgroup v2 can be used, each program generation lives in a leaf
+of its own, so what it started is found even after it escaped both the process group
+(setsid) and the process tree (its parent exited: a classic double fork). Elsewhere the process group and the descendants
 seen at stop time are what is killed (tests in test_supervisor.py)."""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def escapee(path: str, program: int) -> int:
 
 def test_stop_kills_a_double_forked_escapee(daemon: Daemon) -> None:
     report = daemon.path("escapee")
-    daemon.up({"app": {"command": [sys.executable, "-c", DOUBLE_FORK, report]}})
+    daemon.up({"app": {"command": [sys.executable, "-c", DOUBLE_FORK, report], "cgroup": True}})
     row = daemon.wait_state("app", "RUNNING")
     leaf = platform.process_cgroup2(row["pid"])
     assert leaf is not None and "/twinvisor-" in leaf, leaf
@@ -64,7 +64,13 @@ def test_stop_kills_a_double_forked_escapee(daemon: Daemon) -> None:
 def test_escapee_of_a_crashed_program_is_killed_and_leaf_removed(daemon: Daemon) -> None:
     report = daemon.path("escapee")
     daemon.up(
-        {"app": {"command": [sys.executable, "-c", DOUBLE_FORK, report], "auto_restart": False}}
+        {
+            "app": {
+                "command": [sys.executable, "-c", DOUBLE_FORK, report],
+                "auto_restart": False,
+                "cgroup": True,
+            }
+        }
     )
     row = daemon.wait_state("app", "RUNNING")
     mount_leaf = platform.process_cgroup2(row["pid"])

@@ -109,6 +109,7 @@ class _ProgramTable(msgspec.Struct, forbid_unknown_fields=True):
     health: dict[str, Any] = {}  # checked against _HealthTable on its own, key by key
     depends_on: list[str] = []
     restart_batch: Annotated[int, msgspec.Meta(ge=1)] = 1
+    cgroup: bool = False
     socket_mode: int | str = 0o660
     socket_owner: str | None = None
     find: str | None = None
@@ -524,6 +525,7 @@ def _instances(
                 watchdog_sec=prog.watchdog_sec,
                 depends_on=tuple(dep for _, dep in resolved.depends_on),
                 restart_batch=prog.restart_batch,
+                cgroup=prog.cgroup,
                 socket_mode=resolved.socket_mode,
                 socket_owner=prog.socket_owner,
                 find=prog.find,

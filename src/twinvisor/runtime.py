@@ -189,7 +189,7 @@ class Runtime:
         spec = proc.spec
         if spec.find and proc.old_pid is None and self._adopt_found(name, spec):
             return
-        leaf = self._new_leaf(name)
+        leaf = self._new_leaf(name) if spec.cgroup else None
         try:
             child = children.spawn(spec, fifo_dir=self.fifo_dir, **self._spawn_extras(spec, leaf))
         except (SpawnError, OSError) as e:

@@ -115,6 +115,10 @@ class ProgramSpec:
     watchdog_sec: float = 0.0  # 0 = no watchdog; else WATCHDOG=1 expected at least this often
     depends_on: tuple[Dependency, ...] = ()
     restart_batch: int = 1  # instances restarted at a time when numprocs > 1 (rolling)
+    # a cgroup v2 leaf per generation (where available): catches processes that escape both
+    # the process group and the tree (double forks), at the price of a slower start (a
+    # cgroup migration waits for an RCU grace period: about 10-20 ms)
+    cgroup: bool = False
     socket_mode: int = 0o660  # for unix: listen_addrs
     socket_owner: str | None = None  # "user" or "user:group" for unix: listen_addrs
     find: str | None = None  # adopt a running copy found by "cmdline", "cwd" or "exe"

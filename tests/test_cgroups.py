@@ -1,7 +1,7 @@
 """With `cgroup = true`, where cgroup v2 can be used, each program generation lives in a leaf
 of its own, so what it started is found even after it escaped both the process group
-(setsid) and the process tree (its parent exited: a classic double fork). Elsewhere the process group and the descendants
-seen at stop time are what is killed (tests in test_supervisor.py)."""
+(setsid) and the process tree (its parent exited: a classic double fork). Elsewhere the
+process group and the descendants seen at stop time are what is killed (test_supervisor.py)."""
 
 from __future__ import annotations
 

@@ -68,7 +68,8 @@ def test_status_without_daemon_exits_3_quickly(daemon: Daemon) -> None:
     t0 = time.monotonic()
     r = daemon.cli("status")
     assert r.rc == 3, r
-    assert time.monotonic() - t0 < 1.0 + 0.5  # interpreter start-up included
+    # not a speed figure: the call must fail at once, not wait out a timeout (30 s and more)
+    assert time.monotonic() - t0 < 10.0
     assert "no twinvisor daemon" in r.err
     assert "twinvisor up" in r.err
     for verb in (["stop", "p"], ["start", "p"], ["down"]):

@@ -215,6 +215,21 @@ class Daemon:
                 found.append(proc)
         return found
 
+    def _remove_cgroup(self) -> None:
+        """A daemon killed outright (both twins) never removes its cgroup directory: do it."""
+        import hashlib
+
+        from twinvisor import platform
+
+        tag = hashlib.sha256(os.fsencode(self.run_dir)).hexdigest()[:12]
+        base = platform.cgroup2_path(tag)
+        if base is None or not os.path.isdir(base):
+            return
+        for entry in os.scandir(base):
+            if entry.is_dir(follow_symlinks=False):
+                platform.cgroup_remove(entry.path)
+        platform.cgroup_remove(base)
+
     def teardown(self) -> None:
         problems = []
         if os.path.exists(self.config):
@@ -235,6 +250,7 @@ class Daemon:
             )
         for mount in reversed(self.mounts):
             subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
+        self._remove_cgroup()
         shutil.rmtree(self.root, ignore_errors=True)
         assert not problems, "\n".join(problems)
 

@@ -265,14 +265,22 @@ def signal_number(name_or_number: str | int) -> int:
 # Used where a writable cgroup2 hierarchy exists; otherwise callers fall back to groups.
 
 
-def cgroup2_base(tag: str) -> str | None:
-    """A writable directory `<cgroup2 mount><our cgroup>/twinvisor-<tag>`, created if needed;
-    None where cgroup v2 is missing or not ours to write (the caller then does without)."""
+def cgroup2_path(tag: str) -> str | None:
+    """Where `cgroup2_base(tag)` lives (`<cgroup2 mount><our cgroup>/twinvisor-<tag>`), without
+    creating it; None where there is no cgroup v2 hierarchy."""
     mount = cgroup2_mount()
     own = _own_cgroup2_path()
     if mount is None or own is None:
         return None
-    base = os.path.join(mount + own.rstrip("/"), f"twinvisor-{tag}")
+    return os.path.join(mount + own.rstrip("/"), f"twinvisor-{tag}")
+
+
+def cgroup2_base(tag: str) -> str | None:
+    """The directory of `cgroup2_path(tag)`, created if needed; None where cgroup v2 is
+    missing or not ours to write (the caller then does without)."""
+    base = cgroup2_path(tag)
+    if base is None:
+        return None
     try:
         os.makedirs(base, exist_ok=True)
     except OSError:

@@ -61,6 +61,7 @@ class Runtime:
         ] = {}  # pid -> (instance, child): every generation
         self.listeners = Listeners(lambda: self.link)
         self.cgroups: str | None = None  # our cgroup v2 directory, where one can be had
+        self._cgroup_tag = ""
         self.health = Health(self)
         self.notify = readiness.NotifyServer(
             readiness.notify_address(config.daemon.run_dir), self.health.on_notify
@@ -91,8 +92,11 @@ class Runtime:
         self.notify.start()
         import hashlib  # one cgroup per daemon (run dir), beside whatever else runs here
 
-        tag = hashlib.sha256(os.fsencode(self.config.daemon.run_dir)).hexdigest()[:12]
-        self.cgroups = platform.cgroup2_base(tag)
+        self._cgroup_tag = hashlib.sha256(os.fsencode(self.config.daemon.run_dir)).hexdigest()[:12]
+        # only found here (programs of an earlier supervisor may live in it); created on the
+        # first spawn of a program with `cgroup = true`
+        existing = platform.cgroup2_path(self._cgroup_tag)
+        self.cgroups = existing if existing is not None and os.path.isdir(existing) else None
         self.listeners.take_over(handed or {})
         for spec in self.config.programs:
             self.listeners.bind(spec, defer_in_use=True)
@@ -259,6 +263,8 @@ class Runtime:
 
     def _new_leaf(self, name: str) -> str | None:
         """A fresh cgroup leaf for the next generation of `name`, made before the spawn."""
+        if self.cgroups is None:
+            self.cgroups = platform.cgroup2_base(self._cgroup_tag)
         if self.cgroups is None:
             return None
         # unique across supervisor restarts: a leaf is never shared by two generations

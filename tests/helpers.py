@@ -15,9 +15,11 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -263,3 +265,79 @@ def daemon_fixture() -> Iterator[Daemon]:
         yield d
     finally:
         d.teardown()
+
+
+# ---- HTTP, for programs that serve through a passed socket ------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(port: int, path: str = "/", timeout: float = 10.0) -> tuple[int, bytes]:
+    """One HTTP/1.0 request on a fresh connection: (status, body). Raises OSError."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split()[1]) if head.startswith(b"HTTP/") else 0
+    return status, body
+
+
+def pid_body(body: bytes) -> bool:
+    return body.isdigit()
+
+
+class Load(threading.Thread):
+    """GET `path` on a fresh connection, again and again, until stopped (bounded by `limit`).
+    A reply counts as good when its status is 200 and `good(body)`; with the default path
+    (examples/webserver.py's /pid) the pids that answered are collected too."""
+
+    def __init__(
+        self,
+        port: int,
+        path: str = "/pid",
+        good: Callable[[bytes], bool] = pid_body,
+        limit: int = 500_000,
+    ) -> None:
+        super().__init__(daemon=True)
+        self.port, self.path, self.good, self.limit = port, path, good, limit
+        self.done = threading.Event()
+        self.ok = self.failed = self.refused = 0
+        self.errors: list[str] = []
+        self.pids: set[int] = set()
+
+    def run(self) -> None:
+        while not self.done.is_set() and self.ok + self.failed + self.refused < self.limit:
+            try:
+                status, body = http_get(self.port, self.path)
+            except ConnectionRefusedError:
+                self.refused += 1
+                continue
+            except OSError as e:
+                self.failed += 1
+                self.errors.append(repr(e))
+                continue
+            if status == 200 and self.good(body):
+                self.ok += 1
+                if body.isdigit():
+                    self.pids.add(int(body))
+            else:
+                self.failed += 1
+                self.errors.append(f"{status} {body[:80]!r}")
+
+    def wait_more(self) -> None:
+        before = self.ok
+        wait_until(lambda: self.ok > before or self.failed, what="another reply under load")
+
+    def finish(self) -> None:
+        self.done.set()
+        self.join(timeout=30)
+
+    def assert_clean(self) -> None:
+        assert (self.failed, self.refused) == (0, 0), self.errors[:5]
+        assert self.ok > 0

@@ -7,7 +7,6 @@ wait here is on an event: a report arriving, a pidfd becoming readable, a proces
 from __future__ import annotations
 
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -15,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from twinvisor import platform
 
 SCRIPTS = Path(__file__).parent / "scripts"
 sys.path.insert(0, str(SCRIPTS))
@@ -41,16 +42,8 @@ def env_with(**extra: str) -> dict[str, str]:
 
 
 def wait_gone(pid: int, timeout: float = 10.0) -> None:
-    """Event-driven wait for a process that is not our child (pidfd becomes readable)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        ready, _, _ = select.select([fd], [], [], timeout)
-    finally:
-        os.close(fd)
-    assert ready, f"pid {pid} still alive after {timeout}s"
+    """Event-driven wait for a process that is not our child (its pidfd turns readable)."""
+    assert platform.wait_gone(pid, timeout), f"pid {pid} still alive after {timeout}s"
 
 
 def finish(conn: Conn, pid: int, reply: str = "exit 0") -> None:

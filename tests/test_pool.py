@@ -8,9 +8,7 @@ nothing can send an event from inside a blocked write.
 from __future__ import annotations
 
 import asyncio
-import os
 import queue
-import select
 import sys
 import threading
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from twinvisor import platform
 from twinvisor.errors import SpawnError
 from twinvisor.pool import AsyncPool, Pool, WorkerEnd, WorkerExited
 from twinvisor.specs import RestartPolicy
@@ -28,15 +27,8 @@ FLOOD = [sys.executable, str(SCRIPTS / "lib_flood.py")]
 
 
 def wait_gone(pid: int, timeout: float = 10.0) -> None:
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        ready, _, _ = select.select([fd], [], [], timeout)
-    finally:
-        os.close(fd)
-    assert ready, f"pid {pid} still alive"
+    """Event-driven wait for a process that is not our child (its pidfd turns readable)."""
+    assert platform.wait_gone(pid, timeout), f"pid {pid} still alive after {timeout}s"
 
 
 class Collector:

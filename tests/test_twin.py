@@ -19,10 +19,8 @@ import os
 import re
 import select
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -31,9 +29,12 @@ import psutil
 import pytest
 from helpers import (
     Daemon,
+    Load,
     child,
     daemon_fixture,  # noqa: F401
+    free_port,
     gone,
+    http_get,
     read_report,
     wait_report,
     wait_until,
@@ -52,12 +53,6 @@ REPLACED_WITHIN = 20.0  # SIGSTOP: heartbeat timeout (7 s) + restart, with room 
 # ---- the programs and the load -------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def web_and_worker(port: int) -> dict[str, dict[str, Any]]:
     return {
         "web": {
@@ -70,60 +65,6 @@ def web_and_worker(port: int) -> dict[str, dict[str, Any]]:
             "command": [sys.executable, WORKER, "--interval", "0.01", "--name", "w"],
         },
     }
-
-
-def http_get(port: int, path: str = "/", timeout: float = 10.0) -> tuple[int, bytes]:
-    """One HTTP/1.0 request on a fresh connection: (status, body). Raises OSError."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    status = int(head.split()[1]) if head.startswith(b"HTTP/") else 0
-    return status, body
-
-
-class Load(threading.Thread):
-    """GET /pid on a fresh connection, again and again, until stopped (bounded by `limit`)."""
-
-    def __init__(self, port: int, limit: int = 500_000) -> None:
-        super().__init__(daemon=True)
-        self.port, self.limit = port, limit
-        self.done = threading.Event()
-        self.ok = self.failed = self.refused = 0
-        self.errors: list[str] = []
-        self.pids: set[int] = set()
-
-    def run(self) -> None:
-        while not self.done.is_set() and self.ok + self.failed + self.refused < self.limit:
-            try:
-                status, body = http_get(self.port, "/pid")
-            except ConnectionRefusedError:
-                self.refused += 1
-                continue
-            except OSError as e:
-                self.failed += 1
-                self.errors.append(repr(e))
-                continue
-            if status == 200 and body.isdigit():
-                self.ok += 1
-                self.pids.add(int(body))
-            else:
-                self.failed += 1
-                self.errors.append(f"{status} {body[:80]!r}")
-
-    def wait_more(self) -> None:
-        before = self.ok
-        wait_until(lambda: self.ok > before or self.failed, what="another reply under load")
-
-    def finish(self) -> None:
-        self.done.set()
-        self.join(timeout=30)
-
-    def assert_clean(self) -> None:
-        assert (self.failed, self.refused) == (0, 0), self.errors[:5]
-        assert self.ok > 0
 
 
 # ---- looking at processes ------------------------------------------------------------------------

@@ -17,7 +17,6 @@ import socket
 import stat
 import subprocess
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,12 @@ import psutil
 import pytest
 from helpers import (
     Daemon,
+    Load,
     child,
     daemon_fixture,  # noqa: F401
+    free_port,
     gone,
+    http_get,
     read_report,
     wait_report,
     wait_until,
@@ -45,24 +47,6 @@ Events = list[dict[str, Any]]
 
 def sock_child(mode: str, *args: str) -> list[str]:
     return [sys.executable, SOCK_CHILDREN, mode, *args]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def http_get(port: int, path: str = "/", timeout: float = 5.0) -> tuple[int, bytes]:
-    """One HTTP/1.0 request on a fresh connection: (status, body). Raises OSError."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    status = int(head.split()[1]) if head.startswith(b"HTTP/") else 0
-    return status, body
 
 
 def pids_with(events: Events, kind: str) -> list[int]:
@@ -373,35 +357,6 @@ def test_rolling_restart_of_three_instances(daemon: Daemon, stop_first: bool, fl
 # ---- under load --------------------------------------------------------------------------------
 
 
-class Load(threading.Thread):
-    """GET / on a fresh connection, again and again, until stopped (bounded by `limit`)."""
-
-    def __init__(self, port: int, limit: int = 200_000) -> None:
-        super().__init__(daemon=True)
-        self.port, self.limit = port, limit
-        self.done = threading.Event()
-        self.ok = self.failed = self.refused = 0
-        self.errors: list[str] = []
-        self.pids: set[int] = set()
-
-    def run(self) -> None:
-        while not self.done.is_set() and self.ok + self.failed + self.refused < self.limit:
-            try:
-                status, body = http_get(self.port, timeout=10)
-            except ConnectionRefusedError:
-                self.refused += 1
-                continue
-            except OSError as e:
-                self.failed += 1
-                self.errors.append(repr(e))
-                continue
-            if status == 200 and json.loads(body) == {"msg": "running"}:
-                self.ok += 1
-            else:
-                self.failed += 1
-                self.errors.append(f"{status} {body[:80]!r}")
-
-
 def test_restarts_under_http_load_lose_no_request(daemon: Daemon) -> None:
     port = free_port()
     daemon.up(
@@ -415,7 +370,7 @@ def test_restarts_under_http_load_lose_no_request(daemon: Daemon) -> None:
         }
     )
     pids = [daemon.wait_state("web", "RUNNING")["pid"]]
-    load = Load(port)
+    load = Load(port, "/", lambda body: json.loads(body) == {"msg": "running"})
     load.start()
     try:
         wait_until(lambda: load.ok > 0, what="the first reply")

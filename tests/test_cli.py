@@ -185,20 +185,28 @@ def test_status_json_fields(daemon: Daemon) -> None:
 # ---- config changes --------------------------------------------------------------------------
 
 
-def three(daemon: Daemon) -> dict[str, dict[str, object]]:
-    return {n: sleeper(daemon, n) for n in ("keep", "change", "drop")}
-
-
-def test_update_restarts_only_what_changed(daemon: Daemon) -> None:
-    progs = three(daemon)
+def start_three(daemon: Daemon) -> tuple[dict[str, dict[str, object]], dict[str, int]]:
+    """Run keep/change/drop; returns their config and their pids."""
+    progs = {n: sleeper(daemon, n) for n in ("keep", "change", "drop")}
     daemon.up(progs)
     for n in progs:
         daemon.wait_state(n, "RUNNING")
-    before = pids(daemon)
+    return progs, pids(daemon)
+
+
+def three_then_edit(daemon: Daemon, change: dict[str, object]) -> dict[str, int]:
+    """start_three, then rewrite the config: drop removed, `change` applied to change, add
+    added. Returns the pids before the edit."""
+    progs, before = start_three(daemon)
     del progs["drop"]
-    progs["change"]["environment"] = {"NEW": "1"}
+    progs["change"].update(change)
     progs["add"] = sleeper(daemon, "add")
     daemon.write_config(progs)
+    return before
+
+
+def test_update_restarts_only_what_changed(daemon: Daemon) -> None:
+    before = three_then_edit(daemon, {"environment": {"NEW": "1"}})
     r = daemon.cli("update")
     assert r.rc == 0, r
     assert sorted(r.out.splitlines()) == ["add: added", "change: updated", "drop: removed"]
@@ -213,15 +221,7 @@ def test_update_restarts_only_what_changed(daemon: Daemon) -> None:
 
 
 def test_reread_shows_changes_without_applying(daemon: Daemon) -> None:
-    progs = three(daemon)
-    daemon.up(progs)
-    for n in progs:
-        daemon.wait_state(n, "RUNNING")
-    before = pids(daemon)
-    del progs["drop"]
-    progs["change"]["stop_timeout"] = 3
-    progs["add"] = sleeper(daemon, "add")
-    daemon.write_config(progs)
+    before = three_then_edit(daemon, {"stop_timeout": 3})
     r = daemon.cli("reread")
     assert r.rc == 0, r
     assert sorted(r.out.splitlines()) == ["add: available", "change: changed", "drop: removed"]
@@ -235,11 +235,7 @@ def test_reread_shows_changes_without_applying(daemon: Daemon) -> None:
 
 
 def test_update_with_config_errors_changes_nothing(daemon: Daemon) -> None:
-    progs = three(daemon)
-    daemon.up(progs)
-    for n in progs:
-        daemon.wait_state(n, "RUNNING")
-    before = pids(daemon)
+    progs, before = start_three(daemon)
     daemon.write_raw(
         config_text(daemon.run_dir, {"keep": progs["keep"]}) + "\n[program.x]\nnumprocs = 0\n"
     )

@@ -8,6 +8,7 @@ wait_idle()), never slept for.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -520,8 +521,9 @@ def test_client_on_dead_socket_raises_daemon_not_running(short_dir: str) -> None
     assert time.monotonic() - start < 5
 
 
-def test_client_rejects_a_non_http_answer(short_dir: str) -> None:
-    path = os.path.join(short_dir, "liar.sock")
+@contextlib.contextmanager
+def canned_daemon(path: str, reply: bytes) -> Iterator[None]:
+    """A unix socket that answers one request with `reply`, whatever was asked."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as lst:
         lst.bind(path)
         lst.listen(1)
@@ -530,32 +532,33 @@ def test_client_rejects_a_non_http_answer(short_dir: str) -> None:
             conn, _ = lst.accept()
             with conn:
                 conn.recv(65536)
-                conn.sendall(b"SSH-2.0-OpenSSH\r\n\r\n")
+                conn.sendall(reply)
 
         t = threading.Thread(target=answer)
         t.start()
-        with pytest.raises(ControlError, match="malformed"):
-            ControlClient(path, timeout=10).call("GET", "/status")
-        t.join()
+        try:
+            yield
+        finally:
+            t.join()
+
+
+def test_client_rejects_a_non_http_answer(short_dir: str) -> None:
+    path = os.path.join(short_dir, "liar.sock")
+    with (
+        canned_daemon(path, b"SSH-2.0-OpenSSH\r\n\r\n"),
+        pytest.raises(ControlError, match="malformed"),
+    ):
+        ControlClient(path, timeout=10).call("GET", "/status")
 
 
 def test_client_detects_truncated_body(short_dir: str) -> None:
     path = os.path.join(short_dir, "short.sock")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as lst:
-        lst.bind(path)
-        lst.listen(1)
-
-        def answer() -> None:
-            conn, _ = lst.accept()
-            with conn:
-                conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{}")
-
-        t = threading.Thread(target=answer)
-        t.start()
-        with pytest.raises(ControlError, match="closed the connection after 2 of 100"):
-            ControlClient(path, timeout=10).call("GET", "/status")
-        t.join()
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{}"
+    with (
+        canned_daemon(path, reply),
+        pytest.raises(ControlError, match="closed the connection after 2 of 100"),
+    ):
+        ControlClient(path, timeout=10).call("GET", "/status")
 
 
 def test_quote() -> None:

@@ -6,6 +6,7 @@ all of its instances), `web:*`, or `all`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -48,7 +49,7 @@ def build_router(
     router = Router()
 
     async def version(req: Request) -> Response:
-        return Response(200, {"version": __version__, "pid": _own_pid()})
+        return Response(200, {"version": __version__, "pid": os.getpid()})
 
     async def status(req: Request) -> Response:
         patterns = [p for p in req.query.get("names", "").split(",") if p]
@@ -142,9 +143,3 @@ def _config_error(e: ConfigError) -> Response:
         "the config has errors; nothing was changed",
         problems=[str(p) for p in e.problems],
     )
-
-
-def _own_pid() -> int:
-    import os
-
-    return os.getpid()

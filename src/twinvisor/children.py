@@ -60,7 +60,6 @@ def spawn(
     spec: ProgramSpec,
     *,
     env_extra: Mapping[str, str] | None = None,
-    pass_fds: Sequence[int] = (),
     argv_prefix: Sequence[str] = (),
     preexec: Callable[[], None] | None = None,
     fifo_dir: str | None = None,
@@ -77,9 +76,7 @@ def spawn(
         for stream, wanted in (("out", capture_out), ("err", capture_err))
     ]
     try:
-        return _popen(
-            spec, env_extra, pass_fds, argv_prefix, preexec, fifos, user, group, extra_groups
-        )
+        return _popen(spec, env_extra, argv_prefix, preexec, fifos, user, group, extra_groups)
     finally:
         for fifo in fifos:
             if fifo is not None:
@@ -89,7 +86,6 @@ def spawn(
 def _popen(
     spec: ProgramSpec,
     env_extra: Mapping[str, str] | None,
-    pass_fds: Sequence[int],
     argv_prefix: Sequence[str],
     preexec: Callable[[], None] | None,
     fifos: list[OutputFifo | None],
@@ -119,7 +115,6 @@ def _popen(
             start_new_session=True,
             # with a preexec hook placing fds at 3.., the hook closes the rest itself
             close_fds=preexec is None,
-            pass_fds=tuple(pass_fds),
             preexec_fn=preexec,
             restore_signals=True,
             user=user,

@@ -115,8 +115,7 @@ class Runtime:
 
     def detach(self) -> None:
         """Upgrade: stop watching, leave every program running for the next supervisor."""
-        self.state_file.flush()
-        self.state_file.dirty = True
+        self.state_file.dirty = True  # written now, whatever changed: the next one reads it
         self.state_file.flush()
         self.watcher.detach()
 

@@ -528,3 +528,26 @@ def test_update_releases_the_port_of_a_removed_program(daemon: Daemon) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", port))
     assert "released listening socket" in daemon_log(daemon)
+
+
+def test_up_with_a_port_taken_reports_it_and_leaves_nothing_running(daemon: Daemon) -> None:
+    """The `up` that was told is the end of it: no guard keeps retrying behind its back."""
+    port = free_port()
+    with socket.socket() as foreign:
+        foreign.bind(("127.0.0.1", port))
+        foreign.listen()
+        daemon.write_config(
+            {"web": {"command": child("run"), "listen_addrs": [f"127.0.0.1:{port}"]}}
+        )
+        r = daemon.cli("up")
+        assert r.rc == 1, r
+        assert f"listen_addrs '127.0.0.1:{port}'" in r.err and "in use" in r.err
+
+        def guards() -> list[int]:
+            return [
+                p.pid
+                for p in psutil.process_iter(["cmdline"])
+                if "guard" in (p.info["cmdline"] or []) and daemon.config in p.info["cmdline"]
+            ]
+
+        wait_until(lambda: not guards(), what="the guard gone after the reported failure")

@@ -29,6 +29,7 @@ log = logging.getLogger("twinvisor")
 
 READY_FD_ENV = "TWINVISOR_READY_FD"
 STARTUP_TIMEOUT = 60.0
+EXIT_STARTUP_REPORTED = 4  # start-up failed and the waiting `up` was told why
 
 
 def acquire_lock(daemon: DaemonSpec) -> int:
@@ -64,6 +65,7 @@ class _Reporter:
     """Tells the waiting `twinvisor up` (and systemd, if it started us) how start-up went."""
 
     def __init__(self) -> None:
+        self.told = False
         raw = os.environ.pop(READY_FD_ENV, None)
         self.fd = int(raw) if raw and raw.isdigit() else None
         if self.fd is not None:
@@ -78,9 +80,17 @@ class _Reporter:
         try:
             os.write(self.fd, (json.dumps(message) + "\n").encode())
             os.close(self.fd)
+            self.told = True
         except OSError:
             pass  # the caller gave up waiting; that must not stop the daemon
         self.fd = None
+
+    def failed(self, message: dict[str, Any]) -> int:
+        """Report a start-up failure; the exit status says whether an operator was told.
+        A guard does not retry a failure the `up` that started it has already reported:
+        it would go on behind the operator's back."""
+        self.send({"ok": False, **message})
+        return EXIT_STARTUP_REPORTED if self.told else 1
 
 
 def run(config_path: str, foreground: bool) -> int:
@@ -136,9 +146,8 @@ async def _serve(config: Config, reporter: _Reporter) -> int:
     try:
         runtime.open(handed)
     except OSError as e:
-        reporter.send({"ok": False, "error": "bind", "message": str(e)})
         log.error("cannot bind: %s", e)
-        return 1
+        return reporter.failed({"error": "bind", "message": str(e)})
     stopping = asyncio.Event()
     shutdown_result: dict[str, Any] = {}
 
@@ -202,9 +211,8 @@ async def _serve(config: Config, reporter: _Reporter) -> int:
     try:
         runtime.claim_sockets()
     except OSError as e:
-        reporter.send({"ok": False, "error": "bind", "message": str(e)})
         log.error("cannot bind: %s", e)
-        return 1
+        return reporter.failed({"error": "bind", "message": str(e)})
     if link is not None:
         link.start()
     runtime.freshness_hooks.append(lambda: _restore_socket(server, link))

@@ -201,12 +201,10 @@ class Guard:
             log.info("supervisor %s exited after a stop: the guard exits too", pid)
             raise SystemExit(0)
         code = os.waitstatus_to_exitcode(status) if status is not None else None
-        if code in (2, 3):  # config error / another supervisor holds the lock: final
-            log.error(
-                "supervisor %s exited with %s (config error or already running): guard exits",
-                pid,
-                code,
-            )
+        # final: config error (2), another supervisor holds the lock (3), a start-up failure
+        # the operator's `up` already reported (4); retrying would only hide it
+        if code in (2, 3, 4):
+            log.error("supervisor %s exited with %s at start-up: the guard exits too", pid, code)
             raise SystemExit(code)
         log.warning("supervisor pid %s died (status %s): restarting it", pid, status)
         self._schedule_restart(time.monotonic() - self.supervisor_started)

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from twinvisor import __version__
-from twinvisor.paths import daemon_table_paths
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 READ_TIMEOUT = 10.0  # seconds a read (status, logs lookup) waits for the daemon
@@ -65,6 +64,8 @@ def _socket_path(args: argparse.Namespace) -> str:
     # Only the [daemon] table is read: validating the whole config would cost most of a
     # `status` call, and a config being edited must not lock the operator out of a running
     # daemon (`status`, `down`, and `update`, which then reports the problems).
+    from twinvisor.paths import daemon_table_paths  # tomllib: only when the socket is looked up
+
     paths = daemon_table_paths(path)
     if paths is None:
         return str(_load_config(path).daemon.socket)  # raises with the config's problems
@@ -330,6 +331,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def _run_dir(args: argparse.Namespace) -> str | None:
+    from twinvisor.paths import daemon_table_paths
+
     paths = daemon_table_paths(_config_path(args.config))
     return None if paths is None else paths.run_dir
 

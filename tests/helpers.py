@@ -221,16 +221,16 @@ class Daemon:
         """A daemon killed outright (both twins) never removes its cgroup directory: do it."""
         import hashlib
 
-        from twinvisor import platform
+        from twinvisor.linux import kernel
 
         tag = hashlib.sha256(os.fsencode(self.run_dir)).hexdigest()[:12]
-        base = platform.cgroup2_path(tag)
+        base = kernel.cgroup2_path(tag)
         if base is None or not os.path.isdir(base):
             return
         for entry in os.scandir(base):
             if entry.is_dir(follow_symlinks=False):
-                platform.cgroup_remove(entry.path)
-        platform.cgroup_remove(base)
+                kernel.cgroup_remove(entry.path)
+        kernel.cgroup_remove(base)
 
     def teardown(self) -> None:
         problems = []

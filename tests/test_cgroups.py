@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from helpers import Daemon, daemon_fixture, gone, wait_until  # noqa: F401
 
-from twinvisor import platform
+from twinvisor.linux import kernel
 
 
 def _usable() -> bool:
-    probe = platform.cgroup2_base("probe")
+    probe = kernel.cgroup2_base("probe")
     if probe is None:
         return False
-    platform.cgroup_remove(probe)
+    kernel.cgroup_remove(probe)
     return True
 
 
@@ -45,7 +45,7 @@ def escapee(path: str, program: int) -> int:
     wait_until(lambda: os.path.exists(path), what="the double-forked daemon's pid")
     pid = int(Path(path).read_text())
     assert os.getsid(pid) != os.getsid(program)  # left the program's session and group
-    assert pid not in platform.descendants(os.getpid())  # and its process tree
+    assert pid not in kernel.descendants(os.getpid())  # and its process tree
     return pid
 
 
@@ -53,10 +53,10 @@ def test_stop_kills_a_double_forked_escapee(daemon: Daemon) -> None:
     report = daemon.path("escapee")
     daemon.up({"app": {"command": [sys.executable, "-c", DOUBLE_FORK, report], "cgroup": True}})
     row = daemon.wait_state("app", "RUNNING")
-    leaf = platform.process_cgroup2(row["pid"])
+    leaf = kernel.process_cgroup2(row["pid"])
     assert leaf is not None and "/twinvisor-" in leaf, leaf
     pid = escapee(report, row["pid"])
-    assert platform.process_cgroup2(pid) == leaf  # one leaf holds them both
+    assert kernel.process_cgroup2(pid) == leaf  # one leaf holds them both
     assert daemon.cli("stop", "app").rc == 0
     wait_until(lambda: gone(pid), what="the escapee killed with its program")
 
@@ -73,14 +73,14 @@ def test_escapee_of_a_crashed_program_is_killed_and_leaf_removed(daemon: Daemon)
         }
     )
     row = daemon.wait_state("app", "RUNNING")
-    mount_leaf = platform.process_cgroup2(row["pid"])
+    mount_leaf = kernel.process_cgroup2(row["pid"])
     assert mount_leaf is not None and "/twinvisor-" in mount_leaf, mount_leaf
     pid = escapee(report, row["pid"])
-    assert platform.process_cgroup2(pid) == mount_leaf
+    assert kernel.process_cgroup2(pid) == mount_leaf
     os.kill(row["pid"], signal.SIGKILL)  # the program dies on its own, not through `stop`
     daemon.wait_state("app", "EXITED")
     wait_until(lambda: gone(pid), what="what the dead program left behind killed")
-    mount = platform.cgroup2_mount()
+    mount = kernel.cgroup2_mount()
     assert mount is not None and mount_leaf is not None
     leaf = mount + mount_leaf
     wait_until(lambda: not os.path.exists(leaf), what="the empty leaf removed")

@@ -14,16 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from twinvisor.config import config_to_dict, format_problems, load_config, parse_size
-from twinvisor.config_locate import Locator, split_key, toml_error_line
-from twinvisor.config_values import (
-    dependency_cycles,
-    held_address,
-    parse_dependency,
-    parse_socket_mode,
-)
-from twinvisor.errors import ConfigError, ConfigProblem
-from twinvisor.specs import (
+from twinvisor.config.load import config_to_dict, format_problems, load_config, parse_size
+from twinvisor.config.locate import Locator, split_key, toml_error_line
+from twinvisor.config.specs import (
     AfterGiveUp,
     AutoRestart,
     Config,
@@ -36,6 +29,13 @@ from twinvisor.specs import (
     ReadyMode,
     ReadySpec,
 )
+from twinvisor.config.values import (
+    dependency_cycles,
+    held_address,
+    parse_dependency,
+    parse_socket_mode,
+)
+from twinvisor.errors import ConfigError, ConfigProblem
 
 SUPERGO = """\
 [program.test]

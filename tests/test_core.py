@@ -12,9 +12,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from twinvisor import core, events
-from twinvisor.specs import AfterGiveUp, AutoRestart, ProgramSpec, RestartPolicy
-from twinvisor.states import ProcessState, is_legal
+from twinvisor.config.specs import AfterGiveUp, AutoRestart, ProgramSpec, RestartPolicy
+from twinvisor.core import events, machine
+from twinvisor.core.states import ProcessState, is_legal
 
 S = ProcessState
 
@@ -46,8 +46,12 @@ def shape(actions: list[Any]) -> list[tuple[Any, ...]]:
         match a:
             case events.Spawn():
                 out.append(("spawn",))
-            case events.SendSignal(pid=pid, signal=sig):
+            case events.SendSignal(pid=pid, signal=sig, resume=resume):
                 out.append(("signal", pid, signal.Signals(sig).name))
+                if resume:
+                    out.append(("signal", pid, "SIGCONT"))
+            case events.ForceKill(pid=pid):
+                out.append(("signal", pid, "SIGKILL"))
             case events.KillRemnants(pid=pid):
                 out.append(("remnants", pid))
             case events.SetTimer(delay=delay):
@@ -75,12 +79,12 @@ class Rig:
     """One core with one instance, driven by hand."""
 
     def __init__(self, **policy: Any) -> None:
-        self.core = core.Core()
+        self.core = machine.Core()
         self.core.add(spec(**policy))
         self.last: list[Any] = []
 
     @property
-    def proc(self) -> core.Proc:
+    def proc(self) -> machine.Proc:
         return self.core.procs["p"]
 
     def __call__(self, now: float, event: Any) -> list[tuple[Any, ...]]:
@@ -126,7 +130,7 @@ def test_stop_term_cont_then_kill_at_stop_timeout() -> None:
         ("timer", 0.5),
     ]
     assert r.fire_last_timer(2.5) == [("signal", 10, "SIGKILL")]
-    assert r(2.6, events.Exited("p", 10, None, signal.SIGKILL)) == [
+    assert r(2.6, events.Exited("p", 10, None, signal.SIGKILL, "SIGKILL")) == [
         ("remnants", 10),
         ("STOPPING", "STOPPED"),
     ]
@@ -239,8 +243,8 @@ def test_stale_events_are_ignored() -> None:
 
 
 def test_custom_stop_signal_and_sigkill_stop() -> None:
-    c = core.Core()
-    c.add(dataclasses.replace(spec(), stop_signal="KILL"))
+    c = machine.Core()
+    c.add(dataclasses.replace(spec(), stop_signal="KILL", stop_signum=signal.SIGKILL))
     c.handle(events.StartRequested("p"), 0.0)
     c.handle(events.Spawned("p", 10), 0.0)
     got = shape(c.handle(events.StopRequested("p"), 0.5))
@@ -259,7 +263,7 @@ class CoreMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.core = core.Core()
+        self.core = machine.Core()
         self.now = 0.0
         self.next_pid = 100
         self.live: dict[str, set[int]] = {n: set() for n in NAMES}
@@ -362,7 +366,7 @@ class CoreMachine(RuleBasedStateMachine):
                 swapping = getattr(proc, "old_pid", None) is not None
                 limit = 2 if swapping and not proc.spec.stop_before_restart else 1
                 assert len(alive) < limit, f"{name}: Spawn with {alive} still alive"
-            case events.SendSignal(pid=pid):
+            case events.SendSignal(pid=pid) | events.ForceKill(pid=pid):
                 assert pid in self.live[name], f"{name}: signal to unknown pid {pid}"
             case _:
                 pass

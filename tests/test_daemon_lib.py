@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from twinvisor import platform
+from twinvisor.linux import kernel
 
 SCRIPTS = Path(__file__).parent / "scripts"
 sys.path.insert(0, str(SCRIPTS))
@@ -43,7 +43,7 @@ def env_with(**extra: str) -> dict[str, str]:
 
 def wait_gone(pid: int, timeout: float = 10.0) -> None:
     """Event-driven wait for a process that is not our child (its pidfd turns readable)."""
-    assert platform.wait_gone(pid, timeout), f"pid {pid} still alive after {timeout}s"
+    assert kernel.wait_gone(pid, timeout), f"pid {pid} still alive after {timeout}s"
 
 
 def finish(conn: Conn, pid: int, reply: str = "exit 0") -> None:

@@ -15,11 +15,11 @@ import psutil
 import pytest
 from helpers import Daemon, child, daemon_fixture, wait_until  # noqa: F401
 
-from twinvisor.config import load_config
-from twinvisor.discovery import find_matches
+from twinvisor.config.load import load_config
+from twinvisor.config.specs import ProgramSpec
 from twinvisor.errors import ConfigError
-from twinvisor.platform import process_start_time
-from twinvisor.specs import ProgramSpec
+from twinvisor.linux.discovery import find_matches
+from twinvisor.linux.kernel import process_start_time
 
 SCRIPT = "import time\ntime.sleep(120)\n"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from helpers import Daemon, child, daemon_fixture  # noqa: F401
 
-from twinvisor import children, sockets
+from twinvisor.linux import children, sockets
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 

@@ -18,15 +18,15 @@ import psutil
 import pytest
 from helpers import CHILDREN, Daemon, daemon_fixture, gone  # noqa: F401
 
-from twinvisor.config import load_config
-from twinvisor.export_systemd import exec_line, export_units, quote_arg
-from twinvisor.importers import (
+from twinvisor.cli.export_systemd import exec_line, export_units, quote_arg
+from twinvisor.cli.importers import (
     ImportErrorText,
     import_file,
     parse_supervisor_env,
     toml_string,
 )
-from twinvisor.specs import AutoRestart
+from twinvisor.config.load import load_config
+from twinvisor.config.specs import AutoRestart
 
 PY = sys.executable
 USER = pwd.getpwuid(os.geteuid()).pw_name

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from twinvisor import integrate
+from twinvisor.cli import integrate
 
 FAKE_CRONTAB = """#!/bin/sh
 # a stand-in for crontab(1): the table lives in $CRONTAB_FILE

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from twinvisor.logs import MAX_LINE, LogFile, follow, tail_lines
-from twinvisor.specs import LogSpec
+from twinvisor.config.specs import LogSpec
+from twinvisor.linux.logs import MAX_LINE, LogFile, follow, tail_lines
 
 STAMP0 = b"1970-01-01T00:00:00.000Z "  # what wallclock=0.0 formats to
 

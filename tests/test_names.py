@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from twinvisor.specs import match_instances
+from twinvisor.config.specs import match_instances
 
 INSTANCES = [("web:0", "web"), ("web:1", "web"), ("worker", "worker"), ("webby", "webby")]
 
@@ -32,7 +32,7 @@ def test_match_instances(patterns: list[str], names: list[str], unknown: list[st
 
 
 def test_status_table_shows_status_text_handover_and_errors() -> None:
-    from twinvisor.cli import _status_table
+    from twinvisor.cli.app import _status_table
 
     base = {"pid": 7, "uptime": 65.0, "restarts": 1, "given_up": False, "healthy": None}
     rows = [

@@ -17,16 +17,17 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from twinvisor import core, platform
-from twinvisor.runtime import Runtime
-from twinvisor.specs import Config, DaemonSpec, ProgramSpec, RestartPolicy
+from twinvisor.config.specs import Config, DaemonSpec, ProgramSpec, RestartPolicy
+from twinvisor.core import machine
+from twinvisor.linux import kernel
+from twinvisor.supervisor.runtime import Runtime
 
 SLEEPER = (sys.executable, "-c", "import time; time.sleep(1000)")
 
 
 @pytest.fixture
 def no_pidfd(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(platform, "pidfd_open", lambda pid: None)
+    monkeypatch.setattr(kernel, "pidfd_open", lambda pid: None)
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def config(run_dir: str, **spec: object) -> Config:
 
 
 def replaced(old: int) -> object:
-    def outcome(proc: core.Proc) -> str:
+    def outcome(proc: machine.Proc) -> str:
         return "ok" if proc.pid not in (None, old) and proc.state.is_alive else "pending"
 
     return outcome

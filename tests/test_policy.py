@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from twinvisor import policy
-from twinvisor.specs import AfterGiveUp, AutoRestart, RestartPolicy
+from twinvisor.config.specs import AfterGiveUp, AutoRestart, RestartPolicy
+from twinvisor.core import policy
 
 P = RestartPolicy(
     max_retry=3, min_uptime=1.0, backoff_initial=0.1, backoff_factor=2.0, backoff_max=0.5

@@ -16,10 +16,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from twinvisor import platform
+from twinvisor.config.specs import RestartPolicy
 from twinvisor.errors import SpawnError
+from twinvisor.linux import kernel
 from twinvisor.pool import AsyncPool, Pool, WorkerEnd, WorkerExited
-from twinvisor.specs import RestartPolicy
 
 SCRIPTS = Path(__file__).parent / "scripts"
 ECHO = [sys.executable, str(SCRIPTS / "lib_echo.py")]
@@ -28,7 +28,7 @@ FLOOD = [sys.executable, str(SCRIPTS / "lib_flood.py")]
 
 def wait_gone(pid: int, timeout: float = 10.0) -> None:
     """Event-driven wait for a process that is not our child (its pidfd turns readable)."""
-    assert platform.wait_gone(pid, timeout), f"pid {pid} still alive after {timeout}s"
+    assert kernel.wait_gone(pid, timeout), f"pid {pid} still alive after {timeout}s"
 
 
 class Collector:

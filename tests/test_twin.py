@@ -42,7 +42,7 @@ from helpers import (
 
 from twinvisor.control.client import ControlClient
 from twinvisor.errors import ControlError
-from twinvisor.twin import SUPERVISOR_POLICY
+from twinvisor.twin.guard import SUPERVISOR_POLICY
 
 ROOT = Path(__file__).resolve().parent.parent
 WEBSERVER = str(ROOT / "examples" / "webserver.py")

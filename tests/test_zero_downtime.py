@@ -36,7 +36,7 @@ from helpers import (
     wait_until,
 )
 
-from twinvisor.readiness import notify_address
+from twinvisor.linux.readiness import notify_address
 
 HERE = Path(__file__).resolve().parent
 SOCK_CHILDREN = str(HERE / "sock_children.py")

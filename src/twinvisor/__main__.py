@@ -1,3 +1,3 @@
-from twinvisor.cli import main
+from twinvisor.cli.app import main
 
 raise SystemExit(main())

@@ -1,0 +1,497 @@
+"""`twinvisor` command line: argument parsing and rendering only.
+
+Started often (status checks in scripts, health probes), so imports stay light: the config
+loader and the daemon's modules are imported only by the verbs that need them.
+
+Exit codes: 0 success; 1 the operation failed (a program did not start, a stop timed out);
+2 usage or config error; 3 no daemon is running (LSB's "program is not running").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from twinvisor import __version__
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
+READ_TIMEOUT = 10.0  # seconds a read (status, logs lookup) waits for the daemon
+CONFIG_CANDIDATES = ("twinvisor.toml", "/etc/twinvisor/twinvisor.toml")
+
+
+def _config_path(arg: str | None) -> str:
+    if arg:
+        return arg
+    env = os.environ.get("TWINVISOR_CONFIG")
+    if env:
+        return env
+    for candidate in CONFIG_CANDIDATES:
+        if os.path.exists(candidate):
+            return candidate
+    return CONFIG_CANDIDATES[0]
+
+
+class _Fail(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _load_config(path: str) -> Any:
+    from twinvisor.config.load import load_config
+    from twinvisor.errors import ConfigError
+
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        raise _Fail(f"{e}", EXIT_USAGE) from None
+    except OSError as e:
+        raise _Fail(f"cannot read config {path}: {e.strerror}", EXIT_USAGE) from None
+
+
+def _socket_path(args: argparse.Namespace) -> str:
+    """The control socket: --socket, $TWINVISOR_SOCKET, or the one the config names."""
+    if args.socket:
+        return str(args.socket)
+    env = os.environ.get("TWINVISOR_SOCKET")
+    if env:
+        return env
+    path = _config_path(args.config)
+    # Only the [daemon] table is read: validating the whole config would cost most of a
+    # `status` call, and a config being edited must not lock the operator out of a running
+    # daemon (`status`, `down`, and `update`, which then reports the problems).
+    from twinvisor.config.paths import (
+        daemon_table_paths,  # tomllib: only when the socket is looked up
+    )
+
+    paths = daemon_table_paths(path)
+    if paths is None:
+        return str(_load_config(path).daemon.socket)  # raises with the config's problems
+    return paths.socket
+
+
+def _call(
+    args: argparse.Namespace,
+    method: str,
+    path: str,
+    body: Any = None,
+    query: dict[str, str] | None = None,
+) -> tuple[int, Any]:
+    from twinvisor.control.client import ControlClient
+    from twinvisor.errors import ControlError, DaemonNotRunning
+
+    socket = _socket_path(args)
+    # a read answers at once when a supervisor is there; the guard keeps the socket open
+    # while it restarts one, so a read that waits longer means that restart is failing
+    timeout = min(args.timeout, READ_TIMEOUT) if method == "GET" else args.timeout + 5
+    try:
+        return ControlClient(socket, timeout=timeout).call(method, path, body, query)
+    except DaemonNotRunning as e:
+        raise _Fail(f"{e}\n(start it with: twinvisor up)", EXIT_NOT_RUNNING) from None
+    except ControlError as e:
+        if method == "GET" and "timed out" in str(e).lower():
+            log = os.path.join(os.path.dirname(socket), "log", "twinvisor.log")
+            raise _Fail(
+                f"the daemon at {socket} did not answer within {timeout:g}s: its supervisor "
+                f"may be failing to restart; see {log}",
+                EXIT_NOT_RUNNING,
+            ) from None
+        raise _Fail(str(e), EXIT_FAILED) from None
+
+
+# ---- rendering ---------------------------------------------------------------------------------
+
+
+def _uptime(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    days, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    return (f"{days}d " if days else "") + f"{h}:{m:02d}:{s:02d}"
+
+
+def _status_table(rows: list[dict[str, Any]]) -> str:
+    header = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT / STATUS")
+    lines = [header]
+    for r in rows:
+        lines.append(
+            (
+                r["name"],
+                _state_text(r),
+                str(r["pid"] or "-"),
+                _uptime(r["uptime"]),
+                str(r["restarts"]),
+                _notes(r),
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(col.ljust(w) for col, w in zip(line[:-1], widths, strict=True)) + "  " + line[-1]
+        for line in lines
+    )
+
+
+def _state_text(r: dict[str, Any]) -> str:
+    state = str(r["state"])
+    if r.get("given_up") and state == "BACKOFF":
+        return state + " (gave up, slow retry)"
+    if r.get("previous_pid"):
+        return f"{state} (pid {r['previous_pid']} still serving)"  # a restart in progress
+    if r.get("healthy") is False:
+        return state + " (unhealthy)"
+    return state
+
+
+def _notes(r: dict[str, Any]) -> str:
+    """Last exit, the last error, and the program's own sd_notify STATUS= text."""
+    parts = [p for p in (r.get("last_exit"), r.get("error")) if p]
+    if r.get("status_text"):
+        parts.append(f'"{r["status_text"]}"')
+    return "; ".join(parts) or "-"
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True))
+
+
+# ---- verbs ---------------------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    query = {"names": ",".join(args.names)} if args.names else None
+    code, body = _call(args, "GET", "/status", query=query)
+    if code != 200:
+        raise _Fail(body.get("error", f"HTTP {code}"), EXIT_FAILED)
+    rows = body["programs"]
+    if args.json:
+        _print_json(rows)
+    else:
+        print(_status_table(rows))
+    # like `systemctl is-active`: non-zero when something is not running as asked
+    bad = [r for r in rows if r["state"] in ("FATAL", "BACKOFF")]
+    return EXIT_FAILED if bad else EXIT_OK
+
+
+def cmd_verb(args: argparse.Namespace) -> int:
+    query = {"timeout": str(args.timeout)}
+    path = f"/programs/{','.join(args.names)}/{args.verb}"
+    code, body = _call(args, "POST", path, query=query)
+    if code == 404:
+        raise _Fail(body.get("error", "no such program"), EXIT_FAILED)
+    if args.json:
+        _print_json(body)
+    else:
+        by_name = {r["name"]: r for r in body.get("programs", [])}
+        for name, outcome in body.get("results", {}).items():
+            row = by_name.get(name, {})
+            detail = _outcome_text(args.verb, outcome, row)
+            print(f"{name}: {detail}")
+    return EXIT_OK if body.get("ok") else EXIT_FAILED
+
+
+def _outcome_text(verb: str, outcome: str, row: dict[str, Any]) -> str:
+    done = {"start": "started", "restart": "restarted", "stop": "stopped"}[verb]
+    if outcome == "ok":
+        return done + (f" (pid {row['pid']})" if row.get("pid") else "")
+    why = row.get("error") or row.get("last_exit") or ""
+    state = row.get("state", "?")
+    if outcome == "timeout":
+        return f"not {done} yet after the timeout (state {state})"
+    return f"ERROR: not {done}: state {state}" + (f" ({why})" if why else "")
+
+
+def cmd_signal(args: argparse.Namespace) -> int:
+    path = f"/programs/{','.join(args.names)}/signal"
+    code, body = _call(args, "POST", path, body={"signal": args.signal})
+    if code in (400, 404):
+        raise _Fail(body.get("error", f"HTTP {code}"), EXIT_FAILED)
+    for name, sent in body.get("sent", {}).items():
+        print(f"{name}: {'signalled' if sent else 'ERROR: not running'}")
+    return EXIT_OK if body.get("ok") else EXIT_FAILED
+
+
+def cmd_reread(args: argparse.Namespace) -> int:
+    code, body = _call(args, "POST", "/reread")
+    return _render_changes(args, code, body, applied=False)
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    code, body = _call(args, "POST", "/update", query={"timeout": str(args.timeout)})
+    return _render_changes(args, code, body, applied=True)
+
+
+def _render_changes(args: argparse.Namespace, code: int, body: Any, applied: bool) -> int:
+    if code != 200:
+        print(body.get("error", f"HTTP {code}"), file=sys.stderr)
+        for problem in body.get("problems", []):
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_USAGE if code == 400 else EXIT_FAILED
+    if args.json:
+        _print_json(body)
+        return EXIT_OK
+    changes = body["changes"]
+    words = ("added", "removed", "changed") if not applied else ("added", "removed", "updated")
+    any_change = False
+    for key, word in zip(("added", "removed", "changed"), words, strict=True):
+        for name in changes[key]:
+            any_change = True
+            print(
+                f"{name}: {word}"
+                if applied
+                else f"{name}: {'available' if key == 'added' else key}"
+            )
+    if not any_change:
+        print("No config updates to processes")
+    return EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from twinvisor.linux import logs
+
+    code, body = _call(args, "GET", "/status", query={"names": args.name})
+    if code != 200:
+        raise _Fail(body.get("error", f"HTTP {code}"), EXIT_FAILED)
+    rows = body["programs"]
+    if len(rows) != 1:
+        raise _Fail(
+            f"{args.name} names {len(rows)} instances; pick one of: "
+            + ", ".join(r["name"] for r in rows),
+            EXIT_USAGE,
+        )
+    path = rows[0]["stderr_file" if args.stderr else "stdout_file"]
+    if not path:
+        raise _Fail(
+            f"{args.name}: {'stderr' if args.stderr else 'stdout'} is discarded (set in config)",
+            EXIT_FAILED,
+        )
+    out = sys.stdout.buffer
+    try:
+        for line in logs.tail_lines(path, args.lines):
+            out.write(line if line.endswith(b"\n") else line + b"\n")
+        out.flush()
+        if args.follow:
+            for chunk in logs.follow(path):
+                out.write(chunk)
+                out.flush()
+    except FileNotFoundError:
+        raise _Fail(f"no log yet at {path}", EXIT_FAILED) from None
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"twinvisor {__version__}")
+    return EXIT_OK
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from twinvisor.config.load import config_to_dict
+
+    config = _load_config(_config_path(args.config))
+    _print_json(config_to_dict(config))
+    return EXIT_OK
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    path = _config_path(args.config)
+    if args.foreground:
+        return _run_foreground(path, twin=not args.no_twin)
+    from twinvisor.cli.launch import start_background
+
+    sys.stdout = open(os.devnull, "w") if args.quiet else sys.stdout  # noqa: SIM115
+
+    config = _load_config(path)
+    return start_background(config, timeout=args.timeout, twin=not args.no_twin)
+
+
+def _run_foreground(path: str, twin: bool) -> int:
+    """Containers and systemd: the guard (or, alone, the supervisor) stays in the foreground.
+    As PID 1 of a container the guard is also the reaper every container needs."""
+    if not twin:
+        from twinvisor.service import process
+
+        return process.run(path, foreground=True)
+    from twinvisor.linux import fsutil
+    from twinvisor.twin import guard
+
+    config = _load_config(path)
+    fsutil.remove_quietly(guard.stop_marker(config.daemon))
+    return guard.run_guard(path, None, foreground=True)
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from twinvisor.cli.launch import stop_daemon
+
+    return stop_daemon(_socket_path(args), timeout=args.timeout, run_dir=_run_dir(args))
+
+
+def _run_dir(args: argparse.Namespace) -> str | None:
+    from twinvisor.config.paths import daemon_table_paths
+
+    paths = daemon_table_paths(_config_path(args.config))
+    return None if paths is None else paths.run_dir
+
+
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    from twinvisor.cli.launch import upgrade_daemon
+
+    return upgrade_daemon(_socket_path(args), timeout=args.timeout)
+
+
+def cmd_guard(args: argparse.Namespace) -> int:
+    """Internal: the guard process of the twin."""
+    from twinvisor.twin import guard
+
+    return guard.run_guard(_config_path(args.config), args.watch)
+
+
+def _tool(verb: str) -> Any:
+    """A verb of tools.py (find, kill, timers, service, export, import), imported lazily."""
+
+    def run(args: argparse.Namespace) -> int:
+        from twinvisor.cli import tools
+
+        return tools.run(verb, args)
+
+    return run
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    """Internal: the background daemon process started by `up`."""
+    from twinvisor.service import process
+
+    return process.run(_config_path(args.config), foreground=False)
+
+
+# ---- parser --------------------------------------------------------------------------------------
+
+
+def _common_options(suppress: bool) -> argparse.ArgumentParser:
+    """Options accepted before and after the verb. After it, defaults are suppressed so that
+    `twinvisor -c X status` keeps the -c given before the verb."""
+    common = argparse.ArgumentParser(add_help=False)
+
+    def d(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    common.add_argument(
+        "-c",
+        "--config",
+        default=d(None),
+        help="config file (default: $TWINVISOR_CONFIG, ./twinvisor.toml)",
+    )
+    common.add_argument(
+        "--socket", default=d(None), help="control socket (default: from the config)"
+    )
+    common.add_argument(
+        "--json", action="store_true", default=d(False), help="machine-readable output"
+    )
+    common.add_argument(
+        "--timeout", type=float, default=d(60.0), help="seconds to wait for an outcome"
+    )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_options(suppress=True)
+    p = argparse.ArgumentParser(
+        prog="twinvisor",
+        description="A process supervisor that survives its own death.",
+        parents=[_common_options(suppress=False)],
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        sp.set_defaults(func=func)
+        return sp
+
+    sp = add("up", cmd_up, "start the daemon and its autostart programs")
+    sp.add_argument(
+        "--foreground", action="store_true", help="stay in the foreground (containers, systemd)"
+    )
+    sp.add_argument("--quiet", action="store_true", help="print nothing when all is well")
+    sp.add_argument(
+        "--no-twin", action="store_true", help="run the supervisor alone, without its guard"
+    )
+    add("down", cmd_down, "stop every program and the daemon")
+    add("upgrade", cmd_upgrade, "replace the running supervisor and guard by the installed code")
+    sp = add("status", cmd_status, "show the state of programs")
+    sp.add_argument("names", nargs="*", metavar="NAME")
+    for verb in ("start", "stop", "restart"):
+        sp = add(
+            verb, cmd_verb, f"{verb} programs (NAME, NAME:*, NAME:N or all); waits for the outcome"
+        )
+        sp.add_argument("names", nargs="+", metavar="NAME")
+        sp.set_defaults(verb=verb)
+    add("reread", cmd_reread, "show what changed in the config, without applying it")
+    add("update", cmd_update, "apply the config: add, remove, restart what changed")
+    sp = add("logs", cmd_logs, "print a program's log")
+    sp.add_argument("name", metavar="NAME")
+    sp.add_argument("-f", "--follow", action="store_true")
+    sp.add_argument("-n", "--lines", type=int, default=20)
+    sp.add_argument("--stderr", action="store_true", help="the stderr log instead of stdout")
+    sp = add("signal", cmd_signal, "send a signal to programs")
+    sp.add_argument("signal", metavar="SIG")
+    sp.add_argument("names", nargs="+", metavar="NAME")
+    add("version", cmd_version, "print the version")
+    add("check-config", cmd_check_config, "validate the config and print it resolved")
+    sp = add("find", _tool("find"), "find running copies of programs outside the daemon")
+    sp.add_argument("names", nargs="+", metavar="NAME")
+    sp.add_argument("--mode", choices=("cmdline", "cwd", "exe"), help="override `find`")
+    sp = add("kill", _tool("kill"), "SIGKILL programs and wait for their restart")
+    sp.add_argument("names", nargs="+", metavar="NAME")
+    for verb, what in (("install-timer", "install"), ("uninstall-timer", "remove")):
+        sp = add(verb, _tool(verb), f"{what} a timer running `twinvisor up` every minute")
+        sp.add_argument("--print", action="store_true", help="show it, change nothing")
+        kind = sp.add_mutually_exclusive_group()
+        kind.add_argument("--systemd", dest="kind", action="store_const", const="systemd")
+        kind.add_argument("--cron", dest="kind", action="store_const", const="cron")
+    sp = add("install-service", _tool("install-service"), "install a systemd unit for the daemon")
+    sp.add_argument("--user", action="store_true", help="a user unit (default when not root)")
+    sp.add_argument("--print", action="store_true", help="show it, change nothing")
+    sp = add("export", _tool("export"), "write a systemd unit per program into DIR")
+    sp.add_argument("format", choices=("systemd",))
+    sp.add_argument("directory", metavar="DIR")
+    sp.add_argument("--prefix", default="", help="prefix of the unit names")
+    sp = add("import", _tool("import"), "convert a supervisord.conf or a Procfile to TOML")
+    sp.add_argument("source", metavar="FILE")
+    sp.add_argument("-o", "--output", help="the TOML file to write (default: stdout)")
+    sp.add_argument("--force", action="store_true", help="overwrite the output file")
+    return p
+
+
+def _internal_parser() -> argparse.ArgumentParser:
+    """The processes `up` starts (guard, daemon): kept out of the public help."""
+    p = argparse.ArgumentParser(prog="twinvisor", parents=[_common_options(suppress=False)])
+    sub = p.add_subparsers(dest="command", required=True)
+    sp = sub.add_parser("guard", parents=[_common_options(suppress=True)])
+    sp.add_argument("--watch", type=int, default=None, metavar="PID")
+    sp.set_defaults(func=cmd_guard)
+    sp = sub.add_parser("daemon", parents=[_common_options(suppress=True)])
+    sp.set_defaults(func=cmd_daemon)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    internal = argv[:1] in (["guard"], ["daemon"])
+    args = (_internal_parser() if internal else build_parser()).parse_args(argv)
+    try:
+        return int(args.func(args))
+    except _Fail as e:
+        print(f"twinvisor: {e}", file=sys.stderr)
+        return e.code
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,259 @@
+"""The verbs of the command line that work around the daemon rather than through it:
+`find`, `kill`, `install-timer`, `uninstall-timer`, `install-service`, `export`, `import`.
+
+cli.py parses the arguments and calls `run(verb, args)` here, lazily, so these modules cost
+nothing to the frequent verbs (`status`). Rendering only: the work is in discovery.py,
+integrate.py, export_systemd.py and importers.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+from twinvisor.cli.app import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    _call,
+    _config_path,
+    _Fail,
+    _load_config,
+    _print_json,
+)
+from twinvisor.config.specs import Config, ProgramSpec, match_instances
+
+
+def run(verb: str, args: argparse.Namespace) -> int:
+    handlers = {
+        "find": cmd_find,
+        "kill": cmd_kill,
+        "install-timer": cmd_install_timer,
+        "uninstall-timer": cmd_uninstall_timer,
+        "install-service": cmd_install_service,
+        "export": cmd_export,
+        "import": cmd_import,
+    }
+    from twinvisor.cli.integrate import IntegrationError
+
+    try:
+        return handlers[verb](args)
+    except IntegrationError as e:
+        raise _Fail(str(e), EXIT_FAILED) from None
+
+
+def select_instances(config: Config, patterns: list[str]) -> list[ProgramSpec]:
+    """Instances named by NAME, NAME:N, NAME:* or all (as the daemon's API reads them)."""
+    by_name = config.by_name()
+    names, unknown = match_instances(patterns, [(p.name, p.program) for p in config.programs])
+    if unknown:
+        known = ", ".join(dict.fromkeys(p.program for p in config.programs)) or "none"
+        raise _Fail(f"no such program: {', '.join(unknown)} (programs: {known})", EXIT_USAGE)
+    return [by_name[n] for n in names]
+
+
+# ---- find ---------------------------------------------------------------------------------------
+
+
+def cmd_find(args: argparse.Namespace) -> int:
+    from twinvisor.linux.discovery import find_matches
+
+    config = _load_config(_config_path(args.config))
+    instances = select_instances(config, args.names)
+    results: dict[str, dict[str, Any]] = {}
+    cache: dict[tuple[Any, ...], list[Any]] = {}
+    for spec in instances:
+        mode = args.mode or spec.find or "cmdline"
+        key = (spec.command, spec.directory, spec.environment, mode)
+        if key not in cache:
+            cache[key] = find_matches(spec, mode)
+        results[spec.name] = {"mode": mode, "matches": [m.to_dict() for m in cache[key]]}
+    if args.json:
+        _print_json(results)
+    else:
+        for name, found in results.items():
+            _print_found(name, found["mode"], found["matches"])
+    missing = {s.program for s in instances if not results[s.name]["matches"]}
+    return EXIT_FAILED if missing else EXIT_OK
+
+
+def _print_found(name: str, mode: str, matches: list[dict[str, Any]]) -> None:
+    if not matches:
+        print(f"{name}: no running process found (find = {mode!r})")
+        return
+    many = "es" if len(matches) != 1 else ""
+    print(f"{name}: {len(matches)} match{many} (find = {mode!r})")
+    for m in matches:
+        import shlex
+
+        print(f"  pid {m['pid']}: {shlex.join(m['cmdline'])}")
+        print(f"    because {m['reason']}")
+
+
+# ---- kill ---------------------------------------------------------------------------------------
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    """SIGKILL programs through the daemon, then wait for the restart policy to bring each
+    back: a new pid in RUNNING (seed 001's kill.sh)."""
+    before = _status_rows(args, args.names)
+    old = {r["name"]: r["pid"] for r in before}
+    code, body = _call(args, "POST", f"/programs/{','.join(args.names)}/signal", {"signal": "KILL"})
+    if code in (400, 404):
+        raise _Fail(body.get("error", f"HTTP {code}"), EXIT_FAILED)
+    sent = body.get("sent", {})
+    deadline = time.monotonic() + args.timeout
+    waiting = {n for n, ok in sent.items() if ok}
+    rows: dict[str, dict[str, Any]] = {r["name"]: r for r in before}
+    while waiting and time.monotonic() < deadline:
+        for r in _status_rows(args, sorted(waiting)):
+            rows[r["name"]] = r
+            if r["state"] == "RUNNING" and r["pid"] and r["pid"] != old.get(r["name"]):
+                waiting.discard(r["name"])
+            elif r["state"] in ("FATAL", "STOPPED", "EXITED"):
+                waiting.discard(r["name"])  # it will not come back by itself
+        if waiting:
+            time.sleep(0.05)
+    return _render_kill(args, sent, old, rows)
+
+
+def _status_rows(args: argparse.Namespace, names: list[str]) -> list[dict[str, Any]]:
+    code, body = _call(args, "GET", "/status", query={"names": ",".join(names)})
+    if code != 200:
+        raise _Fail(body.get("error", f"HTTP {code}"), EXIT_FAILED)
+    rows: list[dict[str, Any]] = body["programs"]
+    return rows
+
+
+def _render_kill(
+    args: argparse.Namespace,
+    sent: dict[str, bool],
+    old: dict[str, int | None],
+    rows: dict[str, dict[str, Any]],
+) -> int:
+    report: dict[str, dict[str, Any]] = {}
+    ok = True
+    for name, was_sent in sent.items():
+        row = rows.get(name, {})
+        new_pid = row.get("pid") if row.get("state") == "RUNNING" else None
+        back = bool(was_sent and new_pid and new_pid != old.get(name))
+        ok = ok and back
+        report[name] = {
+            "killed": was_sent,
+            "old_pid": old.get(name),
+            "new_pid": new_pid if back else None,
+            "state": row.get("state"),
+        }
+    if args.json:
+        _print_json(report)
+    else:
+        for name, r in report.items():
+            if not r["killed"]:
+                print(f"{name}: ERROR: not running, nothing to kill")
+            elif r["new_pid"]:
+                print(f"{name}: killed pid {r['old_pid']} -> restarted as pid {r['new_pid']}")
+            else:
+                print(
+                    f"{name}: killed pid {r['old_pid']}; not running again "
+                    f"(state {r['state']}; see `twinvisor status {name}`)"
+                )
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+# ---- timer and service --------------------------------------------------------------------------
+
+
+def _twinvisor_argv() -> list[str]:
+    from twinvisor.cli.integrate import twinvisor_command
+
+    return twinvisor_command()
+
+
+def cmd_install_timer(args: argparse.Namespace) -> int:
+    from twinvisor.cli import integrate
+
+    config = os.path.abspath(_config_path(args.config))
+    _load_config(config)  # a timer for a config that does not load would fail every minute
+    kind = integrate.timer_kind(args.kind)
+    plan = integrate.timer_plan(kind, config, _twinvisor_argv())
+    if args.print:
+        print(plan.describe())
+        return EXIT_OK
+    print(integrate.install(plan))
+    return EXIT_OK
+
+
+def cmd_uninstall_timer(args: argparse.Namespace) -> int:
+    from twinvisor.cli import integrate
+
+    config = os.path.abspath(_config_path(args.config))
+    kind = integrate.timer_kind(args.kind)
+    plan = integrate.timer_plan(kind, config, _twinvisor_argv())
+    if args.print:
+        print(plan.describe_removal())
+        return EXIT_OK
+    print(integrate.uninstall(plan))
+    return EXIT_OK
+
+
+def cmd_install_service(args: argparse.Namespace) -> int:
+    from twinvisor.cli import integrate
+
+    config = os.path.abspath(_config_path(args.config))
+    _load_config(config)
+    user = args.user or os.geteuid() != 0
+    plan = integrate.service_plan(config, _twinvisor_argv(), user=user)
+    if args.print:
+        print(plan.describe())
+        return EXIT_OK
+    print(integrate.install(plan))
+    return EXIT_OK
+
+
+# ---- export and import --------------------------------------------------------------------------
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from twinvisor.cli.export_systemd import export_units, write_units
+
+    if args.format != "systemd":
+        raise _Fail(f"unknown export format {args.format!r}; expected 'systemd'", EXIT_USAGE)
+    config = _load_config(_config_path(args.config))
+    units, notes = export_units(config, prefix=args.prefix)
+    written = write_units(units, args.directory)
+    for path in written:
+        print(f"wrote {path}")
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from twinvisor.cli.importers import ImportErrorText, import_file
+
+    try:
+        result = import_file(args.source, args.output)
+    except ImportErrorText as e:
+        raise _Fail(str(e), EXIT_USAGE) from None
+    except OSError as e:
+        raise _Fail(f"cannot read {args.source}: {e.strerror}", EXIT_USAGE) from None
+    output = args.output or "-"
+    if output == "-":
+        sys.stdout.write(result.toml)
+    else:
+        if os.path.exists(output) and not args.force:
+            raise _Fail(f"{output} exists; use --force to overwrite it", EXIT_USAGE)
+        from twinvisor.linux.fsutil import write_atomic
+
+        if not write_atomic(os.path.abspath(output), result.toml):
+            raise _Fail(f"cannot write {output}", EXIT_FAILED)
+        print(f"wrote {output}: {len(result.programs)} program(s): {', '.join(result.programs)}")
+    out = sys.stderr if output == "-" else sys.stdout
+    if result.dropped:
+        print("not carried over:", file=out)
+        for item in result.dropped:
+            print(f"  {item}", file=out)
+    return EXIT_OK

@@ -1,0 +1,174 @@
+"""Frozen records describing what the user asked for, after the config is resolved.
+
+Everything downstream (core, runtime, children) consumes these and never the raw TOML,
+so a config change is a comparison of two `ProgramSpec` values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class AutoRestart(Enum):
+    ALWAYS = "always"  # restart whatever the exit status (supergo's auto_restart = true)
+    UNEXPECTED = "unexpected"  # restart unless the exit code is in exit_codes
+    NEVER = "never"
+
+
+class AfterGiveUp(Enum):
+    FATAL = "fatal"  # stay FATAL until the user starts it again
+    SLOW_RETRY = "slow_retry"  # keep retrying every `slow_retry_interval` seconds
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    auto_restart: AutoRestart = AutoRestart.ALWAYS
+    # consecutive failed runs (exit before min_uptime, or spawn error) before giving up
+    max_retry: int = 3
+    min_uptime: float = 1.0
+    backoff_initial: float = 0.1
+    backoff_factor: float = 2.0
+    backoff_max: float = 30.0
+    exit_codes: tuple[int, ...] = (0,)
+    after_give_up: AfterGiveUp = AfterGiveUp.FATAL
+    slow_retry_interval: float = 60.0
+
+
+class ReadyMode(Enum):
+    SPAWN = "spawn"  # ready once it has stayed up for min_uptime (supervisord's startsecs)
+    NOTIFY = "notify"  # READY=1 on NOTIFY_SOCKET (sd_notify)
+    TCP = "tcp"  # a TCP connect to `target` succeeds
+    HTTP = "http"  # GET `target` answers 2xx/3xx
+    DELAY = "delay"  # a fixed delay after the spawn
+
+
+@dataclass(frozen=True)
+class ReadySpec:
+    mode: ReadyMode = ReadyMode.SPAWN
+    target: str = ""  # host:port for TCP, URL for HTTP
+    delay: float = 0.0  # for DELAY
+    timeout: float = 30.0  # not ready by then: the start failed (the old generation keeps serving)
+
+
+class HealthKind(Enum):
+    HTTP = "http"
+    TCP = "tcp"
+    COMMAND = "command"
+
+
+@dataclass(frozen=True)
+class HealthSpec:
+    kind: HealthKind
+    target: str = ""  # URL or host:port
+    command: tuple[str, ...] = ()
+    interval: float = 10.0
+    timeout: float = 5.0
+    failures: int = 3  # consecutive failed checks before the program is restarted
+
+
+class DependCondition(Enum):
+    STARTED = "started"  # spawned
+    READY = "ready"  # RUNNING (readiness reached)
+    HEALTHY = "healthy"  # RUNNING and its last health check passed
+
+
+@dataclass(frozen=True)
+class Dependency:
+    program: str
+    condition: DependCondition = DependCondition.READY
+
+
+@dataclass(frozen=True)
+class LogSpec:
+    """Where one stream of a program goes. path None = discarded."""
+
+    path: str | None
+    max_bytes: int = 10 * 1024 * 1024
+    backups: int = 5
+    timestamps: bool = False
+
+
+@dataclass(frozen=True)
+class ProgramSpec:
+    """One process instance to supervise (a program with numprocs=N gives N of these)."""
+
+    name: str  # instance name: "web" or "web:0" when numprocs > 1
+    program: str  # the [program.NAME] it comes from
+    command: tuple[str, ...]
+    directory: str | None = None
+    environment: tuple[tuple[str, str], ...] = ()
+    autostart: bool = True
+    stop_signal: str = "TERM"  # the name, for messages and exported units
+    stop_signum: int = 15  # the same, resolved by the config loader (the core sees numbers)
+    stop_timeout: float = 10.0
+    stop_before_restart: bool = False
+    user: str | None = None
+    group: str | None = None
+    instance: int = 0
+    numprocs: int = 1
+    stdout: LogSpec = field(default_factory=lambda: LogSpec(None))
+    stderr: LogSpec = field(default_factory=lambda: LogSpec(None))
+    listen_addrs: tuple[str, ...] = ()
+    restart: RestartPolicy = field(default_factory=RestartPolicy)
+    ready: ReadySpec = field(default_factory=ReadySpec)
+    health: HealthSpec | None = None
+    watchdog_sec: float = 0.0  # 0 = no watchdog; else WATCHDOG=1 expected at least this often
+    depends_on: tuple[Dependency, ...] = ()
+    restart_batch: int = 1  # instances restarted at a time when numprocs > 1 (rolling)
+    # a cgroup v2 leaf per generation (where available): catches processes that escape both
+    # the process group and the tree (double forks), at the price of a slower start (a
+    # cgroup migration waits for an RCU grace period: about 10-20 ms)
+    cgroup: bool = False
+    socket_mode: int = 0o660  # for unix: listen_addrs
+    socket_owner: str | None = None  # "user" or "user:group" for unix: listen_addrs
+    find: str | None = None  # adopt a running copy found by "cmdline", "cwd" or "exe"
+    pidfile: str | None = None  # absolute path of the program's pid file (seed 001's pid lock)
+    # "file:line" of the [program.NAME] header, for messages; moving a section is no change
+    source: str = field(default="", compare=False)
+
+
+def match_instances(
+    patterns: list[str], instances: list[tuple[str, str]]
+) -> tuple[list[str], list[str]]:
+    """What supervisorctl users type -> instance names. `instances` is (instance, program)
+    in config order; a pattern is an instance (`web:0`), a program (`web`: all of its
+    instances), `web:*`, or `all`. Returns (names in order, patterns that matched nothing)."""
+    names: list[str] = []
+    unknown: list[str] = []
+    for pattern in patterns:
+        program = pattern[:-2] if pattern.endswith(":*") else pattern
+        matched = [n for n, p in instances if pattern == "all" or p == program or n == pattern]
+        if not matched:
+            unknown.append(pattern)
+        names.extend(n for n in matched if n not in names)
+    return names, unknown
+
+
+@dataclass(frozen=True)
+class DaemonSpec:
+    run_dir: str  # lock, control socket, state file
+    log_dir: str  # default place of program logs and the daemon's own log
+    socket: str  # control socket path
+
+    @property
+    def lock_path(self) -> str:
+        return f"{self.run_dir}/twinvisor.lock"
+
+    @property
+    def pid_path(self) -> str:
+        return f"{self.run_dir}/twinvisor.pid"
+
+    @property
+    def log_path(self) -> str:
+        return f"{self.log_dir}/twinvisor.log"
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str  # the main config file, absolute
+    daemon: DaemonSpec
+    programs: tuple[ProgramSpec, ...]  # instances, in config order
+
+    def by_name(self) -> dict[str, ProgramSpec]:
+        return {p.name: p for p in self.programs}

@@ -1,0 +1,146 @@
+"""The control API's routes: HTTP requests in, runtime calls out. See docs/api.md.
+
+Name arguments accept what supervisorctl users type: an instance (`web:0`), a program (`web`,
+all of its instances), `web:*`, or `all`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from twinvisor import __version__
+from twinvisor.config.load import config_to_dict, load_config
+from twinvisor.config.signals import signal_number
+from twinvisor.config.specs import match_instances
+from twinvisor.control.server import Request, Response, Router
+from twinvisor.errors import ConfigError
+from twinvisor.supervisor.runtime import Runtime, diff_configs
+
+DEFAULT_WAIT = 60.0
+
+
+def _error(status: int, message: str, **extra: Any) -> Response:
+    return Response(status, {"error": message, **extra})
+
+
+def resolve_names(runtime: Runtime, patterns: list[str]) -> tuple[list[str], list[str]]:
+    """Expand user patterns to instance names; returns (names, unknown patterns)."""
+    procs = runtime.core.procs
+    return match_instances(patterns, [(n, procs[n].spec.program) for n in runtime.names()])
+
+
+def _wait_timeout(req: Request) -> float | None:
+    raw = req.query.get("timeout")
+    if raw is None:
+        return DEFAULT_WAIT
+    try:
+        value = float(raw)
+    except ValueError:
+        return DEFAULT_WAIT
+    return None if value <= 0 else value
+
+
+def build_router(
+    runtime: Runtime,
+    shutdown: Callable[[], Awaitable[dict[str, Any]]],
+    upgrade: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+) -> Router:
+    router = Router()
+
+    async def version(req: Request) -> Response:
+        return Response(200, {"version": __version__, "pid": os.getpid()})
+
+    async def status(req: Request) -> Response:
+        patterns = [p for p in req.query.get("names", "").split(",") if p]
+        names, unknown = resolve_names(runtime, patterns) if patterns else (None, [])
+        if unknown:
+            return _error(404, f"no such program: {', '.join(unknown)}", unknown=unknown)
+        return Response(200, {"programs": runtime.status(names)})
+
+    def verb(
+        action: Callable[[list[str], float | None], Awaitable[dict[str, str]]],
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def handler(req: Request) -> Response:
+            patterns = req.params["name"].split(",")
+            names, unknown = resolve_names(runtime, patterns)
+            if unknown:
+                return _error(404, f"no such program: {', '.join(unknown)}", unknown=unknown)
+            outcomes = await action(names, _wait_timeout(req))
+            ok = all(v == "ok" for v in outcomes.values())
+            return Response(
+                200 if ok else 409,
+                {
+                    "ok": ok,
+                    "results": outcomes,
+                    "programs": runtime.status(names),
+                },
+            )
+
+        return handler
+
+    async def signal_handler(req: Request) -> Response:
+        body = req.body if isinstance(req.body, dict) else {}
+        try:
+            sig = signal_number(str(body.get("signal", "")))
+        except ValueError as e:
+            return _error(400, str(e))
+        names, unknown = resolve_names(runtime, req.params["name"].split(","))
+        if unknown:
+            return _error(404, f"no such program: {', '.join(unknown)}", unknown=unknown)
+        sent = {n: runtime.send_signal(n, sig) for n in names}
+        return Response(
+            200 if all(sent.values()) else 409, {"ok": all(sent.values()), "sent": sent}
+        )
+
+    async def reread(req: Request) -> Response:
+        try:
+            new = load_config(runtime.config.path)  # no thread: spawns fork this process
+        except ConfigError as e:
+            return _config_error(e)
+        return Response(200, {"changes": diff_configs(runtime.config, new)})
+
+    async def update(req: Request) -> Response:
+        try:
+            new = load_config(runtime.config.path)  # no thread: spawns fork this process
+        except ConfigError as e:
+            return _config_error(e)  # a config with errors changes nothing
+        if new.daemon != runtime.config.daemon:
+            return _error(409, "the [daemon] section changed: restart the daemon to apply it")
+        changes = await runtime.apply_config(new)
+        return Response(200, {"changes": changes, "programs": runtime.status()})
+
+    async def config(req: Request) -> Response:
+        return Response(200, config_to_dict(runtime.config))
+
+    async def down(req: Request) -> Response:
+        return Response(200, await shutdown())
+
+    router.add("GET", "/version", version)
+    router.add("GET", "/status", status)
+    router.add("GET", "/config", config)
+    router.add("POST", "/programs/{name}/start", verb(runtime.start))
+    router.add("POST", "/programs/{name}/stop", verb(runtime.stop))
+    router.add("POST", "/programs/{name}/restart", verb(runtime.restart))
+    router.add("POST", "/programs/{name}/signal", signal_handler)
+    router.add("POST", "/reread", reread)
+    router.add("POST", "/update", update)
+    router.add("POST", "/shutdown", down)
+
+    async def upgrade_handler(req: Request) -> Response:
+        if upgrade is None:
+            return _error(409, "upgrade is not available")
+        result = await upgrade()
+        return Response(200 if result.get("ok") else 409, result)
+
+    router.add("POST", "/upgrade", upgrade_handler)
+    return router
+
+
+def _config_error(e: ConfigError) -> Response:
+    return _error(
+        400,
+        "the config has errors; nothing was changed",
+        problems=[str(p) for p in e.problems],
+    )

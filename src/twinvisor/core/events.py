@@ -1,0 +1,178 @@
+"""What flows through the pure core: the events it is fed and the actions it answers with.
+
+Frozen records only, no logic. The runtime turns the world into events (a spawn happened, a
+process exited, a timer fired, the user asked for something) and carries actions out (spawn,
+signal, arm a timer); `core.Core.handle` maps one to the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twinvisor.core.states import ProcessState
+
+# ---- events -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StartRequested:
+    name: str
+
+
+@dataclass(frozen=True)
+class StopRequested:
+    name: str
+
+
+@dataclass(frozen=True)
+class RestartRequested:
+    name: str
+
+
+@dataclass(frozen=True)
+class Spawned:
+    name: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class SpawnFailed:
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Exited:
+    name: str
+    pid: int
+    exit_code: int | None  # None when killed by a signal or unknown (adopted process)
+    signal: int | None = None
+    signal_name: str | None = None  # "SIGTERM": the shell names it, the core has no table
+
+
+@dataclass(frozen=True)
+class TimerFired:
+    name: str
+    token: int
+    kind: str = "main"  # "main" | "watchdog" | "kill" (SIGKILL a retiring pid)
+    pid: int | None = None  # for "kill"
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A readiness probe succeeded for `pid` (tcp/http probes run in the runtime)."""
+
+    name: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class Notified:
+    """An sd_notify datagram from a process of this program (sender already verified)."""
+
+    name: str
+    pid: int  # the generation (process we spawned) the sender is, or descends from
+    fields: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Adopted:
+    """A live process of this instance found at start-up (state file, guard): take it on."""
+
+    name: str
+    pid: int
+    started_at: float  # monotonic, reconstructed from its wall-clock start
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    name: str
+    pid: int
+    ok: bool
+    detail: str = ""
+
+
+Event = (
+    StartRequested
+    | StopRequested
+    | RestartRequested
+    | Spawned
+    | SpawnFailed
+    | Exited
+    | TimerFired
+    | Ready
+    | Notified
+    | HealthResult
+    | Adopted
+)
+
+
+# ---- actions ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spawn:
+    name: str
+
+
+@dataclass(frozen=True)
+class SendSignal:
+    """The program's stop signal (a number resolved by the config) to `pid`'s group."""
+
+    name: str
+    pid: int
+    signal: int
+    group: bool = True  # to the whole process group (the program and its children)
+    resume: bool = False  # then SIGCONT: a stopped (SIGSTOP) process cannot act on it otherwise
+
+
+@dataclass(frozen=True)
+class ForceKill:
+    """SIGKILL `pid`'s process group: it outlived stop_timeout (or was asked to die)."""
+
+    name: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class KillRemnants:
+    """The group leader is gone: SIGKILL whatever it left behind in its group."""
+
+    name: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class SetTimer:
+    name: str
+    token: int
+    delay: float
+    kind: str = "main"
+    pid: int | None = None
+
+
+@dataclass(frozen=True)
+class StartProbe:
+    """Start probing readiness (tcp/http) of `pid`; the runtime answers with Ready."""
+
+    name: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class StateChanged:
+    name: str
+    old: ProcessState
+    new: ProcessState
+
+
+@dataclass(frozen=True)
+class LogLine:
+    name: str
+    message: str
+    level: str = "info"
+
+
+Action = (
+    Spawn | SendSignal | ForceKill | KillRemnants | SetTimer | StartProbe | StateChanged | LogLine
+)

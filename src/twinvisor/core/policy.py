@@ -1,0 +1,63 @@
+"""Restart policy as pure functions of the attempt history and `now`.
+
+Shared by the supervisor core and the `twinvisor.daemon.Daemon` library so that both
+restart, back off and give up by the same rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twinvisor.config.specs import AfterGiveUp, AutoRestart, RestartPolicy
+
+
+@dataclass(frozen=True)
+class Restart:
+    delay: float  # seconds to wait before the next start
+
+
+@dataclass(frozen=True)
+class Stay:
+    """Do not restart: the exit was expected (or auto restart is off)."""
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    """Too many consecutive failures: stop trying (FATAL)."""
+
+
+Decision = Restart | Stay | GiveUp
+
+
+def run_failed(policy: RestartPolicy, run_time: float | None) -> bool:
+    """A run that never started (None) or ended before min_uptime counts as a failure."""
+    return run_time is None or run_time < policy.min_uptime
+
+
+def exit_expected(policy: RestartPolicy, exit_code: int | None) -> bool:
+    """exit_code None means killed by a signal or unknown: never expected."""
+    return exit_code is not None and exit_code in policy.exit_codes
+
+
+def backoff_delay(policy: RestartPolicy, consecutive_failures: int) -> float:
+    """No delay after a healthy run: a crash of a long-running program is replaced at once."""
+    if consecutive_failures <= 0:
+        return 0.0
+    delay = policy.backoff_initial * policy.backoff_factor ** (consecutive_failures - 1)
+    return min(delay, policy.backoff_max)
+
+
+def decide(policy: RestartPolicy, exit_code: int | None, consecutive_failures: int) -> Decision:
+    """What to do after a run ended.
+
+    `consecutive_failures` already counts the run that just ended if it failed.
+    """
+    if policy.auto_restart is AutoRestart.NEVER:
+        return Stay()
+    if policy.auto_restart is AutoRestart.UNEXPECTED and exit_expected(policy, exit_code):
+        return Stay()
+    if consecutive_failures > policy.max_retry:
+        if policy.after_give_up is AfterGiveUp.SLOW_RETRY:
+            return Restart(policy.slow_retry_interval)
+        return GiveUp()
+    return Restart(backoff_delay(policy, consecutive_failures))

@@ -1,0 +1,1 @@
+"""Exit codes, one home for the CLI, the daemon and the guard."""

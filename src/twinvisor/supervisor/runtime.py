@@ -1,0 +1,491 @@
+"""The asyncio shell around the pure core: carries out its actions and feeds it events.
+
+Everything runs on the event loop thread. Events are processed one at a time from a queue
+(`dispatch` never recurses), so an action that produces an event (a spawn that fails) is
+handled after the current batch, in order.
+
+This is the engine (spawn, signal, wait for outcomes, status, config changes); around it:
+`watch` (children's exits and output pipes), `listeners` (listening sockets), `orchestration`
+(start/stop/restart in dependency order), `recovery` (state file, pid files, adoption after a
+restart of the supervisor) and `health` (sd_notify, readiness probes, health checks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, assert_never
+
+from twinvisor.config.signals import describe_signal
+from twinvisor.config.specs import Config, ProgramSpec, ReadyMode
+from twinvisor.core import events, machine
+from twinvisor.errors import SpawnError
+from twinvisor.linux import children, kernel, readiness, sockets, statefile
+from twinvisor.linux.children import Child
+from twinvisor.linux.logs import LogFile
+from twinvisor.supervisor import orchestration, recovery
+from twinvisor.supervisor.health import Health
+from twinvisor.supervisor.listeners import Listeners
+from twinvisor.supervisor.watch import ChildWatcher, Streams
+
+log = logging.getLogger("twinvisor")
+
+
+@dataclass
+class _Waiter:
+    names: tuple[str, ...]
+    outcome: Callable[[machine.Proc], str]  # 'ok' | 'failed' | 'pending'
+    future: asyncio.Future[dict[str, str]]
+
+
+class Runtime:
+    def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.core = machine.Core()
+        self.clock = clock
+        self.children: dict[
+            int, tuple[str, Child]
+        ] = {}  # pid -> (instance, child): every generation
+        self.listeners = Listeners(lambda: self.link)
+        self.cgroups: str | None = None  # our cgroup v2 directory, where one can be had
+        self._cgroup_tag = ""
+        self.health = Health(self)
+        self.notify = readiness.NotifyServer(
+            readiness.notify_address(config.daemon.run_dir), self.health.on_notify
+        )
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.link: Any = None  # GuardLink when running as a twin: holds our fds for us
+        self.freshness_hooks: list[Callable[[], None]] = []  # run with the pid file checks
+        self.state_file = recovery.StateFile(self)
+        self.fifo_dir = f"{config.daemon.run_dir}/pipes"
+        self._streams: dict[str, Streams] = {}
+        self._events: deque[events.Event] = deque()
+        self._dispatching = False
+        self._waiters: list[_Waiter] = []
+        self.loop = asyncio.get_running_loop()
+        self.watcher = ChildWatcher(
+            self.loop, self._on_exit, self._streams, lambda: self.link, self.fifo_dir, self.children
+        )
+        for spec in config.programs:
+            self._add(spec)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def open(self, handed: dict[str, int] | None = None) -> None:
+        """Bind what the programs need before the first spawn; raises OSError naming the address.
+
+        `handed`: fds a previous supervisor left with the guard; listening sockets among them
+        are taken over instead of bound again (they never stopped accepting)."""
+        self.notify.start()
+        import hashlib  # one cgroup per daemon (run dir), beside whatever else runs here
+
+        self._cgroup_tag = hashlib.sha256(os.fsencode(self.config.daemon.run_dir)).hexdigest()[:12]
+        # only found here (programs of an earlier supervisor may live in it); created on the
+        # first spawn of a program with `cgroup = true`
+        existing = kernel.cgroup2_path(self._cgroup_tag)
+        self.cgroups = existing if existing is not None and os.path.isdir(existing) else None
+        self.listeners.take_over(handed or {})
+        for spec in self.config.programs:
+            self.listeners.bind(spec, defer_in_use=True)
+
+    def close(self, keep_sockets: bool = False) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        self.health.close()
+        self.notify.close()
+        if not keep_sockets:  # an upgrade hands unix sockets on: their files must stay
+            self.listeners.close()
+        if self.cgroups is not None:  # only what is empty: programs may outlive us (upgrade)
+            for leaf in _subdirs(self.cgroups):
+                kernel.cgroup_remove(leaf)
+            kernel.cgroup_remove(self.cgroups)
+
+    def detach(self) -> None:
+        """Upgrade: stop watching, leave every program running for the next supervisor."""
+        self.state_file.dirty = True  # written now, whatever changed: the next one reads it
+        self.state_file.flush()
+        self.watcher.detach()
+
+    def _add(self, spec: ProgramSpec) -> None:
+        self.core.add(spec)
+        self._streams[spec.name] = Streams(
+            LogFile(spec.stdout, self._log_problem), LogFile(spec.stderr, self._log_problem)
+        )
+
+    def _forget(self, name: str) -> None:
+        self.core.remove(name)
+        self.health.forget(name)
+        streams = self._streams.pop(name)
+        streams.stdout.close()
+        streams.stderr.close()
+
+    @staticmethod
+    def _log_problem(message: str) -> None:
+        log.warning("%s", message)
+
+    def names(self) -> list[str]:
+        return list(self.core.procs)
+
+    # -- events in ----------------------------------------------------------------------------
+
+    def dispatch(self, event: events.Event) -> None:
+        self._events.append(event)
+        if self._dispatching:
+            return
+        self._dispatching = True
+        try:
+            while self._events:
+                ev = self._events.popleft()
+                self._carry_out(self.core.handle(ev, self.clock()))
+        finally:
+            self._dispatching = False
+        self.state_file.schedule_flush()
+        self._check_waiters()
+
+    def _on_exit(self, name: str, pid: int, exit_code: int | None, sig: int | None) -> None:
+        named = None if sig is None else describe_signal(sig)
+        self.dispatch(events.Exited(name, pid, exit_code, sig, named))
+
+    # -- actions out ----------------------------------------------------------------------------
+
+    def _carry_out(self, actions: Iterable[events.Action]) -> None:
+        for action in actions:
+            match action:
+                case events.Spawn(name=name):
+                    self._spawn(name)
+                case events.SendSignal():
+                    self._signal(action)
+                case events.ForceKill(name=name, pid=pid):
+                    self._signal(events.SendSignal(name, pid, signal.SIGKILL))
+                case events.KillRemnants(pid=pid):
+                    entry = self.children.pop(pid, None)
+                    self.state_file.dirty = True
+                    if entry is not None:
+                        children.kill_remnants(entry[1])
+                        if entry[1].cgroup is not None:
+                            self._remove_leaf(entry[1].cgroup)
+                case events.SetTimer(name=name, token=token, delay=delay, kind=kind, pid=pid):
+                    event = events.TimerFired(name, token, kind, pid)
+                    self.loop.call_later(delay, self.dispatch, event)
+                case events.StartProbe(name=name, pid=pid):
+                    self._spawn_task(self.health.probe_ready(name, pid))
+                case events.StateChanged(name=name, old=old, new=new):
+                    log.info("%s: %s -> %s", name, old.value, new.value)
+                    self.health.on_state(name, new)
+                case events.LogLine(name=name, message=message, level=level):
+                    log.log(logging.getLevelName(level.upper()), "%s: %s", name, message)
+                case _:
+                    assert_never(action)
+
+    def _spawn(self, name: str) -> None:
+        proc = self.core.procs[name]
+        spec = proc.spec
+        if spec.find and proc.old_pid is None and self._adopt_found(name, spec):
+            return
+        leaf = self._new_leaf(name) if spec.cgroup else None
+        try:
+            child = children.spawn(spec, fifo_dir=self.fifo_dir, **self._spawn_extras(spec, leaf))
+        except (SpawnError, OSError) as e:
+            if leaf is not None:
+                kernel.cgroup_remove(leaf)
+            self._events.append(events.SpawnFailed(name, str(e)))
+            return
+        child.cgroup = leaf  # the trampoline moves it there before the program runs
+        self.track(name, child)
+        self.state_file.dirty = True
+        self._events.append(events.Spawned(name, child.pid))
+
+    def track(self, name: str, child: Child) -> None:
+        """Take charge of a live child of instance `name` (spawned, or adopted by `recover`)."""
+        if self.cgroups is not None and child.cgroup is None and child.popen is None:
+            # adopted after a restart: the leaf it lives in (never one it did not)
+            child.cgroup = kernel.cgroup_leaf_of(child.pid, self.cgroups)
+        self.children[child.pid] = (name, child)
+        self.watcher.watch(name, child)
+
+    def _remove_leaf(self, leaf: str, delay: float = 0.05) -> None:
+        """rmdir a killed program's cgroup once its processes are gone: they die after
+        cgroup.kill returns, so retry with back-off (a few wake-ups, only after an exit)."""
+        if kernel.cgroup_remove(leaf) or delay > 5.0:
+            return
+        self.loop.call_later(delay, self._remove_leaf, leaf, delay * 2)
+
+    def _adopt_found(self, name: str, spec: ProgramSpec) -> bool:
+        """Seed 001: a copy started by hand is taken over, never started a second time."""
+        from twinvisor.linux import discovery
+
+        assert spec.find is not None
+        ours = set(self.children) | {os.getpid()}
+        for match in discovery.find_matches(spec, spec.find, exclude_pids=ours):
+            if self._owned_elsewhere(match.pid):
+                continue
+            child = Child(match.pid, match.start_time, None, None)
+            self.children[match.pid] = (name, child)
+            self.watcher.watch_exit(name, child)
+            log.info("%s: adopted pid %d found by %s: %s", name, match.pid, spec.find, match.reason)
+            started = self.clock() - max(0.0, time.time() - recovery.create_time(match.pid))
+            self._events.append(events.Adopted(name, match.pid, started))
+            self.state_file.dirty = True
+            return True
+        return False
+
+    def _owned_elsewhere(self, pid: int) -> bool:
+        """Already one of our instances (another instance of the same command)."""
+        return any(p.pid == pid or p.old_pid == pid for p in self.core.procs.values())
+
+    def _spawn_extras(self, spec: ProgramSpec, leaf: str | None) -> dict[str, Any]:
+        # the tag lets a restarted supervisor recognise its programs (and never duplicate them)
+        env = {"TWINVISOR_RUN_DIR": self.config.daemon.run_dir}
+        if spec.ready.mode is ReadyMode.NOTIFY or spec.watchdog_sec > 0:
+            env["NOTIFY_SOCKET"] = self.notify.path
+        if spec.watchdog_sec > 0:
+            env["WATCHDOG_USEC"] = str(int(spec.watchdog_sec * 1_000_000))
+        extras: dict[str, Any] = {"env_extra": env}
+        if spec.listen_addrs:
+            fds = self.listeners.bind(spec)
+            env.update(sockets.listen_env([spec.program] * len(fds)))
+            extras["preexec"] = sockets.place_fds(fds)
+        if leaf is not None or spec.listen_addrs:
+            procs = None if leaf is None else f"{leaf}/cgroup.procs"
+            extras["argv_prefix"] = children.trampoline(procs, bool(spec.listen_addrs))
+        return extras
+
+    def _new_leaf(self, name: str) -> str | None:
+        """A fresh cgroup leaf for the next generation of `name`, made before the spawn."""
+        if self.cgroups is None:
+            self.cgroups = kernel.cgroup2_base(self._cgroup_tag)
+        if self.cgroups is None:
+            return None
+        # unique across supervisor restarts: a leaf is never shared by two generations
+        leaf = f"{self.cgroups}/{name}.{time.time_ns()}"
+        try:
+            os.mkdir(leaf)
+        except OSError:
+            return None
+        return leaf
+
+    def _signal(self, action: events.SendSignal) -> None:
+        entry = self.children.get(action.pid)
+        if entry is None or entry[0] != action.name:
+            return  # not ours (anymore): never signal a pid we cannot vouch for
+        child = entry[1]
+        if action.signal in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):
+            children.snapshot_tree(child)
+        if action.group:
+            kernel.signal_group(child.pgid, action.signal)
+            if action.resume:
+                kernel.signal_group(child.pgid, signal.SIGCONT)
+        else:
+            kernel.signal_pid(child.pid, action.signal)
+            if action.resume:
+                kernel.signal_pid(child.pid, signal.SIGCONT)
+
+    # -- waiting for outcomes -----------------------------------------------------------------
+
+    def _check_waiters(self) -> None:
+        still: list[_Waiter] = []
+        for w in self._waiters:
+            if w.future.done():
+                continue
+            outcomes = {
+                n: w.outcome(self.core.procs[n]) if n in self.core.procs else "ok" for n in w.names
+            }
+            if "pending" in outcomes.values():
+                still.append(w)
+            else:
+                w.future.set_result(outcomes)
+        self._waiters = still
+
+    async def wait(
+        self, names: Iterable[str], outcome: Callable[[machine.Proc], str], timeout: float | None
+    ) -> dict[str, str]:
+        """Wait until every named instance has an outcome; 'timeout' for those still pending."""
+        w = _Waiter(tuple(names), outcome, self.loop.create_future())
+        self._waiters.append(w)
+        self._check_waiters()
+        try:
+            return await asyncio.wait_for(asyncio.shield(w.future), timeout)
+        except TimeoutError:
+            return {
+                n: (outcome(self.core.procs[n]) if n in self.core.procs else "ok").replace(
+                    "pending", "timeout"
+                )
+                for n in w.names
+            }
+
+    def send_signal(self, name: str, sig: int) -> bool:
+        proc = self.core.procs[name]
+        if proc.pid is None or proc.pid not in self.children or not proc.state.is_alive:
+            return False
+        return kernel.signal_pid(proc.pid, sig)
+
+    def leftover_pids(self) -> list[int]:
+        """Processes we started that are still alive (for `down`'s exit status)."""
+        return [
+            c.pid for _, c in self.children.values() if kernel.is_same_process(c.pid, c.start_ticks)
+        ]
+
+    def _spawn_task(self, coro: Any) -> None:
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- user requests: see orchestration ---------------------------------------------------------
+
+    async def start(self, names: list[str], timeout: float | None = None) -> dict[str, str]:
+        return await orchestration.start(self, names, timeout)
+
+    async def stop(
+        self, names: list[str], timeout: float | None = None, remember: bool = True
+    ) -> dict[str, str]:
+        return await orchestration.stop(self, names, timeout, remember)
+
+    async def restart(self, names: list[str], timeout: float | None = None) -> dict[str, str]:
+        return await orchestration.restart(self, names, timeout)
+
+    async def stop_all(self) -> dict[str, str]:
+        """`down`: stop everything without changing what the user wants running."""
+        return await self.stop(self.names(), remember=False)
+
+    # -- what outlives a supervisor: see recovery -------------------------------------------------
+
+    @property
+    def state_path(self) -> str:
+        return self.state_file.path
+
+    @property
+    def sockets(self) -> sockets.SocketRegistry:
+        """Where `recovery.claim_sockets` puts the sockets it takes back (owned by listeners)."""
+        return self.listeners.registry
+
+    def recover(self, saved: statefile.PersistedState, handed: dict[str, int]) -> set[str]:
+        return recovery.recover(self, saved, handed)
+
+    def claim_sockets(self) -> None:
+        recovery.claim_sockets(self, sorted(self.listeners.unbound))
+        self.listeners.unbound.clear()
+        self.release_unused_sockets()  # handed back by the guard, but gone from the config
+
+    def remove_stale(self) -> None:
+        """After start-up or adoption: FIFOs and cgroup leaves of generations that are gone.
+        A leaf nobody tracks holds only what a dead program left behind: it is killed."""
+        recovery.remove_stale_fifos(self.fifo_dir, self.watcher.live_fifos())
+        if self.cgroups is None:
+            return
+        live = {c.cgroup for _, c in self.children.values()}
+        for entry in _subdirs(self.cgroups):
+            if entry not in live:
+                kernel.cgroup_kill(entry)
+                self._remove_leaf(entry)
+
+    def reap_orphans(self) -> None:
+        recovery.reap_orphans(self.children)
+
+    def save_clean_shutdown(self) -> None:
+        self.state_file.save_clean_shutdown()
+
+    def start_freshness(self, own_pid_path: str) -> None:
+        recovery.start_freshness(self, own_pid_path)
+
+    # -- config changes -------------------------------------------------------------------------
+
+    async def apply_config(self, new: Config) -> dict[str, list[str]]:
+        """`update`: add, remove, and restart only what changed."""
+        diff = diff_configs(self.config, new)
+        specs = new.by_name()
+        if diff["removed"] or diff["changed"]:
+            await self.stop(diff["removed"] + diff["changed"])
+        for name in diff["removed"]:
+            self._forget(name)
+        for name in diff["changed"]:
+            self._forget(name)
+            self._add(specs[name])
+        for name in diff["added"]:
+            self._add(specs[name])
+        # keep config order for status listings
+        self.core.procs = {s.name: self.core.procs[s.name] for s in new.programs}
+        self.config = new
+        self.release_unused_sockets()
+        to_start = [n for n in diff["added"] + diff["changed"] if specs[n].autostart]
+        if to_start:
+            await self.start(to_start, timeout=30)
+        return diff
+
+    def release_unused_sockets(self) -> None:
+        in_use = {a for s in self.config.programs for a in s.listen_addrs}
+        for addr in self.listeners.release_unused(in_use):
+            log.info("released listening socket %s: no program uses it any more", addr)
+
+    # -- status ---------------------------------------------------------------------------------
+
+    def status(self, names: Iterable[str] | None = None) -> list[dict[str, object]]:
+        now = self.clock()
+        wall = time.time()
+        rows: list[dict[str, object]] = []
+        for name in names if names is not None else self.core.procs:
+            p = self.core.procs[name]
+            alive = p.state.is_alive and p.started_at is not None
+            uptime = now - p.started_at if alive and p.started_at is not None else None
+            rows.append(
+                {
+                    "name": name,
+                    "program": p.spec.program,
+                    "state": p.state.value,
+                    "pid": p.pid,
+                    "uptime": round(uptime, 3) if uptime is not None else None,
+                    "started": round(wall - uptime, 3) if uptime is not None else None,
+                    "restarts": p.restarts,
+                    "failures": p.failures,
+                    "given_up": p.given_up,
+                    "last_exit": p.last_exit.describe() if p.last_exit else None,
+                    "exit_code": p.last_exit.exit_code if p.last_exit else None,
+                    "error": p.last_error,
+                    "stdout_file": p.spec.stdout.path,
+                    "stderr_file": p.spec.stderr.path,
+                    "dropped_bytes": self._dropped(name),
+                    "status_text": p.status_text,
+                    "healthy": p.healthy,
+                    "previous_pid": p.old_pid,
+                    "reloading": p.reloading,  # sd_notify RELOADING=1 until the next READY=1
+                    "main_pid": p.main_pid,  # sd_notify MAINPID=, as the program reports it
+                    "listen_addrs": list(p.spec.listen_addrs),
+                }
+            )
+        return rows
+
+    def _dropped(self, name: str) -> int:
+        s = self._streams.get(name)
+        return 0 if s is None else s.stdout.dropped_bytes + s.stderr.dropped_bytes
+
+    def reopen_logs(self) -> None:
+        """SIGUSR2: reopen every log file (after an external logrotate moved them away)."""
+        for streams in self._streams.values():
+            streams.stdout.reopen()
+            streams.stderr.reopen()
+        log.info("log files reopened")
+
+    def autostart_names(self) -> list[str]:
+        return [n for n, p in self.core.procs.items() if p.spec.autostart]
+
+
+def _subdirs(path: str) -> list[str]:
+    try:
+        return [e.path for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
+def diff_configs(old: Config, new: Config) -> dict[str, list[str]]:
+    """Instance names added, removed and changed between two configs (pure)."""
+    a, b = old.by_name(), new.by_name()
+    return {
+        "added": [n for n in b if n not in a],
+        "removed": [n for n in a if n not in b],
+        "changed": [n for n in b if n in a and a[n] != b[n]],
+    }

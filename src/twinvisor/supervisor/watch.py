@@ -1,0 +1,179 @@
+"""Watching live children: their exits (pidfd, or SIGCHLD where pidfds are missing) and their
+output pipes, which go to the log files and are held by the guard while they are open.
+
+`ChildWatcher` belongs to one Runtime. It is told about each child once (`watch`), reports an
+exit through `on_exit` after draining what the child already wrote, and owns the bookkeeping of
+the pipes: the key each is held under by the guard and its FIFO in the run dir, both given up at
+EOF. It reaps a child only by its pid, never by a wildcard wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from twinvisor.linux import children, fsutil, kernel
+from twinvisor.linux.children import Child
+from twinvisor.linux.logs import LogFile
+
+OnExit = Callable[[str, int, int | None, int | None], None]  # (instance, pid, exit code, signal)
+
+
+@dataclass
+class Streams:
+    """Where one instance's output goes."""
+
+    stdout: LogFile
+    stderr: LogFile
+
+
+ADOPTED_POLL = 1.0  # seconds; only without pidfds, only for processes we did not start
+
+
+class ChildWatcher:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_exit: OnExit,
+        sinks: Mapping[str, Streams],
+        link: Callable[[], Any],
+        fifo_dir: str,
+        children: Mapping[int, tuple[str, Child]],
+    ) -> None:
+        """`sinks`: instance -> its log files; `link`: the GuardLink when running as a twin
+        (set after start-up, hence asked each time); `children`: the runtime's pid ->
+        (instance, child), every one of which the SIGCHLD fallback polls."""
+        self.loop = loop
+        self._on_exit = on_exit
+        self._sinks = sinks
+        self._link = link
+        self._fifo_dir = fifo_dir
+        self._children = children
+        self._pipe_keys: dict[int, str] = {}  # pipe fd -> key it is held under by the guard
+        self._fifo_paths: dict[int, str] = {}  # pipe fd -> its FIFO in the run dir
+        self._sigchld_fallback = False
+
+    def watch(self, name: str, child: Child) -> None:
+        """Hand the child's pipes to the guard, log its output, report its exit."""
+        self._hold_pipes(name, child)
+        self._watch_output(name, child)
+        self.watch_exit(name, child)
+
+    def detach(self) -> None:
+        """Upgrade: stop reading the pipes; the next supervisor reads them from the guard."""
+        for fd in list(self._pipe_keys):
+            self.loop.remove_reader(fd)
+
+    def live_fifos(self) -> set[str]:
+        return set(self._fifo_paths.values())
+
+    # -- exits --------------------------------------------------------------------------------
+
+    def watch_exit(self, name: str, child: Child) -> None:
+        try:
+            pidfd = kernel.pidfd_open(child.pid)
+        except ProcessLookupError:
+            pidfd = None
+        if pidfd is None:
+            self._enable_sigchld_fallback()
+            if child.popen is None:
+                # adopted, not our child: no SIGCHLD will tell us; without a pidfd (kernels
+                # before 5.3) polling its liveness is the only way left
+                self._poll_adopted(name, child)
+            else:
+                self.loop.call_soon(self._poll_exit, name, child)
+            return
+
+        def on_exit() -> None:
+            if self._poll_exit(name, child):
+                self.loop.remove_reader(pidfd)
+                os.close(pidfd)
+
+        self.loop.add_reader(pidfd, on_exit)
+
+    def _poll_exit(self, name: str, child: Child) -> bool:
+        status = children.reap(child)
+        if status is None:
+            return False
+        self._drain_output(name, child)
+        self._on_exit(name, child.pid, status[0], status[1])
+        return True
+
+    def _poll_adopted(self, name: str, child: Child) -> None:
+        if not self._poll_exit(name, child):
+            self.loop.call_later(ADOPTED_POLL, self._poll_adopted, name, child)
+
+    def _enable_sigchld_fallback(self) -> None:
+        """Without pidfds, SIGCHLD tells us that *some* child exited; we then reap ours by pid."""
+        if self._sigchld_fallback:
+            return
+        self._sigchld_fallback = True
+
+        def on_sigchld() -> None:
+            for name, child in list(self._children.values()):
+                if child.popen is not None:  # adopted ones are polled on their own
+                    self._poll_exit(name, child)
+
+        self.loop.add_signal_handler(signal.SIGCHLD, on_sigchld)
+
+    # -- output -------------------------------------------------------------------------------
+
+    def _hold_pipes(self, name: str, child: Child) -> None:
+        link = self._link()
+        for stream, fd in (("out", child.stdout_fd), ("err", child.stderr_fd)):
+            if fd is not None:
+                key = f"pipe:{name}:{child.pid}:{stream}"
+                self._pipe_keys[fd] = key
+                self._fifo_paths[fd] = children.fifo_path(
+                    self._fifo_dir, f"{name}.{stream}", child.pid
+                )
+                if link is not None:
+                    link.hold(key, fd)
+
+    def _watch_output(self, name: str, child: Child) -> None:
+        streams = self._sinks[name]
+        for fd, sink in ((child.stdout_fd, streams.stdout), (child.stderr_fd, streams.stderr)):
+            if fd is not None:
+                self.loop.add_reader(fd, self._read_pipe, fd, sink)
+
+    def _read_pipe(self, fd: int, sink: LogFile) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            sink.write(data)
+            return
+        self.loop.remove_reader(fd)
+        os.close(fd)
+        key = self._pipe_keys.pop(fd, None)
+        link = self._link()
+        if key is not None and link is not None:
+            link.release(key)
+        fifo = self._fifo_paths.pop(fd, None)
+        if fifo is not None:  # every writer is gone: nothing will ever wait in it again
+            fsutil.remove_quietly(fifo)
+
+    def _drain_output(self, name: str, child: Child) -> None:
+        """Read what is already in the pipes, so output lands before the exit is logged.
+        The pipes stay watched: a grandchild may still hold them open."""
+        streams = self._sinks.get(name)
+        if streams is None:
+            return
+        for fd, sink in ((child.stdout_fd, streams.stdout), (child.stderr_fd, streams.stderr)):
+            if fd is None:
+                continue
+            for _ in range(64):  # bounded: a grandchild writing endlessly must not stall us
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                sink.write(data)

@@ -1,0 +1,493 @@
+"""The guard: a small process that keeps the supervisor alive and holds what it cannot lose.
+
+    twinvisor up ─> guard (subreaper, holds fds) ─> supervisor (asyncio, does everything)
+                                                      └─> programs
+
+The guard does almost nothing, so it almost never fails: it restarts the supervisor when it
+dies (or hangs: missed heartbeats), and keeps a copy of every fd the supervisor must not lose
+— the control socket, the listening sockets, the read ends of the programs' stdout/stderr
+pipes — received over a SOCK_SEQPACKET unix socket with SCM_RIGHTS. A new supervisor asks for
+them back and carries on: connections wait in the kernel's queues meanwhile, pipe output
+waits in the pipe buffers. When the guard dies the supervisor starts a new one (`--watch PID`
+mode) and hands it the fds again.
+
+Protocol: one JSON object per datagram, fds attached where the op carries them.
+  supervisor -> guard: hello, hold{key}+fd, release{key}, ping, shutdown, upgrade
+  guard -> supervisor: fds{keys}+fds (answer to hello, in batches), fds_end
+Pings go one way only (a reply would double the wake-ups of an idle pair): the guard detects
+a hung supervisor by missing pings; the supervisor detects a stopped guard by its /proc state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+from twinvisor.config.specs import AfterGiveUp, DaemonSpec, RestartPolicy
+from twinvisor.core import policy
+from twinvisor.linux import fsutil, kernel
+
+log = logging.getLogger("twinvisor.guard")
+
+GUARD_ENV = "TWINVISOR_GUARD"  # tells a supervisor where its guard listens
+HEARTBEAT = 3.0  # the supervisor pings this often, one way (a third of a wake-up per second each)
+HEARTBEAT_TIMEOUT = 7.0  # no ping for this long: the supervisor is hung or stopped
+MAX_MESSAGE = 64 * 1024
+FDS_PER_MESSAGE = 200  # SCM_MAX_FD is 253
+# restart policy for the supervisor itself: quick retries, then slower, never a tight loop
+# (never giving up: a guard that stops reviving would leave the programs unsupervised)
+SUPERVISOR_POLICY = RestartPolicy(
+    max_retry=5,
+    min_uptime=2.0,
+    backoff_initial=0.1,
+    backoff_max=5.0,
+    after_give_up=AfterGiveUp.SLOW_RETRY,
+    slow_retry_interval=5.0,
+)
+
+
+def guard_paths(daemon: DaemonSpec) -> tuple[str, str, str]:
+    run = daemon.run_dir
+    return f"{run}/guard.sock", f"{run}/guard.lock", f"{run}/guard.pid"
+
+
+def stop_marker(daemon: DaemonSpec) -> str:
+    """Seed 000's stop signal file: while it exists, nothing revives the supervisor."""
+    return f"{daemon.run_dir}/stop"
+
+
+def send_message(
+    sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None
+) -> None:
+    data = json.dumps(message).encode()
+    if fds:
+        socket.send_fds(sock, [data], fds)
+    else:
+        sock.send(data)
+
+
+def recv_message(sock: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
+    """One message and its fds; None when the peer is gone."""
+    try:
+        data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, FDS_PER_MESSAGE)
+    except (ConnectionResetError, BrokenPipeError):
+        return None
+    if not data:
+        for fd in fds:
+            os.close(fd)
+        return None
+    try:
+        message = json.loads(data)
+    except ValueError:
+        message = {}
+    return (message if isinstance(message, dict) else {}), fds
+
+
+def supervisor_command(config_path: str) -> list[str]:
+    return [sys.executable, "-m", "twinvisor", "daemon", "-c", config_path]
+
+
+class Guard:
+    def __init__(self, config_path: str, daemon: DaemonSpec) -> None:
+        self.config_path = config_path
+        self.daemon = daemon
+        self.sock_path, self.lock_path, self.pid_path = guard_paths(daemon)
+        self.held: dict[str, int] = {}
+        self.sel = selectors.DefaultSelector()
+        self.conn: socket.socket | None = None
+        self.supervisor: int | None = None
+        self.supervisor_child: subprocess.Popen[bytes] | None = None
+        self.supervisor_pidfd: int | None = None
+        self.supervisor_started = 0.0
+        self.failures = 0
+        self.last_ping = time.monotonic()
+        self.next_spawn: float | None = None
+        self.shutdown_requested = False
+        self.upgrade_requested = False
+
+    # -- setup ----------------------------------------------------------------------------
+
+    def lock(self) -> int | None:
+        fsutil.make_private_dir(self.daemon.run_dir)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
+
+    def listen(self, inherited: int | None) -> None:
+        if inherited is not None:
+            listener = socket.socket(fileno=inherited)
+        else:
+            fsutil.remove_quietly(self.sock_path)
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+            old = os.umask(0o177)
+            try:
+                listener.bind(self.sock_path)
+            finally:
+                os.umask(old)
+            listener.listen(4)
+        os.set_inheritable(listener.fileno(), False)
+        self.listener = listener
+        self.sel.register(listener, selectors.EVENT_READ, "accept")
+
+    # -- the supervisor ------------------------------------------------------------------
+
+    def spawn_supervisor(self, ready_fd: int | None = None) -> None:
+        env = dict(os.environ, **{GUARD_ENV: self.sock_path})
+        env.pop("TWINVISOR_READY_FD", None)
+        pass_fds: tuple[int, ...] = ()
+        if ready_fd is not None:
+            env["TWINVISOR_READY_FD"] = str(ready_fd)
+            pass_fds = (ready_fd,)
+        out = _open_out(self.daemon)
+        try:
+            child = subprocess.Popen(
+                supervisor_command(self.config_path),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                pass_fds=pass_fds,
+                env=env,
+                start_new_session=True,
+            )
+        except OSError as e:
+            log.error("cannot start the supervisor: %s", e)
+            self._schedule_restart(None)
+            return
+        finally:
+            os.close(out)
+        log.info("started supervisor pid %d", child.pid)
+        self._watch_supervisor(child.pid, child)
+        self.supervisor_started = time.monotonic()
+
+    def watch_existing(self, pid: int) -> None:
+        """Guard restarted by a live supervisor: watch it, it is not our child."""
+        self._watch_supervisor(pid, None)
+        self.supervisor_started = time.monotonic() - SUPERVISOR_POLICY.min_uptime
+
+    def _watch_supervisor(self, pid: int, child: subprocess.Popen[bytes] | None) -> None:
+        self.supervisor, self.supervisor_child = pid, child
+        self.last_ping = time.monotonic()
+        try:
+            self.supervisor_pidfd = kernel.pidfd_open(pid)
+        except ProcessLookupError:
+            self.supervisor_pidfd = None
+            self._supervisor_died(None)
+            return
+        if self.supervisor_pidfd is not None:
+            self.sel.register(self.supervisor_pidfd, selectors.EVENT_READ, "supervisor")
+
+    def _supervisor_died(self, status: int | None) -> None:
+        pid = self.supervisor
+        if self.supervisor_pidfd is not None:
+            self.sel.unregister(self.supervisor_pidfd)
+            os.close(self.supervisor_pidfd)
+            self.supervisor_pidfd = None
+        self.supervisor = self.supervisor_child = None
+        self._drop_connection()
+        if self.shutdown_requested or os.path.exists(stop_marker(self.daemon)):
+            log.info("supervisor %s exited after a stop: the guard exits too", pid)
+            raise SystemExit(0)
+        code = os.waitstatus_to_exitcode(status) if status is not None else None
+        # final: config error (2), another supervisor holds the lock (3), a start-up failure
+        # the operator's `up` already reported (4); retrying would only hide it
+        if code in (2, 3, 4):
+            log.error("supervisor %s exited with %s at start-up: the guard exits too", pid, code)
+            raise SystemExit(code)
+        log.warning("supervisor pid %s died (status %s): restarting it", pid, status)
+        self._schedule_restart(time.monotonic() - self.supervisor_started)
+
+    def _schedule_restart(self, run_time: float | None) -> None:
+        failed = policy.run_failed(SUPERVISOR_POLICY, run_time)
+        self.failures = self.failures + 1 if failed else 0
+        decision = policy.decide(SUPERVISOR_POLICY, None, self.failures)
+        if isinstance(decision, policy.Restart):
+            if self.failures > SUPERVISOR_POLICY.max_retry:
+                log.error(
+                    "the supervisor keeps dying at start (%d times): retrying every %.0f s",
+                    self.failures,
+                    decision.delay,
+                )
+            self.next_spawn = time.monotonic() + decision.delay
+            return
+        log.error("the supervisor failed %d times in a row; the guard gives up", self.failures)
+        raise SystemExit(1)
+
+    # -- connection with the supervisor ----------------------------------------------------
+
+    def _accept(self) -> None:
+        conn, _ = self.listener.accept()
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+        pid, uid, _gid = (
+            int.from_bytes(creds[i : i + 4], sys.byteorder, signed=True) for i in (0, 4, 8)
+        )
+        if uid not in (os.geteuid(), 0):
+            conn.close()
+            return
+        self._drop_connection()
+        conn.setblocking(True)
+        conn.settimeout(5.0)
+        self.conn = conn
+        self.sel.register(conn, selectors.EVENT_READ, "conn")
+        self.last_ping = time.monotonic()
+        if self.supervisor is None or self.supervisor != pid:
+            # a supervisor we did not start (we were restarted, or an upgrade): watch it
+            if self.supervisor_pidfd is not None:
+                self.sel.unregister(self.supervisor_pidfd)
+                os.close(self.supervisor_pidfd)
+                self.supervisor_pidfd = None
+            self._watch_supervisor(pid, None)
+
+    def _drop_connection(self) -> None:
+        if self.conn is not None:
+            self.sel.unregister(self.conn)
+            self.conn.close()
+            self.conn = None
+
+    def _on_message(self) -> None:
+        assert self.conn is not None
+        got = recv_message(self.conn)
+        if got is None:
+            self._drop_connection()
+            return
+        message, fds = got
+        op = message.get("op")
+        self.last_ping = time.monotonic()
+        if op == "hold" and len(fds) == 1:
+            old = self.held.pop(str(message.get("key")), None)
+            if old is not None:
+                os.close(old)
+            self.held[str(message.get("key"))] = fds[0]
+            return
+        for fd in fds:  # fds only travel with `hold`
+            os.close(fd)
+        if op == "release":
+            fd = self.held.pop(str(message.get("key")), -1)
+            if fd >= 0:
+                os.close(fd)
+        elif op == "hello":
+            self._send_held()
+        elif op == "ping":
+            if fsutil.read_pid(self.pid_path) != os.getpid():  # deleted by someone: seed 000
+                fsutil.write_atomic(self.pid_path, f"{os.getpid()}\n", fsync=False)
+        elif op == "shutdown":
+            self.shutdown_requested = True
+        elif op == "upgrade":
+            self.upgrade_requested = True
+
+    def _send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
+        if self.conn is None:
+            return
+        try:
+            send_message(self.conn, message, fds)
+        except OSError:
+            self._drop_connection()
+
+    def _send_held(self) -> None:
+        items = list(self.held.items())
+        for i in range(0, len(items), FDS_PER_MESSAGE):
+            batch = items[i : i + FDS_PER_MESSAGE]
+            self._send({"op": "fds", "keys": [k for k, _ in batch]}, [fd for _, fd in batch])
+        self._send({"op": "fds_end"})
+
+    # -- main loop ----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        # SIGTERM/SIGINT (docker stop, systemctl stop, Ctrl-C) mean `down`: stop marker, then
+        # the supervisor stops the programs; we exit when it has
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        self.sel.register(wake_r, selectors.EVENT_READ, "signal")
+        while True:
+            for key, _ in self.sel.select(self._timeout()):
+                self._dispatch(key.data, wake_r)
+            self._reap()
+            self._check_heartbeat()
+            if self.next_spawn is not None and time.monotonic() >= self.next_spawn:
+                self.next_spawn = None
+                self.spawn_supervisor()
+            if self.upgrade_requested:
+                self._reexec()
+
+    def _on_stop_signal(self, signum: int, frame: object) -> None:
+        fsutil.write_atomic(stop_marker(self.daemon), f"{os.getpid()}\n")
+        self.shutdown_requested = True
+        if self.supervisor is not None:
+            kernel.signal_pid(self.supervisor, signal.SIGTERM)
+        else:
+            raise SystemExit(0)
+
+    def _timeout(self) -> float | None:
+        deadlines = []
+        if self.next_spawn is not None:
+            deadlines.append(self.next_spawn)
+        if self.conn is not None:
+            deadlines.append(self.last_ping + HEARTBEAT_TIMEOUT)
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - time.monotonic())
+
+    def _dispatch(self, what: str, wake_r: int) -> None:
+        if what == "accept":
+            self._accept()
+        elif what == "conn":
+            self._on_message()
+        elif what == "signal":
+            with contextlib.suppress(BlockingIOError):
+                os.read(wake_r, 4096)
+        elif what == "supervisor" and self.supervisor_child is None:
+            self._supervisor_died(None)  # not our child: its parent reaps it
+
+    def _reap(self) -> None:
+        """We are a subreaper: reap every orphan, and notice our supervisor's exit."""
+        for pid, status in kernel.reap_zombies():
+            if pid == self.supervisor:
+                self._supervisor_died(status)
+
+    def _check_heartbeat(self) -> None:
+        if self.conn is None or self.supervisor is None:
+            return
+        if time.monotonic() - self.last_ping > HEARTBEAT_TIMEOUT:
+            log.warning(
+                "supervisor pid %d missed its heartbeats (stopped or hung): SIGKILL",
+                self.supervisor,
+            )
+            kernel.signal_pid(self.supervisor, signal.SIGKILL)
+            self.last_ping = time.monotonic()
+
+    def _reexec(self) -> None:
+        """`twinvisor upgrade`: become the newly installed code, keeping our pid, our child
+        (the supervisor), the listener and every held fd."""
+        fds = {**self.held, "__listener__": self.listener.fileno()}
+        for fd in fds.values():
+            os.set_inheritable(fd, True)
+        env = dict(os.environ, TWINVISOR_GUARD_FDS=json.dumps(fds))
+        if self.supervisor is not None:
+            env["TWINVISOR_GUARD_WATCH"] = str(self.supervisor)
+        log.info("upgrade: re-executing the guard")
+        os.execve(
+            sys.executable,
+            [sys.executable, "-m", "twinvisor", "guard", "-c", self.config_path],
+            env,
+        )
+
+
+def _open_out(daemon: DaemonSpec) -> int:
+    os.makedirs(daemon.log_dir, mode=0o750, exist_ok=True)
+    try:
+        return os.open(
+            f"{daemon.log_dir}/twinvisor.out",
+            os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+            0o640,
+        )
+    except OSError:
+        return os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+
+
+def run_guard(config_path: str, watch_pid: int | None, foreground: bool = False) -> int:
+    """Entry point of `twinvisor guard` (started by `up`, by a supervisor, or by itself)."""
+    from twinvisor.config.paths import daemon_table_paths
+
+    ready_fd = _take_ready_fd()
+    # only the [daemon] table: the guard stays small, and a config with errors elsewhere
+    # is for the supervisor to report
+    paths = daemon_table_paths(config_path)
+    if paths is None:
+        _report(
+            ready_fd,
+            {
+                "ok": False,
+                "error": "config",
+                "problems": [f"{config_path}: cannot read the [daemon] table"],
+            },
+        )
+        return 2
+    daemon = DaemonSpec(run_dir=paths.run_dir, log_dir=paths.log_dir, socket=paths.socket)
+    guard = Guard(os.path.abspath(config_path), daemon)
+    inherited = json.loads(os.environ.pop("TWINVISOR_GUARD_FDS", "{}"))
+    watch_env = os.environ.pop("TWINVISOR_GUARD_WATCH", None)
+    if watch_env and watch_env.isdigit():
+        watch_pid = int(watch_env)
+    lock_fd = guard.lock()
+    if lock_fd is None:
+        _report(
+            ready_fd,
+            {
+                "ok": False,
+                "error": "running",
+                "message": "a guard already runs",
+                "pid": fsutil.read_pid(guard.pid_path),
+            },
+        )
+        return 3
+    _setup_logging(daemon, foreground)
+    kernel.set_child_subreaper()
+    fsutil.write_atomic(guard.pid_path, f"{os.getpid()}\n")
+    guard.listen(inherited.pop("__listener__", None))
+    guard.held = {k: int(v) for k, v in inherited.items()}
+    for fd in guard.held.values():
+        os.set_inheritable(fd, False)
+    if watch_pid is not None:
+        guard.watch_existing(watch_pid)
+    else:
+        guard.spawn_supervisor(ready_fd)
+    if ready_fd is not None:
+        os.close(ready_fd)  # the supervisor reports readiness itself
+    try:
+        guard.run()
+    except SystemExit as e:
+        fsutil.remove_quietly(guard.pid_path)
+        fsutil.remove_quietly(guard.sock_path)
+        return int(e.code or 0)
+    return 0
+
+
+def _take_ready_fd() -> int | None:
+    raw = os.environ.pop("TWINVISOR_READY_FD", None)
+    if not raw or not raw.isdigit():
+        return None
+    fd = int(raw)
+    try:
+        os.set_inheritable(fd, False)
+    except OSError:
+        return None
+    return fd
+
+
+def _report(fd: int | None, message: dict[str, Any]) -> None:
+    if fd is None:
+        return
+    with contextlib.suppress(OSError):
+        os.write(fd, (json.dumps(message) + "\n").encode())
+
+
+def _setup_logging(daemon: DaemonSpec, foreground: bool = False) -> None:
+    os.makedirs(daemon.log_dir, mode=0o750, exist_ok=True)
+    handlers: list[logging.Handler] = [
+        fsutil.ResilientFileHandler(f"{daemon.log_dir}/twinvisor.log")
+    ]
+    if foreground:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    fmt = logging.Formatter("%(asctime)s %(levelname)s guard[%(process)d]: %(message)s")
+    root = logging.getLogger()
+    for handler in handlers:
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)

@@ -1,4 +1,4 @@
-"""twinvisor.daemon against real re-executed scripts (tests/scripts/lib_*.py).
+"""twinvisor.daemon against real re-executed scripts (tests/support/scripts/lib_*.py).
 
 Scripts report over a unix socket (lib_report) and live until the test replies, so every
 wait here is on an event: a report arriving, a pidfd becoming readable, a process exiting.
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.paths import SCRIPTS
 from twinvisor.linux import kernel
 
-SCRIPTS = Path(__file__).parent / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
 from lib_report import Conn, Server  # noqa: E402

@@ -1,4 +1,4 @@
-"""twinvisor.pool with real worker processes (tests/scripts/lib_echo.py, lib_flood.py).
+"""twinvisor.pool with real worker processes (tests/support/scripts/lib_echo.py, lib_flood.py).
 
 Waits are on events only: replies, callbacks feeding queues, pidfds. The one exception is
 the slow-consumer test, which waits (with a deadline) for the worker to block in write():
@@ -18,10 +18,10 @@ import pytest
 
 from twinvisor.config.specs import RestartPolicy
 from twinvisor.errors import SpawnError
+from tests.support.paths import SCRIPTS
 from twinvisor.linux import kernel
 from twinvisor.pool import AsyncPool, Pool, WorkerEnd, WorkerExited
 
-SCRIPTS = Path(__file__).parent / "scripts"
 ECHO = [sys.executable, str(SCRIPTS / "lib_echo.py")]
 FLOOD = [sys.executable, str(SCRIPTS / "lib_flood.py")]
 

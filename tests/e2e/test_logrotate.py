@@ -8,7 +8,8 @@ import signal
 import sys
 from pathlib import Path
 
-from helpers import Daemon, daemon_fixture, wait_until  # noqa: F401
+from tests.support.paths import SRC
+from tests.support.helpers import Daemon, daemon_fixture, wait_until  # noqa: F401
 
 
 def test_sigusr2_reopens_log_files(daemon: Daemon) -> None:
@@ -44,7 +45,7 @@ def test_sigusr2_reopens_log_files(daemon: Daemon) -> None:
 def test_status_shows_notify_reloading_and_mainpid(daemon: Daemon) -> None:
     code = (
         "import os, sys, time\n"
-        f"sys.path.insert(0, {str(Path(__file__).resolve().parent.parent / 'src')!r})\n"
+        f"sys.path.insert(0, {str(SRC)!r})\n"
         "from twinvisor import sd\n"
         "sd.notify(f'READY=1\\nMAINPID={os.getpid()}\\nRELOADING=1')\n"
         "time.sleep(1000)\n"

@@ -1,7 +1,7 @@
 """Sockets passed at fd 3+, readiness, watchdog, health checks, depends_on and zero-downtime
 restarts, with real processes through the real `twinvisor` command.
 
-Children (tests/sock_children.py) write their start / ready / stopping / exit events with
+Children (tests/support/sock_children.py) write their start / ready / stopping / exit events with
 `time.monotonic_ns()` (one clock for every process) into a shared file; orders are checked from
 those records. Tests wait on a record or a state with a deadline, never on a fixed sleep.
 """
@@ -23,7 +23,7 @@ from typing import Any
 
 import psutil
 import pytest
-from helpers import (
+from tests.support.helpers import (
     Daemon,
     Load,
     child,
@@ -36,11 +36,10 @@ from helpers import (
     wait_until,
 )
 
+from tests.support.paths import EXAMPLES, SOCK_CHILDREN, SRC
 from twinvisor.linux.readiness import notify_address
 
-HERE = Path(__file__).resolve().parent
-SOCK_CHILDREN = str(HERE / "sock_children.py")
-WEBSERVER = str(HERE.parent / "examples" / "webserver.py")
+WEBSERVER = str(EXAMPLES / "webserver.py")
 
 Events = list[dict[str, Any]]
 
@@ -498,7 +497,7 @@ def test_notify_works_for_a_program_running_as_another_user(daemon: Daemon) -> N
         "import time; from twinvisor import sd; "
         "sd.notify('READY=1\\nSTATUS=as nobody'); time.sleep(1000)"
     )
-    src = str(Path(__file__).resolve().parent.parent / "src")
+    src = str(SRC)
     daemon.up(
         {
             "app": {

@@ -1,4 +1,4 @@
-"""A pool worker for tests/test_pool.py: answers each stdin line with one stdout line.
+"""A pool worker for tests/integration/test_pool.py: answers each stdin line with one stdout line.
 
 "exit N" exits with N; "spawn-sleep" starts a `sleep` grandchild and prints its pid;
 "burst N" prints N lines; anything else is echoed as "echo: <line>".

@@ -1,4 +1,4 @@
-"""Run by tests/test_daemon_lib.py: exercises twinvisor.daemon.background().
+"""Run by tests/integration/test_daemon_lib.py: exercises twinvisor.daemon.background().
 
 usage: lib_background.py SOCKET LOG MODE [extra args kept for the argv check]
 MODE: chain:N (N generations in a row), siblings (the xdaemon pitfall), pidfile:PATH,

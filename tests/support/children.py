@@ -1,4 +1,4 @@
-"""Tiny child programs for the tests: `python tests/children.py MODE [options]`.
+"""Tiny child programs for the tests: `python tests/support/children.py MODE [options]`.
 
 Stdlib only (it also runs under /usr/bin/python3 as user nobody). Every mode can report to a
 file (`--report PATH`): one JSON line per event, appended with a single write, so a test waits

@@ -27,7 +27,7 @@ from typing import Any
 
 import psutil
 import pytest
-from helpers import (
+from tests.support.helpers import (
     Daemon,
     Load,
     child,
@@ -40,13 +40,13 @@ from helpers import (
     wait_until,
 )
 
+from tests.support.paths import EXAMPLES
 from twinvisor.control.client import ControlClient
 from twinvisor.errors import ControlError
 from twinvisor.twin.guard import SUPERVISOR_POLICY
 
-ROOT = Path(__file__).resolve().parent.parent
-WEBSERVER = str(ROOT / "examples" / "webserver.py")
-WORKER = str(ROOT / "examples" / "worker.py")
+WEBSERVER = str(EXAMPLES / "webserver.py")
+WORKER = str(EXAMPLES / "worker.py")
 REPLACED_WITHIN = 20.0  # SIGSTOP: heartbeat timeout (7 s) + restart, with room to spare
 
 

@@ -1,6 +1,6 @@
 """The supervisor with real processes, through the real `twinvisor` command.
 
-Children report through a file (tests/children.py --report); the tests wait on that file or
+Children report through a file (tests/support/children.py --report); the tests wait on that file or
 on the daemon's status reaching a state, with deadlines, never on a fixed sleep.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import (
+from tests.support.helpers import (
     Daemon,
     child,
     daemon_fixture,  # noqa: F401

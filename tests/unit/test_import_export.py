@@ -1,7 +1,7 @@
-"""`twinvisor import` (supervisord.conf, Procfile) and `twinvisor export systemd`.
+"""The importers (supervisord.conf, Procfile) and the systemd exporter, as functions.
 
-Imported configs are checked three ways: tomllib parses them, load_config accepts them, and a
-daemon started on one runs the program.
+Imported configs are checked two ways here: tomllib parses them and load_config accepts them;
+e2e/test_import_export.py runs a daemon on them and verifies exported units.
 """
 
 from __future__ import annotations
@@ -16,7 +16,14 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import CHILDREN, Daemon, daemon_fixture, gone  # noqa: F401
+from tests.support.importdata import (
+    PY,
+    USER,
+    EXPORT_CONFIG,
+    supervisord_fixture,  # noqa: F401
+    write,
+)
+from tests.support.paths import CHILDREN
 
 from twinvisor.cli.export_systemd import exec_line, export_units, quote_arg
 from twinvisor.cli.importers import (
@@ -28,15 +35,6 @@ from twinvisor.cli.importers import (
 from twinvisor.config.load import load_config
 from twinvisor.config.specs import AutoRestart
 
-PY = sys.executable
-USER = pwd.getpwuid(os.geteuid()).pw_name
-SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 def imported(tmp_path: Path, source: Path) -> tuple[str, list[str]]:
@@ -49,71 +47,6 @@ def imported(tmp_path: Path, source: Path) -> tuple[str, list[str]]:
     return str(out), result.dropped
 
 
-SUPERVISORD_MAIN = f"""
-; a typical supervisord.conf
-[unix_http_server]
-file=/tmp/supervisor.sock   ; the path to the socket file
-
-[supervisord]
-logfile=%(here)s/supervisord.log
-nodaemon=false
-
-[rpcinterface:supervisor]
-supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-
-[supervisorctl]
-serverurl=unix:///tmp/supervisor.sock
-
-[program:web]
-command={PY} {CHILDREN} run --role "web app"   ; inline comment
-directory=%(here)s/app
-autostart=true
-autorestart=true
-startsecs=0
-startretries=5
-exitcodes=0,2
-stopsignal=INT
-stopwaitsecs=7
-user={USER}
-environment=GREETING="hello, world",PATH="/usr/bin:/bin",EMPTY="",PLAIN=x
-stdout_logfile=%(here)s/logs/web.out
-stdout_logfile_maxbytes=5MB
-stdout_logfile_backups=3
-redirect_stderr=true
-priority=10
-
-[program:worker]
-command={PY} {CHILDREN} run
-process_name=%(program_name)s_%(process_num)02d
-numprocs=2
-autorestart=unexpected
-stderr_logfile=NONE
-stdout_logfile=AUTO
-
-[group:stack]
-programs=web,worker
-priority=999
-
-[include]
-files = conf.d/*.conf extra/one.ini
-"""
-
-SUPERVISORD_INCLUDED = """
-[program:cron-job]
-command = /bin/sh -c "echo 100%% done; exec sleep 300"
-directory = %(here)s
-autorestart = false
-stopasgroup = true
-"""
-
-
-@pytest.fixture
-def supervisord(tmp_path: Path) -> Path:
-    src = tmp_path / "src"
-    (src / "app").mkdir(parents=True)
-    write(src / "conf.d" / "jobs.conf", SUPERVISORD_INCLUDED)
-    write(src / "extra" / "one.ini", f"[program:extra]\ncommand={PY} {CHILDREN} run\n")
-    return write(src / "supervisord.conf", SUPERVISORD_MAIN)
 
 
 def test_supervisord_import(tmp_path: Path, supervisord: Path) -> None:
@@ -183,25 +116,6 @@ def test_supervisord_process_num_and_missing_include(tmp_path: Path) -> None:
     assert "missing/*.conf: no file matches" in text
 
 
-def test_import_cli_writes_and_lists(tmp_path: Path, supervisord: Path) -> None:
-    out = tmp_path / "out.toml"
-    argv = [PY, "-m", "twinvisor", "import", str(supervisord), "-o", str(out)]
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r
-    assert "wrote" in r.stdout and "not carried over:" in r.stdout
-    assert "[group:stack]" in r.stdout
-    tomllib.loads(out.read_text())
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2 and "--force" in r.stderr
-    r = subprocess.run(
-        [PY, "-m", "twinvisor", "import", str(tmp_path / "nothing.conf")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert r.returncode == 2
-
-
 def test_procfile_import(tmp_path: Path) -> None:
     app = tmp_path / "app"
     write(app / ".env", "DATABASE_URL=postgres://x\n")
@@ -248,32 +162,6 @@ def test_toml_strings_round_trip() -> None:
         assert tomllib.loads(f"v = {toml_string(value)}")["v"] == value
 
 
-def test_imported_config_runs(daemon: Daemon, supervisord: Path) -> None:
-    """A daemon on an imported supervisord config runs its programs."""
-    result = import_file(str(supervisord))
-    daemon.write_raw(result.toml + f'\n[daemon]\nrun_dir = "{daemon.run_dir}"\n')
-    r = daemon.cli("up")
-    assert r.rc == 0, r
-    for name in ("web", "worker:0", "worker:1", "extra", "cron-job"):
-        row = daemon.wait_state(name, "RUNNING", timeout=20)
-        assert not gone(row["pid"])
-    web = psutil.Process(daemon.pid("web"))
-    assert web.cmdline()[-2:] == ["--role", "web app"]
-    assert web.environ()["GREETING"] == "hello, world"
-    assert web.cwd() == str(supervisord.parent / "app")
-
-
-def test_imported_procfile_runs(daemon: Daemon) -> None:
-    procfile = write(
-        Path(daemon.root) / "app" / "Procfile", f"worker: {PY} {CHILDREN} run --role a\n"
-    )
-    result = import_file(str(procfile))
-    daemon.write_raw(result.toml + f'\n[daemon]\nrun_dir = "{daemon.run_dir}"\n')
-    assert daemon.cli("up").rc == 0
-    row = daemon.wait_state("worker", "RUNNING", timeout=20)
-    assert row["pid"]
-
-
 # ---- export --------------------------------------------------------------------------------------
 
 
@@ -288,36 +176,6 @@ def test_quoting() -> None:
     assert exec_line(["/bin/sh", "-c", "echo $X 50%"]) == '/bin/sh -c "echo $$X 50%%"'
 
 
-EXPORT_CONFIG = f"""
-[daemon]
-run_dir = "run"
-
-[program.db]
-command = ["{PY}", "{CHILDREN}", "run", "--role", "100% $HOME \\"q\\""]
-directory = "."
-environment = {{ GREETING = "hello world", PCT = "50%" }}
-ready = "notify"
-watchdog_sec = 5
-auto_restart = "unexpected"
-exit_codes = [0, 3]
-stop_signal = "INT"
-stop_timeout = 7
-max_retry = 4
-backoff_initial = 0.5
-user = "root"
-group = "root"
-stdout_file = "logs/db.out"
-
-[program.web]
-command = "/bin/sh -c 'exec sleep 100'"
-listen_addrs = [":8080", "127.0.0.1:8081", "unix:/tmp/tv-export-test.sock"]
-socket_mode = "0660"
-numprocs = 2
-depends_on = ["db"]
-auto_restart = false
-autostart = false
-stderr_file = ""
-"""
 
 
 def test_export_units(tmp_path: Path) -> None:
@@ -362,34 +220,6 @@ def test_export_units(tmp_path: Path) -> None:
     ):
         assert line in sock.splitlines(), line
     assert any("log rotation" in n for n in notes)
-
-
-@pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="no systemd-analyze")
-def test_exported_units_verify(tmp_path: Path) -> None:
-    path = write(tmp_path / "tv.toml", EXPORT_CONFIG)
-    (tmp_path / "logs").mkdir()
-    out = tmp_path / "units"
-    r = subprocess.run(
-        [PY, "-m", "twinvisor", "-c", str(path), "export", "systemd", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert r.returncode == 0, r
-    assert "wrote" in r.stdout and "note:" in r.stderr
-    files = sorted(str(p) for p in out.iterdir())
-    assert len(files) == 4
-    v = subprocess.run(
-        [str(SYSTEMD_ANALYZE), "verify", "--man=no", *files],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=out,
-    )
-    assert v.returncode == 0, v.stderr
-    names = ("db.service", "web-0.service", "web-1.service", "web.socket")
-    bad = [line for line in v.stderr.splitlines() if any(n in line for n in names)]
-    assert not bad, v.stderr
 
 
 def test_export_unknown_command(tmp_path: Path) -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
-from helpers import (
+from tests.support.helpers import (
     Daemon,
     child,
     config_text,
@@ -293,3 +296,21 @@ def test_control_api_rejects_bad_requests_and_keeps_answering(daemon: Daemon) ->
     assert answer.startswith(b"HTTP/1.1 404"), answer
     r = daemon.cli("status")
     assert r.rc == 0 and "RUNNING" in r.out
+
+
+def test_status_against_a_socket_nobody_serves_fails_fast(tmp_path: Path) -> None:
+    """The guard holds the socket while a supervisor restarts; if none comes, a read must not
+    hang: it says so, points at the log, and exits 3."""
+    path = str(tmp_path / "s.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as held:
+        held.bind(path)
+        held.listen(8)  # accepting into the backlog, answering nobody
+        r = subprocess.run(
+            [sys.executable, "-m", "twinvisor", "--socket", path, "--timeout", "1", "status"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert r.returncode == 3, r
+    assert "did not answer within 1s" in r.stderr and "twinvisor.log" in r.stderr
+

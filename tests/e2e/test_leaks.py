@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 import psutil
-from helpers import Daemon, child, daemon_fixture, wait_until  # noqa: F401
+from tests.support.helpers import Daemon, child, daemon_fixture, wait_until  # noqa: F401
 
 
 def fd_targets(pid: int) -> list[str]:

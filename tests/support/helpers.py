@@ -29,17 +29,17 @@ from typing import Any, TypeVar
 import psutil
 import pytest
 
+from tests.support.paths import CHILDREN
 from twinvisor.control.client import ControlClient
 
 T = TypeVar("T")
 
-CHILDREN = str(Path(__file__).resolve().with_name("children.py"))
 POLL = 0.02
 TAG = "TV_TEST_TAG"
 
 
 def child(mode: str, *args: str | int, python: str = sys.executable) -> list[str]:
-    """argv running tests/children.py in `mode`."""
+    """argv running tests/support/children.py in `mode`."""
     return [python, CHILDREN, mode, *(str(a) for a in args)]
 
 

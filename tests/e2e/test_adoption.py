@@ -12,7 +12,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import (
+from tests.support.paths import CHILDREN
+from tests.support.helpers import (
     Daemon,
     child,
     daemon_fixture,  # noqa: F401
@@ -21,7 +22,6 @@ from helpers import (
     wait_until,
 )
 
-CHILDREN = str(Path(__file__).with_name("children.py"))
 
 
 def copies(marker: str) -> list[int]:

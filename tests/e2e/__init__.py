@@ -1,0 +1,1 @@
+"""Tests of the real `twinvisor` command, end to end (support.helpers.Daemon)."""

@@ -1,0 +1,1 @@
+"""Shared test support: helpers, paths and the child programs the tests run (by path)."""

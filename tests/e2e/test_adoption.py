@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from tests.support.paths import CHILDREN
+
 from tests.support.helpers import (
     Daemon,
     child,
@@ -21,7 +21,7 @@ from tests.support.helpers import (
     wait_report,
     wait_until,
 )
-
+from tests.support.paths import CHILDREN
 
 
 def copies(marker: str) -> list[int]:

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.support.helpers import Daemon, daemon_fixture, gone, wait_until  # noqa: F401
 
+from tests.support.helpers import Daemon, daemon_fixture, gone, wait_until  # noqa: F401
 from twinvisor.linux import kernel
 
 

@@ -313,4 +313,3 @@ def test_status_against_a_socket_nobody_serves_fails_fast(tmp_path: Path) -> Non
         )
     assert r.returncode == 3, r
     assert "did not answer within 1s" in r.stderr and "twinvisor.log" in r.stderr
-

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 from tests.support.helpers import Daemon, child, daemon_fixture  # noqa: F401
-
-from tests.support.paths import SRC
-from twinvisor.linux import children, sockets
 
 
 def test_sighup_to_the_supervisor_applies_the_config(daemon: Daemon) -> None:

@@ -30,4 +30,3 @@ def test_kill_of_a_program_that_does_not_come_back(daemon: Daemon) -> None:
     assert r.rc == 1, r
     assert f"killed pid {pid}; not running again" in r.out
     assert daemon.cli("kill", "nosuch").rc == 1
-

@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 import psutil
+
 from tests.support.helpers import Daemon, child, daemon_fixture, wait_until  # noqa: F401
 
 

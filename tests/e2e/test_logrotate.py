@@ -8,8 +8,8 @@ import signal
 import sys
 from pathlib import Path
 
-from tests.support.paths import SRC
 from tests.support.helpers import Daemon, daemon_fixture, wait_until  # noqa: F401
+from tests.support.paths import SRC
 
 
 def test_sigusr2_reopens_log_files(daemon: Daemon) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 import psutil
 import pytest
+
 from tests.support.helpers import (
     Daemon,
     Load,
@@ -39,7 +40,6 @@ from tests.support.helpers import (
     wait_report,
     wait_until,
 )
-
 from tests.support.paths import EXAMPLES
 from twinvisor.control.client import ControlClient
 from twinvisor.errors import ControlError

@@ -23,6 +23,7 @@ from typing import Any
 
 import psutil
 import pytest
+
 from tests.support.helpers import (
     Daemon,
     Load,
@@ -35,7 +36,6 @@ from tests.support.helpers import (
     wait_report,
     wait_until,
 )
-
 from tests.support.paths import EXAMPLES, SOCK_CHILDREN, SRC
 from twinvisor.linux.readiness import notify_address
 

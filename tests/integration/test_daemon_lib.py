@@ -20,7 +20,7 @@ from twinvisor.linux import kernel
 
 sys.path.insert(0, str(SCRIPTS))
 
-from lib_report import Conn, Server  # noqa: E402
+from lib_report import Conn, Server
 
 PY = sys.executable
 BACKGROUND = str(SCRIPTS / "lib_background.py")

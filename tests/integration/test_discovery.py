@@ -1,4 +1,5 @@
-"""discovery.find_matches with processes started by hand, `twinvisor find`, and the `find` / `pidfile` config keys."""
+"""discovery.find_matches with processes started by hand, `twinvisor find`, and the `find` /
+`pidfile` config keys."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from tests.support.helpers import wait_until
 
+from tests.support.helpers import wait_until
 from twinvisor.config.load import load_config
 from twinvisor.config.specs import ProgramSpec
 from twinvisor.errors import ConfigError

@@ -11,14 +11,13 @@ import asyncio
 import queue
 import sys
 import threading
-from pathlib import Path
 
 import psutil
 import pytest
 
+from tests.support.paths import SCRIPTS
 from twinvisor.config.specs import RestartPolicy
 from twinvisor.errors import SpawnError
-from tests.support.paths import SCRIPTS
 from twinvisor.linux import kernel
 from twinvisor.pool import AsyncPool, Pool, WorkerEnd, WorkerExited
 

@@ -41,4 +41,3 @@ def test_listen_sockets_by_name_through_the_trampoline() -> None:
     seen = json.loads(out.stdout)
     assert seen["admin"] == [admin_port]  # the second passed socket, picked by its name
     assert seen["fds"][:5] == [0, 1, 2, 3, 4]  # (the next one is listdir's own)
-

@@ -74,8 +74,6 @@ stopasgroup = true
 """
 
 
-
-
 def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

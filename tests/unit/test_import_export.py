@@ -6,25 +6,19 @@ e2e/test_import_export.py runs a daemon on them and verifies exported units.
 
 from __future__ import annotations
 
-import os
-import pwd
-import shutil
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
-import psutil
 import pytest
+
 from tests.support.importdata import (
+    EXPORT_CONFIG,
     PY,
     USER,
-    EXPORT_CONFIG,
     supervisord_fixture,  # noqa: F401
     write,
 )
 from tests.support.paths import CHILDREN
-
 from twinvisor.cli.export_systemd import exec_line, export_units, quote_arg
 from twinvisor.cli.importers import (
     ImportErrorText,
@@ -36,7 +30,6 @@ from twinvisor.config.load import load_config
 from twinvisor.config.specs import AutoRestart
 
 
-
 def imported(tmp_path: Path, source: Path) -> tuple[str, list[str]]:
     """Import `source` to tmp/tv.toml (with a [daemon] table added); load it; return it."""
     result = import_file(str(source))
@@ -45,8 +38,6 @@ def imported(tmp_path: Path, source: Path) -> tuple[str, list[str]]:
     out.write_text(result.toml + f'\n[daemon]\nrun_dir = "{tmp_path}/run"\n')
     load_config(str(out))
     return str(out), result.dropped
-
-
 
 
 def test_supervisord_import(tmp_path: Path, supervisord: Path) -> None:
@@ -174,8 +165,6 @@ def test_quoting() -> None:
     assert quote_arg("") == '""'
     assert quote_arg(";") == "\\;"
     assert exec_line(["/bin/sh", "-c", "echo $X 50%"]) == '/bin/sh -c "echo $$X 50%%"'
-
-
 
 
 def test_export_units(tmp_path: Path) -> None:

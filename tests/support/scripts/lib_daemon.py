@@ -1,4 +1,5 @@
-"""Run by tests/integration/test_daemon_lib.py: a program that runs itself under twinvisor.daemon.Daemon.
+"""Run by tests/integration/test_daemon_lib.py: a program running itself under
+twinvisor.daemon.Daemon.
 
 usage: lib_daemon.py SOCKET LOG MAX_COUNT MAX_ERROR MIN_EXIT_TIME [--foreground]
 Each worker reports {pid, ppid} and exits with the code the test replies ("exit N").

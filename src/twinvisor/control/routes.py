@@ -7,7 +7,7 @@ all of its instances), `web:*`, or `all`.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from twinvisor import __version__
@@ -60,7 +60,7 @@ def build_router(
         return Response(200, {"programs": runtime.status(names)})
 
     def verb(
-        action: Callable[[list[str], float | None], Awaitable[dict[str, str]]],
+        action: Callable[[list[str], float | None], Awaitable[Mapping[str, str]]],
     ) -> Callable[[Request], Awaitable[Response]]:
         async def handler(req: Request) -> Response:
             patterns = req.params["name"].split(",")

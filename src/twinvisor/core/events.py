@@ -8,8 +8,16 @@ signal, arm a timer); `core.Core.handle` maps one to the other.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from twinvisor.core.states import ProcessState
+
+
+class TimerKind(StrEnum):
+    MAIN = "main"  # the one per-instance timer: min_uptime / ready timeout, backoff, stop timeout
+    WATCHDOG = "watchdog"  # WATCHDOG=1 expected by then
+    KILL = "kill"  # SIGKILL a retiring generation that outlived stop_timeout
+
 
 # ---- events -------------------------------------------------------------------------------
 
@@ -54,8 +62,8 @@ class Exited:
 class TimerFired:
     name: str
     token: int
-    kind: str = "main"  # "main" | "watchdog" | "kill" (SIGKILL a retiring pid)
-    pid: int | None = None  # for "kill"
+    kind: TimerKind = TimerKind.MAIN
+    pid: int | None = None  # for TimerKind.KILL
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,31 @@ class Adopted:
 
 
 @dataclass(frozen=True)
+class StrayGeneration:
+    """At a takeover, an older generation of this instance is still alive beside the one
+    adopted (a restart was half done when the supervisor died): it is retired."""
+
+    name: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class CountersRestored:
+    """Counters a previous supervisor persisted (restarts survive a takeover)."""
+
+    name: str
+    restarts: int
+
+
+@dataclass(frozen=True)
+class DependencyFailed:
+    """The shell's start order found a dependency of this instance that did not start."""
+
+    name: str
+    dependency: str
+
+
+@dataclass(frozen=True)
 class HealthResult:
     name: str
     pid: int
@@ -104,6 +137,9 @@ Event = (
     | Notified
     | HealthResult
     | Adopted
+    | StrayGeneration
+    | CountersRestored
+    | DependencyFailed
 )
 
 
@@ -147,7 +183,7 @@ class SetTimer:
     name: str
     token: int
     delay: float
-    kind: str = "main"
+    kind: TimerKind = TimerKind.MAIN
     pid: int | None = None
 
 

@@ -13,14 +13,18 @@ token is stale is ignored, so nothing has to be cancelled.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
-from typing import assert_never
+from types import MappingProxyType
+from typing import Protocol, assert_never
 
 from twinvisor.config.specs import AfterGiveUp, ProgramSpec, ReadyMode
 from twinvisor.core import policy
 from twinvisor.core.events import (
     Action,
     Adopted,
+    CountersRestored,
+    DependencyFailed,
     Event,
     Exited,
     ForceKill,
@@ -39,9 +43,11 @@ from twinvisor.core.events import (
     StartRequested,
     StateChanged,
     StopRequested,
+    StrayGeneration,
     TimerFired,
+    TimerKind,
 )
-from twinvisor.core.states import ProcessState, is_legal
+from twinvisor.core.states import Outcome, ProcessState, is_legal
 
 S = ProcessState
 
@@ -90,44 +96,93 @@ class Proc:
     healthy: bool | None = None
     health_failures: int = 0
 
-    def start_outcome(self) -> str:
-        """For a caller waiting on `start`/`restart`: 'ok', 'failed' or 'pending'."""
+    def start_outcome(self) -> Outcome:
+        """For a caller waiting on `start`/`restart`."""
         if self.handover_failed:
-            return "failed"
+            return Outcome.FAILED
         if (
             self.restart_pending
             or self.old_pid is not None
             or (self.retiring and self.state is S.RUNNING)
         ):
-            return "pending"  # a restart is still swapping generations
+            return Outcome.PENDING  # a restart is still swapping generations
         if self.state is S.RUNNING:
-            return "ok"
+            return Outcome.OK
         if self.state in (S.FATAL, S.EXITED, S.STOPPED) or self.given_up:
-            return "failed"
-        return "pending"
+            return Outcome.FAILED
+        return Outcome.PENDING
 
-    def stop_outcome(self) -> str:
+    def stop_outcome(self) -> Outcome:
         busy = self.state.is_alive or self.start_after_stop or self.retiring or self.old_pid
-        return "pending" if busy else "ok"
+        return Outcome.PENDING if busy else Outcome.OK
+
+
+class ProcView(Protocol):
+    """What the shell may read of an instance: everything, and nothing it can write. The
+    shell tells the core what it learned by events (see `events`); only `Core` changes a Proc."""
+
+    @property
+    def spec(self) -> ProgramSpec: ...
+    @property
+    def state(self) -> ProcessState: ...
+    @property
+    def pid(self) -> int | None: ...
+    @property
+    def started_at(self) -> float | None: ...
+    @property
+    def failures(self) -> int: ...
+    @property
+    def restarts(self) -> int: ...
+    @property
+    def last_exit(self) -> ExitInfo | None: ...
+    @property
+    def last_error(self) -> str | None: ...
+    @property
+    def given_up(self) -> bool: ...
+    @property
+    def old_pid(self) -> int | None: ...
+    @property
+    def retiring(self) -> Set[int]: ...
+    @property
+    def status_text(self) -> str | None: ...
+    @property
+    def main_pid(self) -> int | None: ...
+    @property
+    def reloading(self) -> bool: ...
+    @property
+    def healthy(self) -> bool | None: ...
+    @property
+    def health_failures(self) -> int: ...
+    def start_outcome(self) -> Outcome: ...
+    def stop_outcome(self) -> Outcome: ...
 
 
 @dataclass
 class Core:
-    procs: dict[str, Proc] = field(default_factory=dict)
+    _procs: dict[str, Proc] = field(default_factory=dict)
+
+    @property
+    def procs(self) -> Mapping[str, ProcView]:
+        """Every instance, in config order, read-only."""
+        return MappingProxyType(self._procs)
 
     # -- configuration ----------------------------------------------------------------------
 
     def add(self, spec: ProgramSpec) -> None:
-        self.procs[spec.name] = Proc(spec)
+        self._procs[spec.name] = Proc(spec)
 
     def remove(self, name: str) -> None:
         """Forget an instance; the caller stops it first (see `update` in the runtime)."""
-        del self.procs[name]
+        del self._procs[name]
+
+    def reorder(self, names: Iterable[str]) -> None:
+        """List instances in this order (the config's, for status listings)."""
+        self._procs = {n: self._procs[n] for n in names}
 
     # -- the one entry point -----------------------------------------------------------------
 
     def handle(self, event: Event, now: float) -> list[Action]:
-        proc = self.procs.get(event.name)
+        proc = self._procs.get(event.name)
         if proc is None:
             return []
         out: list[Action] = []
@@ -155,17 +210,28 @@ class Core:
             case HealthResult():
                 self._on_health(proc, event, out)
             case Adopted(pid=pid, started_at=started_at):
-                if proc.pid is None:
-                    proc.pid, proc.started_at = pid, started_at
-                    if not is_legal(proc.state, S.RUNNING):
-                        self._set(proc, S.STARTING, out)  # e.g. from STOPPING (restart)
-                    self._cancel_timer(proc)
-                    self._set(proc, S.RUNNING, out)
-                    self._log(proc, f"adopted running pid {pid}", out)
-                    self._arm_watchdog(proc, out)
+                self._on_adopted(proc, pid, started_at, out)
+            case StrayGeneration(pid=pid):
+                if pid != proc.pid and pid not in proc.retiring:
+                    self._retire(proc, pid, out)
+            case CountersRestored(restarts=restarts):
+                proc.restarts = restarts
+            case DependencyFailed(dependency=dependency):
+                proc.last_error = f"dependency {dependency!r} did not start"
             case _:
                 assert_never(event)
         return out
+
+    def _on_adopted(self, proc: Proc, pid: int, started_at: float, out: list[Action]) -> None:
+        if proc.pid is not None:
+            return
+        proc.pid, proc.started_at = pid, started_at
+        if not is_legal(proc.state, S.RUNNING):
+            self._set(proc, S.STARTING, out)  # e.g. from STOPPING (restart)
+        self._cancel_timer(proc)
+        self._set(proc, S.RUNNING, out)
+        self._log(proc, f"adopted running pid {pid}", out)
+        self._arm_watchdog(proc, out)
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -199,7 +265,7 @@ class Core:
         """Stop a generation in the background (stop signal, SIGKILL at stop_timeout)."""
         proc.retiring.add(pid)
         self._stop_signals(proc, pid, out)
-        out.append(SetTimer(proc.spec.name, 0, proc.spec.stop_timeout, "kill", pid))
+        out.append(SetTimer(proc.spec.name, 0, proc.spec.stop_timeout, TimerKind.KILL, pid))
         self._log(proc, f"stopping previous generation pid {pid}", out)
 
     def _restore_old(self, proc: Proc, why: str, out: list[Action]) -> None:
@@ -302,9 +368,8 @@ class Core:
     def _arm_watchdog(self, proc: Proc, out: list[Action]) -> None:
         if proc.spec.watchdog_sec > 0:
             proc.watchdog_token += 1
-            out.append(
-                SetTimer(proc.spec.name, proc.watchdog_token, proc.spec.watchdog_sec, "watchdog")
-            )
+            delay = proc.spec.watchdog_sec
+            out.append(SetTimer(proc.spec.name, proc.watchdog_token, delay, TimerKind.WATCHDOG))
 
     def _became_ready(self, proc: Proc, out: list[Action]) -> None:
         self._cancel_timer(proc)
@@ -415,12 +480,12 @@ class Core:
     # -- timers -----------------------------------------------------------------------------------
 
     def _on_timer(self, proc: Proc, ev: TimerFired, now: float, out: list[Action]) -> None:
-        if ev.kind == "kill":
+        if ev.kind is TimerKind.KILL:
             if ev.pid in proc.retiring:
                 out.append(ForceKill(proc.spec.name, ev.pid))
                 self._log(proc, f"pid {ev.pid} outlived stop_timeout: SIGKILL", out, "warning")
             return
-        if ev.kind == "watchdog":
+        if ev.kind is TimerKind.WATCHDOG:
             hung = ev.token == proc.watchdog_token and proc.pid is not None
             if hung and proc.state in (S.STARTING, S.RUNNING):
                 self._abandon(

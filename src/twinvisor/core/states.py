@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import Enum, StrEnum
 
 
 class ProcessState(Enum):
@@ -34,6 +34,16 @@ LEGAL_TRANSITIONS: dict[ProcessState, frozenset[ProcessState]] = {
     S.EXITED: frozenset({S.STARTING, S.STOPPED, S.BACKOFF, S.FATAL}),
     S.FATAL: frozenset({S.STARTING, S.STOPPED, S.BACKOFF}),
 }
+
+
+class Outcome(StrEnum):
+    """What a caller waiting on start/stop/restart learns of one instance (the API's words)."""
+
+    OK = "ok"
+    FAILED = "failed"
+    PENDING = "pending"  # not decided yet: keep waiting
+    TIMEOUT = "timeout"  # still pending when the caller stopped waiting
+    SKIPPED = "skipped"  # not tried: an earlier batch of a rolling restart failed
 
 
 def is_legal(old: ProcessState, new: ProcessState) -> bool:

@@ -56,43 +56,34 @@ def child_environment(spec: ProgramSpec, extra: Mapping[str, str] | None = None)
     return env
 
 
-def spawn(
-    spec: ProgramSpec,
-    *,
-    env_extra: Mapping[str, str] | None = None,
-    argv_prefix: Sequence[str] = (),
-    preexec: Callable[[], None] | None = None,
-    fifo_dir: str | None = None,
-) -> Child:
-    """Start one instance. Raises SpawnError with a message naming what went wrong.
+@dataclass(frozen=True)
+class SpawnOptions:
+    """How one generation starts beyond what its spec says (decided by the runtime)."""
 
-    With `fifo_dir`, stdout/stderr are FIFOs there (see OutputFifo) instead of anonymous pipes.
-    """
+    env_extra: Mapping[str, str] = field(default_factory=dict)  # NOTIFY_SOCKET, LISTEN_FDS, …
+    argv_prefix: Sequence[str] = ()  # the sh trampoline (LISTEN_PID, cgroup entry)
+    preexec: Callable[[], None] | None = None  # places listening sockets at fd 3, 4, …
+    fifo_dir: str | None = None  # stdout/stderr as FIFOs there (see OutputFifo), not pipes
+
+
+def spawn(spec: ProgramSpec, options: SpawnOptions = SpawnOptions()) -> Child:
+    """Start one instance. Raises SpawnError with a message naming what went wrong."""
     capture_out = spec.stdout.path is not None
     capture_err = spec.stderr.path is not None
-    user, group, extra_groups = _identity(spec)
+    fifo_dir = options.fifo_dir
     fifos: list[OutputFifo | None] = [
         OutputFifo.create(fifo_dir, spec.name, stream) if fifo_dir and wanted else None
         for stream, wanted in (("out", capture_out), ("err", capture_err))
     ]
     try:
-        return _popen(spec, env_extra, argv_prefix, preexec, fifos, user, group, extra_groups)
+        return _popen(spec, options, fifos)
     finally:
         for fifo in fifos:
             if fifo is not None:
                 fifo.after_spawn()
 
 
-def _popen(
-    spec: ProgramSpec,
-    env_extra: Mapping[str, str] | None,
-    argv_prefix: Sequence[str],
-    preexec: Callable[[], None] | None,
-    fifos: list[OutputFifo | None],
-    user: int | None,
-    group: int | str | None,
-    extra_groups: list[int] | None,
-) -> Child:
+def _popen(spec: ProgramSpec, options: SpawnOptions, fifos: list[OutputFifo | None]) -> Child:
     capture_out = spec.stdout.path is not None
     capture_err = spec.stderr.path is not None
     out_target = (
@@ -101,37 +92,29 @@ def _popen(
     err_target = (
         fifos[1].child_fd if fifos[1] else (subprocess.PIPE if capture_err else subprocess.DEVNULL)
     )
-    argv = [*argv_prefix, *spec.command]
-    if argv_prefix:
+    user, group, extra_groups = _identity(spec)
+    argv = [*options.argv_prefix, *spec.command]
+    if options.argv_prefix:
         _check_executable(spec)  # behind a trampoline a missing command would only be exit 127
     try:
         popen = subprocess.Popen(
             argv,
             cwd=spec.directory,
-            env=child_environment(spec, env_extra),
+            env=child_environment(spec, options.env_extra),
             stdin=subprocess.DEVNULL,
             stdout=out_target,
             stderr=err_target,
             start_new_session=True,
             # with a preexec hook placing fds at 3.., the hook closes the rest itself
-            close_fds=preexec is None,
-            preexec_fn=preexec,
+            close_fds=options.preexec is None,
+            preexec_fn=options.preexec,
             restore_signals=True,
             user=user,
             group=group,
             extra_groups=extra_groups,
         )
-    except FileNotFoundError as e:
-        missing = e.filename or spec.command[0]
-        if spec.directory and missing == spec.directory:
-            raise SpawnError(f"directory {spec.directory!r} does not exist") from None
-        raise SpawnError(f"command not found: {missing!r}") from None
-    except PermissionError as e:
-        raise SpawnError(f"permission denied: {e.filename or spec.command[0]!r}") from None
-    except NotADirectoryError:
-        raise SpawnError(f"directory {spec.directory!r} is not a directory") from None
     except (OSError, ValueError, subprocess.SubprocessError) as e:
-        raise SpawnError(f"{type(e).__name__}: {e}") from None
+        raise _spawn_error(spec, e) from None
     out_fd = fifos[0].name_after(popen.pid) if fifos[0] else _detach_pipe(popen.stdout)
     err_fd = fifos[1].name_after(popen.pid) if fifos[1] else _detach_pipe(popen.stderr)
     popen.stdout = popen.stderr = None
@@ -216,6 +199,20 @@ def trampoline(cgroup_procs: str | None, listen_pid: bool) -> list[str]:
         script += "LISTEN_PID=$$; export LISTEN_PID; "
     script += 'exec "$@"'
     return ["/bin/sh", "-c", script, "twinvisor", *([cgroup_procs] if cgroup_procs else [])]
+
+
+def _spawn_error(spec: ProgramSpec, e: Exception) -> SpawnError:
+    """What went wrong, in the operator's words (not errno's)."""
+    if isinstance(e, FileNotFoundError):
+        missing = e.filename or spec.command[0]
+        if spec.directory and missing == spec.directory:
+            return SpawnError(f"directory {spec.directory!r} does not exist")
+        return SpawnError(f"command not found: {missing!r}")
+    if isinstance(e, PermissionError):
+        return SpawnError(f"permission denied: {e.filename or spec.command[0]!r}")
+    if isinstance(e, NotADirectoryError):
+        return SpawnError(f"directory {spec.directory!r} is not a directory")
+    return SpawnError(f"{type(e).__name__}: {e}")
 
 
 def _check_executable(spec: ProgramSpec) -> None:

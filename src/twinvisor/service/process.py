@@ -16,7 +16,7 @@ import os
 import signal
 import socket
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twinvisor.config.load import load_config
 from twinvisor.config.specs import Config, DaemonSpec
@@ -24,6 +24,9 @@ from twinvisor.control.server import ControlServer
 from twinvisor.errors import AlreadyRunning, ConfigError
 from twinvisor.linux import fsutil, kernel
 from twinvisor.supervisor.runtime import Runtime
+
+if TYPE_CHECKING:  # imported when a guard is there to connect to
+    from twinvisor.twin.link import GuardLink
 
 log = logging.getLogger("twinvisor")
 
@@ -116,7 +119,7 @@ def run(config_path: str, foreground: bool) -> int:
         os.close(lock_fd)
 
 
-def _connect_guard(config: Config) -> tuple[Any, dict[str, int]]:
+def _connect_guard(config: Config) -> tuple[GuardLink | None, dict[str, int]]:
     """As a twin: reach our guard and take back what it holds for us."""
     from twinvisor.twin.guard import GUARD_ENV
     from twinvisor.twin.link import GuardLink
@@ -135,109 +138,143 @@ def _connect_guard(config: Config) -> tuple[Any, dict[str, int]]:
 
 
 async def _serve(config: Config, reporter: _Reporter) -> int:
-    from twinvisor.control.routes import build_router
-    from twinvisor.lib.sd import notify
-    from twinvisor.linux import statefile
+    return await _Service(config, reporter).serve()
 
-    loop = asyncio.get_running_loop()
-    link, handed = _connect_guard(config)
-    runtime = Runtime(config)
-    runtime.link = link
-    try:
-        runtime.open(handed)
-    except OSError as e:
+
+class _Service:
+    """One supervisor process's life: take the guard's fds back, bind, answer the control
+    socket, adopt or start the programs, report to `up`, then serve until down or upgrade."""
+
+    def __init__(self, config: Config, reporter: _Reporter) -> None:
+        self.config = config
+        self.reporter = reporter
+        self.loop = asyncio.get_running_loop()
+        self.link, self.handed = _connect_guard(config)
+        self.runtime = Runtime(config)
+        self.runtime.link = self.link
+        self.server: ControlServer | None = None
+        self.stopping = asyncio.Event()
+        self.detached = asyncio.Event()  # upgrade: programs and sockets stay for the next one
+        self.shutdown_result: dict[str, Any] = {}
+
+    async def serve(self) -> int:
+        try:
+            self.runtime.open(self.handed)
+        except OSError as e:
+            return self._bind_failed(e)
+        server = await self._open_control()
+        self._install_signals()
+        to_start = self._take_over()
+        try:
+            self.runtime.claim_sockets()
+        except OSError as e:
+            return self._bind_failed(e)
+        if self.link is not None:
+            self.link.start()
+        self.runtime.freshness_hooks.append(lambda: _restore_socket(server, self.link))
+        self.runtime.start_freshness(self.config.daemon.pid_path)
+        await self._start_programs(to_start)
+        await self.stopping.wait()
+        await server.close(unlink=False if self.detached.is_set() else None)
+        self.runtime.close(keep_sockets=self.detached.is_set())
+        log.info("twinvisor down")
+        return 0 if self.shutdown_result.get("ok") else 1
+
+    def _bind_failed(self, e: OSError) -> int:
         log.error("cannot bind: %s", e)
-        return reporter.failed({"error": "bind", "message": str(e)})
-    stopping = asyncio.Event()
-    shutdown_result: dict[str, Any] = {}
+        return self.reporter.failed({"error": "bind", "message": str(e)})
 
-    async def shutdown() -> dict[str, Any]:
-        if not shutdown_result:
-            notify("STOPPING=1")
-            log.info("shutting down: stopping all programs")
-            outcomes = await runtime.stop_all()
-            shutdown_result.update(
-                {
-                    "ok": not runtime.leftover_pids(),
-                    "results": outcomes,
-                    "leftover": runtime.leftover_pids(),
-                }
-            )
-            # answer the caller first, then close the server
-            loop.call_soon(stopping.set)
-        return shutdown_result
+    async def _open_control(self) -> ControlServer:
+        from twinvisor.control.routes import build_router
 
-    async def upgrade() -> dict[str, Any]:
-        """Leave the programs running and let the guard bring up the installed code."""
-        if link is None:
-            return {"ok": False, "error": "upgrade needs the twin (started without --no-twin)"}
-        runtime.detach()
-        link.shutdown(upgrade=True)
-        loop.call_soon(stopping.set)
-        detached.set()
-        return {"ok": True, "old_pid": os.getpid()}
+        router = build_router(self.runtime, self.shutdown, self.upgrade)
+        server = ControlServer(self.config.daemon.socket, router)
+        control_fd = self.handed.pop("control", None)
+        if control_fd is not None:  # the guard kept it: no connection was ever refused
+            server.adopt_socket(socket.socket(fileno=control_fd))
+        await server.start()
+        if self.link is not None and server.listening_socket is not None:
+            self.link.hold("control", server.listening_socket.fileno())
+        self.server = server
+        return server
 
-    detached = asyncio.Event()
-    server = ControlServer(config.daemon.socket, build_router(runtime, shutdown, upgrade))
-    control_fd = handed.pop("control", None)
-    if control_fd is not None:
-        server.adopt_socket(socket.socket(fileno=control_fd))
-    await server.start()
-    if link is not None and server.listening_socket is not None:
-        link.hold("control", server.listening_socket.fileno())
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(shutdown()))
-    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(_reload(runtime)))
-    loop.add_signal_handler(signal.SIGUSR2, runtime.reopen_logs)  # as supervisord: logrotate
-    if link is None and kernel.set_child_subreaper():
-        loop.add_signal_handler(signal.SIGCHLD, runtime.reap_orphans)
+    def _install_signals(self) -> None:
+        loop, runtime = self.loop, self.runtime
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.shutdown()))
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(_reload(runtime)))
+        loop.add_signal_handler(signal.SIGUSR2, runtime.reopen_logs)  # as supervisord: logrotate
+        if self.link is None and kernel.set_child_subreaper():
+            loop.add_signal_handler(signal.SIGCHLD, runtime.reap_orphans)
 
-    saved = statefile.load(runtime.state_path)
-    if saved.clean_shutdown or not (saved.children or saved.desired):
-        to_start = runtime.autostart_names()
-        for fd in handed.values():
-            os.close(fd)
-        runtime.remove_stale()
-    else:
+    def _take_over(self) -> list[str]:
+        """Adopt what a previous supervisor left running; the names still to start."""
+        from twinvisor.linux import statefile
+
+        runtime, handed = self.runtime, self.handed
+        saved = statefile.load(runtime.state_path)
+        if saved.clean_shutdown or not (saved.children or saved.desired):
+            for fd in handed.values():
+                os.close(fd)
+            runtime.remove_stale()
+            return runtime.autostart_names()
         adopted = runtime.recover(saved, handed)
         to_start = [
             n
             for n in runtime.names()
-            if n not in adopted and saved.desired.get(n, runtime.core.procs[n].spec.autostart)
+            if n not in adopted and saved.desired.get(n, runtime.procs[n].spec.autostart)
         ]
         log.info(
             "recovered: adopted %s; starting %s", sorted(adopted) or "none", to_start or "none"
         )
-    try:
-        runtime.claim_sockets()
-    except OSError as e:
-        log.error("cannot bind: %s", e)
-        return reporter.failed({"error": "bind", "message": str(e)})
-    if link is not None:
-        link.start()
-    runtime.freshness_hooks.append(lambda: _restore_socket(server, link))
-    runtime.start_freshness(config.daemon.pid_path)
-    outcomes = await runtime.start(to_start, timeout=STARTUP_TIMEOUT) if to_start else {}
-    failed = sorted(n for n, v in outcomes.items() if v != "ok")
-    log.info("twinvisor up: pid %d, socket %s", os.getpid(), config.daemon.socket)
-    reporter.send(
-        {
-            "ok": True,
-            "pid": os.getpid(),
-            "socket": config.daemon.socket,
-            "log_dir": config.daemon.log_dir,
-            "failed": failed,
-        }
-    )
-    notify("READY=1")
-    await stopping.wait()
-    await server.close(unlink=False if detached.is_set() else None)
-    runtime.close(keep_sockets=detached.is_set())
-    log.info("twinvisor down")
-    return 0 if shutdown_result.get("ok") else 1
+        return to_start
+
+    async def _start_programs(self, to_start: list[str]) -> None:
+        from twinvisor.lib.sd import notify
+
+        runtime, daemon = self.runtime, self.config.daemon
+        outcomes = await runtime.start(to_start, timeout=STARTUP_TIMEOUT) if to_start else {}
+        failed = sorted(n for n, v in outcomes.items() if v != "ok")
+        log.info("twinvisor up: pid %d, socket %s", os.getpid(), daemon.socket)
+        self.reporter.send(
+            {
+                "ok": True,
+                "pid": os.getpid(),
+                "socket": daemon.socket,
+                "log_dir": daemon.log_dir,
+                "failed": failed,
+            }
+        )
+        notify("READY=1")
+
+    async def shutdown(self) -> dict[str, Any]:
+        """`down`, SIGTERM, SIGINT: stop every program, answer, then end."""
+        from twinvisor.lib.sd import notify
+
+        if not self.shutdown_result:
+            notify("STOPPING=1")
+            log.info("shutting down: stopping all programs")
+            outcomes = await self.runtime.stop_all()
+            leftover = self.runtime.leftover_pids()
+            self.shutdown_result.update(
+                {"ok": not leftover, "results": outcomes, "leftover": leftover}
+            )
+            # answer the caller first, then close the server
+            self.loop.call_soon(self.stopping.set)
+        return self.shutdown_result
+
+    async def upgrade(self) -> dict[str, Any]:
+        """Leave the programs running and let the guard bring up the installed code."""
+        if self.link is None:
+            return {"ok": False, "error": "upgrade needs the twin (started without --no-twin)"}
+        self.runtime.detach()
+        self.link.shutdown(upgrade=True)
+        self.loop.call_soon(self.stopping.set)
+        self.detached.set()
+        return {"ok": True, "old_pid": os.getpid()}
 
 
-def _restore_socket(server: ControlServer, link: Any) -> None:
+def _restore_socket(server: ControlServer, link: GuardLink | None) -> None:
     async def restore() -> None:
         try:
             sock = await server.restore_path()

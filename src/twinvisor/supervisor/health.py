@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 from twinvisor.config.specs import HealthKind, ReadyMode
 from twinvisor.core.events import HealthResult, Notified, Ready
 from twinvisor.core.states import ProcessState
 from twinvisor.linux import readiness
-from twinvisor.supervisor import recovery
-
-if TYPE_CHECKING:
-    from twinvisor.supervisor.runtime import Runtime
+from twinvisor.supervisor import pidfiles
+from twinvisor.supervisor.seams import Engine
 
 log = logging.getLogger("twinvisor")
 
 
 class Health:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Engine) -> None:
         self._rt = rt
         self._checks: dict[str, asyncio.Task[None]] = {}  # instance -> its health check loop
 
@@ -67,7 +64,7 @@ class Health:
         """Poll the tcp/http readiness probe until it passes or the generation is gone."""
         delay = 0.01
         while True:
-            proc = self._rt.core.procs.get(name)
+            proc = self._rt.procs.get(name)
             if proc is None or proc.pid != pid or proc.state is not ProcessState.STARTING:
                 return
             spec = proc.spec.ready
@@ -81,9 +78,9 @@ class Health:
 
     def on_state(self, name: str, new: ProcessState) -> None:
         """Every state change: keep the pid file in step, run health checks while RUNNING."""
-        proc = self._rt.core.procs[name]
+        proc = self._rt.procs[name]
         if proc.spec.pidfile:
-            recovery.sync_pidfile(proc)
+            pidfiles.sync_pidfile(proc)
         if proc.spec.health is None:
             return
         if new is ProcessState.RUNNING and name not in self._checks:
@@ -93,12 +90,12 @@ class Health:
 
     async def _check_loop(self, name: str) -> None:
         while True:
-            proc = self._rt.core.procs.get(name)
+            proc = self._rt.procs.get(name)
             if proc is None or proc.spec.health is None or proc.pid is None:
                 return
             h = proc.spec.health
             await asyncio.sleep(h.interval)  # the check interval itself, not a synchronisation
-            proc = self._rt.core.procs.get(name)
+            proc = self._rt.procs.get(name)
             if proc is None or proc.pid is None:
                 return
             pid = proc.pid

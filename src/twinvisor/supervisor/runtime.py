@@ -18,20 +18,23 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, assert_never
+from typing import assert_never
 
 from twinvisor.config.signals import describe_signal
 from twinvisor.config.specs import Config, ProgramSpec, ReadyMode
 from twinvisor.core import events, machine
+from twinvisor.core.machine import ProcView
+from twinvisor.core.states import Outcome
 from twinvisor.errors import SpawnError
 from twinvisor.linux import children, kernel, readiness, sockets, statefile
 from twinvisor.linux.children import Child
 from twinvisor.linux.logs import LogFile
-from twinvisor.supervisor import orchestration, recovery
+from twinvisor.supervisor import orchestration, persistence, pidfiles, recovery
 from twinvisor.supervisor.health import Health
 from twinvisor.supervisor.listeners import Listeners
+from twinvisor.supervisor.seams import FdKeeper, OutcomeOf
 from twinvisor.supervisor.watch import ChildWatcher, Streams
 
 log = logging.getLogger("twinvisor")
@@ -40,8 +43,8 @@ log = logging.getLogger("twinvisor")
 @dataclass
 class _Waiter:
     names: tuple[str, ...]
-    outcome: Callable[[machine.Proc], str]  # 'ok' | 'failed' | 'pending'
-    future: asyncio.Future[dict[str, str]]
+    outcome: OutcomeOf
+    future: asyncio.Future[dict[str, Outcome]]
 
 
 class Runtime:
@@ -60,9 +63,9 @@ class Runtime:
             readiness.notify_address(config.daemon.run_dir), self.health.on_notify
         )
         self._tasks: set[asyncio.Task[None]] = set()
-        self.link: Any = None  # GuardLink when running as a twin: holds our fds for us
+        self.link: FdKeeper | None = None  # the guard, when running as a twin: keeps our fds
         self.freshness_hooks: list[Callable[[], None]] = []  # run with the pid file checks
-        self.state_file = recovery.StateFile(self)
+        self.state_file = persistence.StateFile(self)
         self.fifo_dir = f"{config.daemon.run_dir}/pipes"
         self._streams: dict[str, Streams] = {}
         self._events: deque[events.Event] = deque()
@@ -132,6 +135,23 @@ class Runtime:
     def names(self) -> list[str]:
         return list(self.core.procs)
 
+    @property
+    def procs(self) -> Mapping[str, ProcView]:
+        return self.core.procs
+
+    @property
+    def desired(self) -> persistence.StateFile:
+        return self.state_file
+
+    def restore_desired(self, desired: dict[str, bool]) -> None:
+        self.state_file.desired = desired
+
+    def mark_state_dirty(self) -> None:
+        self.state_file.dirty = True
+
+    def flush_state(self) -> None:
+        self.state_file.flush()
+
     # -- events in ----------------------------------------------------------------------------
 
     def dispatch(self, event: events.Event) -> None:
@@ -190,7 +210,7 @@ class Runtime:
             return
         leaf = self._new_leaf(name) if spec.cgroup else None
         try:
-            child = children.spawn(spec, fifo_dir=self.fifo_dir, **self._spawn_extras(spec, leaf))
+            child = children.spawn(spec, self._spawn_options(spec, leaf))
         except (SpawnError, OSError) as e:
             if leaf is not None:
                 kernel.cgroup_remove(leaf)
@@ -239,22 +259,23 @@ class Runtime:
         """Already one of our instances (another instance of the same command)."""
         return any(p.pid == pid or p.old_pid == pid for p in self.core.procs.values())
 
-    def _spawn_extras(self, spec: ProgramSpec, leaf: str | None) -> dict[str, Any]:
+    def _spawn_options(self, spec: ProgramSpec, leaf: str | None) -> children.SpawnOptions:
         # the tag lets a restarted supervisor recognise its programs (and never duplicate them)
         env = {"TWINVISOR_RUN_DIR": self.config.daemon.run_dir}
         if spec.ready.mode is ReadyMode.NOTIFY or spec.watchdog_sec > 0:
             env["NOTIFY_SOCKET"] = self.notify.path
         if spec.watchdog_sec > 0:
             env["WATCHDOG_USEC"] = str(int(spec.watchdog_sec * 1_000_000))
-        extras: dict[str, Any] = {"env_extra": env}
+        preexec = None
         if spec.listen_addrs:
             fds = self.listeners.bind(spec)
             env.update(sockets.listen_env([spec.program] * len(fds)))
-            extras["preexec"] = sockets.place_fds(fds)
+            preexec = sockets.place_fds(fds)
+        prefix: list[str] = []
         if leaf is not None or spec.listen_addrs:
             procs = None if leaf is None else f"{leaf}/cgroup.procs"
-            extras["argv_prefix"] = children.trampoline(procs, bool(spec.listen_addrs))
-        return extras
+            prefix = children.trampoline(procs, bool(spec.listen_addrs))
+        return children.SpawnOptions(env, prefix, preexec, self.fifo_dir)
 
     def _new_leaf(self, name: str) -> str | None:
         """A fresh cgroup leaf for the next generation of `name`, made before the spawn."""
@@ -293,18 +314,20 @@ class Runtime:
         for w in self._waiters:
             if w.future.done():
                 continue
-            outcomes = {
-                n: w.outcome(self.core.procs[n]) if n in self.core.procs else "ok" for n in w.names
-            }
-            if "pending" in outcomes.values():
+            outcomes = {n: self._outcome(n, w.outcome) for n in w.names}
+            if Outcome.PENDING in outcomes.values():
                 still.append(w)
             else:
                 w.future.set_result(outcomes)
         self._waiters = still
 
+    def _outcome(self, name: str, outcome: OutcomeOf) -> Outcome:
+        proc = self.core.procs.get(name)
+        return Outcome.OK if proc is None else outcome(proc)  # removed meanwhile: nothing to wait
+
     async def wait(
-        self, names: Iterable[str], outcome: Callable[[machine.Proc], str], timeout: float | None
-    ) -> dict[str, str]:
+        self, names: Iterable[str], outcome: OutcomeOf, timeout: float | None
+    ) -> dict[str, Outcome]:
         """Wait until every named instance has an outcome; 'timeout' for those still pending."""
         w = _Waiter(tuple(names), outcome, self.loop.create_future())
         self._waiters.append(w)
@@ -312,12 +335,8 @@ class Runtime:
         try:
             return await asyncio.wait_for(asyncio.shield(w.future), timeout)
         except TimeoutError:
-            return {
-                n: (outcome(self.core.procs[n]) if n in self.core.procs else "ok").replace(
-                    "pending", "timeout"
-                )
-                for n in w.names
-            }
+            late = {n: self._outcome(n, outcome) for n in w.names}
+            return {n: Outcome.TIMEOUT if v is Outcome.PENDING else v for n, v in late.items()}
 
     def send_signal(self, name: str, sig: int) -> bool:
         proc = self.core.procs[name]
@@ -331,25 +350,25 @@ class Runtime:
             c.pid for _, c in self.children.values() if kernel.is_same_process(c.pid, c.start_ticks)
         ]
 
-    def _spawn_task(self, coro: Any) -> None:
+    def _spawn_task(self, coro: Coroutine[None, None, None]) -> None:
         task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     # -- user requests: see orchestration ---------------------------------------------------------
 
-    async def start(self, names: list[str], timeout: float | None = None) -> dict[str, str]:
+    async def start(self, names: list[str], timeout: float | None = None) -> dict[str, Outcome]:
         return await orchestration.start(self, names, timeout)
 
     async def stop(
         self, names: list[str], timeout: float | None = None, remember: bool = True
-    ) -> dict[str, str]:
+    ) -> dict[str, Outcome]:
         return await orchestration.stop(self, names, timeout, remember)
 
-    async def restart(self, names: list[str], timeout: float | None = None) -> dict[str, str]:
+    async def restart(self, names: list[str], timeout: float | None = None) -> dict[str, Outcome]:
         return await orchestration.restart(self, names, timeout)
 
-    async def stop_all(self) -> dict[str, str]:
+    async def stop_all(self) -> dict[str, Outcome]:
         """`down`: stop everything without changing what the user wants running."""
         return await self.stop(self.names(), remember=False)
 
@@ -391,7 +410,7 @@ class Runtime:
         self.state_file.save_clean_shutdown()
 
     def start_freshness(self, own_pid_path: str) -> None:
-        recovery.start_freshness(self, own_pid_path)
+        pidfiles.start_freshness(self, own_pid_path)
 
     # -- config changes -------------------------------------------------------------------------
 
@@ -409,7 +428,7 @@ class Runtime:
         for name in diff["added"]:
             self._add(specs[name])
         # keep config order for status listings
-        self.core.procs = {s.name: self.core.procs[s.name] for s in new.programs}
+        self.core.reorder(s.name for s in new.programs)
         self.config = new
         self.release_unused_sockets()
         to_start = [n for n in diff["added"] + diff["changed"] if specs[n].autostart]

@@ -1,0 +1,63 @@
+"""The persisted state of one runtime: what the user wants running, and which processes are
+ours, written to `run_dir/state.json` (format and atomic writes: `linux.statefile`).
+
+Batched: one write per loop iteration however many events it handled; a change to what the
+user wants is fsynced, the list of live children is not (after a machine crash they are gone).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from twinvisor.linux import statefile
+from twinvisor.supervisor.seams import Recoverable
+
+
+class StateFile:
+    def __init__(self, rt: Recoverable) -> None:
+        self._rt = rt
+        self.path = f"{rt.config.daemon.run_dir}/state.json"
+        self.desired: dict[str, bool] = {}
+        self.dirty = False  # a change not written yet
+        self.durable = False  # ... that must survive a power cut (the user's wishes)
+        self._flush_scheduled = False
+
+    def want(self, names: Iterable[str], running: bool) -> None:
+        for n in names:
+            if self.desired.get(n) != running:
+                self.desired[n] = running
+                self.dirty = self.durable = True
+        self.flush()
+
+    def snapshot(self, clean: bool = False) -> statefile.PersistedState:
+        rt = self._rt
+        wall, now = time.time(), rt.clock()
+        records = []
+        for pid, (name, child) in rt.children.items():
+            proc = rt.procs.get(name)
+            started = proc.started_at if proc is not None and proc.pid == pid else None
+            age = now - started if started is not None else 0.0
+            records.append(statefile.ChildRecord(name, pid, child.start_ticks, wall - age))
+        restarts = {n: p.restarts for n, p in rt.procs.items() if p.restarts}
+        records = [] if clean else records
+        return statefile.PersistedState(dict(self.desired), records, clean, restarts)
+
+    def schedule_flush(self) -> None:
+        """Write the state once per loop iteration, however many events it handled: starting
+        200 programs is then a handful of writes, not 200 growing ones. A supervisor killed
+        inside that window loses nothing: recovery also finds our children by their tag."""
+        if self.dirty and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._rt.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._flush_scheduled = False
+        if not self.dirty:
+            return
+        if statefile.save(self.path, self.snapshot(), durable=self.durable):
+            self.dirty = self.durable = False
+        # else: full disk; the next change retries, supervision goes on regardless
+
+    def save_clean_shutdown(self) -> None:
+        statefile.save(self.path, self.snapshot(clean=True), durable=True)

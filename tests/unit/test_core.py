@@ -84,7 +84,7 @@ class Rig:
         self.last: list[Any] = []
 
     @property
-    def proc(self) -> machine.Proc:
+    def proc(self) -> machine.ProcView:
         return self.core.procs["p"]
 
     def __call__(self, now: float, event: Any) -> list[tuple[Any, ...]]:
@@ -255,6 +255,30 @@ def test_custom_stop_signal_and_sigkill_stop() -> None:
 # ---- random event sequences -----------------------------------------------------------------
 
 NAMES = ("a", "b")
+
+
+def test_stray_generation_is_retired_by_the_core() -> None:
+    """Two live generations found at a takeover: the older one is stopped (stop signal, then
+    SIGKILL at stop_timeout) and its exit changes nothing for the adopted one."""
+    r = Rig()
+    r(0.0, events.Adopted("p", 20, 0.0))
+    assert r.proc.state is S.RUNNING and r.proc.pid == 20
+    got = r(0.1, events.StrayGeneration("p", 10))
+    assert ("signal", 10, "SIGTERM") in got and ("signal", 10, "SIGCONT") in got
+    assert ("timer", 5.0) in got  # stop_timeout: then SIGKILL
+    assert 10 in r.proc.retiring
+    assert r(0.2, events.StrayGeneration("p", 10)) == []  # already retiring: no second signal
+    assert r(0.5, events.Exited("p", 10, None, signal.SIGTERM, "SIGTERM")) == [("remnants", 10)]
+    assert r.proc.state is S.RUNNING and r.proc.pid == 20 and not r.proc.retiring
+
+
+def test_counters_restored_and_dependency_failure_are_events() -> None:
+    r = Rig()
+    r(0.0, events.CountersRestored("p", 7))
+    assert r.proc.restarts == 7
+    r(0.0, events.DependencyFailed("p", "db"))
+    assert r.proc.last_error == "dependency 'db' did not start"
+    assert r.proc.state is S.STOPPED  # neither changes the state
 
 
 class CoreMachine(RuleBasedStateMachine):

@@ -118,6 +118,15 @@ def _restart_lines(spec: ProgramSpec) -> list[str]:
 def _service(
     spec: ProgramSpec, config: Config, prefix: str, notes: list[str], socket: str | None
 ) -> Unit:
+    unit = _unit_section(spec, config, prefix, socket)
+    service = _service_section(spec, notes, socket)
+    install = ["", "[Install]", "WantedBy=multi-user.target"] if spec.autostart else []
+    _note_dropped(spec, notes)
+    text = "\n".join([*unit, *service, *install]) + "\n"
+    return Unit(unit_name(prefix, spec.name), text)
+
+
+def _unit_section(spec: ProgramSpec, config: Config, prefix: str, socket: str | None) -> list[str]:
     policy = spec.restart
     unit = [
         "[Unit]",
@@ -133,6 +142,10 @@ def _service(
         deps.append(socket)
     if deps:
         unit += [f"After={' '.join(deps)}", f"Requires={' '.join(deps)}"]
+    return unit
+
+
+def _service_section(spec: ProgramSpec, notes: list[str], socket: str | None) -> list[str]:
     service = [
         "",
         "[Service]",
@@ -161,10 +174,7 @@ def _service(
         service.append(f"WatchdogSec={_seconds(spec.watchdog_sec)}")
     if socket:
         service.append(f"Sockets={socket}")
-    install = ["", "[Install]", "WantedBy=multi-user.target"] if spec.autostart else []
-    _note_dropped(spec, notes)
-    text = "\n".join([*unit, *service, *install]) + "\n"
-    return Unit(unit_name(prefix, spec.name), text)
+    return service
 
 
 def _output(key: str, path: str | None) -> str:

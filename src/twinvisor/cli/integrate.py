@@ -151,6 +151,10 @@ def timer_plan(kind: str, config: str, twinvisor: list[str]) -> Plan:
         command = " ".join(shlex.quote(a) for a in up).replace("%", "\\%")
         line = f"* * * * * {command} >/dev/null 2>&1 {MARK}{config}"
         return Plan("cron", config, cron_line=line)
+    return _systemd_timer_plan(config, up)
+
+
+def _systemd_timer_plan(config: str, up: list[str]) -> Plan:
     user = os.geteuid() != 0
     stem = _stem(config)
     directory = _unit_dir(user)

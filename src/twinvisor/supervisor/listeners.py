@@ -11,14 +11,14 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import Callable
-from typing import Any
 
 from twinvisor.config.specs import ProgramSpec
 from twinvisor.linux import sockets
+from twinvisor.supervisor.seams import FdKeeper
 
 
 class Listeners:
-    def __init__(self, link: Callable[[], Any]) -> None:
+    def __init__(self, link: Callable[[], FdKeeper | None]) -> None:
         """`link`: the GuardLink when running as a twin (set after start-up, hence asked)."""
         self.registry = sockets.SocketRegistry()
         self._link = link

@@ -21,6 +21,7 @@ from twinvisor.supervisor.seams import Recoverable
 
 log = logging.getLogger("twinvisor")
 
+
 def recover(rt: Recoverable, saved: statefile.PersistedState, handed: dict[str, int]) -> set[str]:
     """Adopt the live children a previous supervisor left; returns the adopted names.
 
@@ -186,5 +187,3 @@ def reap_orphans(ours: dict[int, tuple[str, Child]]) -> None:
         if kid.pid not in ours and kernel.is_zombie(kid.pid):
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(kid.pid, os.WNOHANG)
-
-

@@ -14,11 +14,11 @@ import os
 import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from twinvisor.linux import children, fsutil, kernel
 from twinvisor.linux.children import Child
 from twinvisor.linux.logs import LogFile
+from twinvisor.supervisor.seams import FdKeeper
 
 OnExit = Callable[[str, int, int | None, int | None], None]  # (instance, pid, exit code, signal)
 
@@ -40,7 +40,7 @@ class ChildWatcher:
         loop: asyncio.AbstractEventLoop,
         on_exit: OnExit,
         sinks: Mapping[str, Streams],
-        link: Callable[[], Any],
+        link: Callable[[], FdKeeper | None],
         fifo_dir: str,
         children: Mapping[int, tuple[str, Child]],
     ) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from twinvisor import __version__
+from twinvisor.cli import remote
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 READ_TIMEOUT = 10.0  # seconds a read (status, logs lookup) waits for the daemon
@@ -406,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="A process supervisor that survives its own death.",
         parents=[_common_options(suppress=False)],
     )
+    remote.add_options(p)  # -H / --hosts: the command runs on other machines (cli/remote.py)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
@@ -483,7 +485,10 @@ def _internal_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     internal = argv[:1] in (["guard"], ["daemon"])
-    args = (_internal_parser() if internal else build_parser()).parse_args(argv)
+    parser = _internal_parser() if internal else build_parser()
+    args = parser.parse_args(argv)
+    if not internal and remote.wanted(args):
+        return remote.run(parser, args, argv)
     try:
         return int(args.func(args))
     except _Fail as e:

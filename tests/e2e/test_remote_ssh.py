@@ -17,8 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import Daemon, Result, child, daemon_fixture, free_port  # noqa: F401
-from sshd import Sshd, sshd_fixture  # noqa: F401
+
+from tests.support.helpers import Daemon, Result, child, daemon_fixture, free_port  # noqa: F401
+from tests.support.sshd import Sshd, sshd_fixture  # noqa: F401
 
 REMOTE = f"{shlex.quote(sys.executable)} -m twinvisor"
 

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import free_port, wait_until
+
+from tests.support.helpers import free_port, wait_until
 
 SSHD_PATHS = ("/usr/sbin/sshd", "/usr/bin/sshd", "/usr/local/sbin/sshd")
 

@@ -124,14 +124,13 @@ class Twinvisor:
         why = err.strip().removeprefix("twinvisor: ") or out.strip()
         if rc == 3:
             self.module.fail_json(msg=f"no twinvisor daemon is running: {why}", rc=rc, cmd=cmd)
-        if rc not in ok and soft:
-            return None
-        if rc not in ok:
-            self.module.fail_json(msg=why or f"twinvisor exited {rc}", rc=rc, cmd=cmd)
         try:
-            return json.loads(out)
-        except ValueError:
-            self.module.fail_json(msg=f"twinvisor printed no JSON: {out[:200]!r}", cmd=cmd)
+            answer = json.loads(out) if rc in ok else None
+        except ValueError:  # e.g. status of an unknown name: exit 1, the reason on stderr
+            answer = None
+        if answer is None and not soft:
+            self.module.fail_json(msg=why or f"twinvisor exited {rc}", rc=rc, cmd=cmd)
+        return answer
 
 
 def apply_config(tv: Twinvisor, result: dict[str, Any]) -> None:
@@ -185,9 +184,10 @@ def main() -> None:
             "timeout": {"type": "float", "default": 60.0},
         },
         required_by={"state": "name"},
-        required_one_of=[("state", "update")],
         supports_check_mode=True,
     )
+    if not module.params["state"] and not module.params["update"]:
+        module.fail_json(msg="nothing to do: give state, or update: true")
     # this runs on the managed host: act on its daemon, never forward to yet another host
     os.environ.pop("TWINVISOR_HOST", None)
     tv = Twinvisor(module)

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from twinvisor.config.load import config_to_dict, format_problems, load_config, parse_size
 from twinvisor.config.locate import Locator, split_key, toml_error_line
+from twinvisor.config.paths import daemon_table_paths, default_run_dir
 from twinvisor.config.specs import (
     AfterGiveUp,
     AutoRestart,
@@ -96,13 +97,33 @@ def test_supergo_seed_example_loads(tmp_path: Path) -> None:
 
 def test_daemon_defaults_are_absolute(tmp_path: Path) -> None:
     cfg = load_config(str(write(tmp_path / "a.toml", "[program.x]\ncommand = 'x'\n")))
-    run = tmp_path / ".twinvisor"
+    run = Path(cfg.daemon.run_dir)
+    assert run.parent == tmp_path / ".twinvisor" and run.name.startswith("a-")
     assert cfg.daemon.run_dir == str(run)
     assert cfg.daemon.log_dir == str(run / "log")
     assert cfg.daemon.socket == str(run / "twinvisor.sock")
     x = cfg.programs[0]
     assert x.stdout.path == str(run / "log" / "x.stdout.log")
     assert x.stderr.path == str(run / "log" / "x.stderr.log")
+
+
+def test_each_config_file_gets_its_own_run_dir_and_both_readers_agree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TWINVISOR_RUN_DIR", raising=False)
+    body = "[program.x]\ncommand = 'x'\n"
+    files = [write(tmp_path / n, body) for n in ("a.toml", "b.toml", "a.conf")]
+    run_dirs = [load_config(str(f)).daemon.run_dir for f in files]
+    assert len(set(run_dirs)) == 3  # a.toml and a.conf too: the hash keeps them apart
+    for f, run_dir in zip(files, run_dirs, strict=True):
+        light = daemon_table_paths(str(f))
+        assert light is not None and light.run_dir == run_dir == default_run_dir(str(f))
+        assert light.socket == load_config(str(f)).daemon.socket
+    monkeypatch.setenv("TWINVISOR_RUN_DIR", str(tmp_path / "shared"))
+    for f in files:  # the variable still wins over the default, in both readers
+        assert load_config(str(f)).daemon.run_dir == str(tmp_path / "shared")
+        light = daemon_table_paths(str(f))
+        assert light is not None and light.run_dir == str(tmp_path / "shared")
 
 
 def test_daemon_relative_paths_and_env_default(

@@ -21,19 +21,16 @@ from twinvisor.cli import remote
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 READ_TIMEOUT = 10.0  # seconds a read (status, logs lookup) waits for the daemon
-CONFIG_CANDIDATES = ("twinvisor.toml", "/etc/twinvisor/twinvisor.toml")
 
 
 def _config_path(arg: str | None) -> str:
-    if arg:
-        return arg
-    env = os.environ.get("TWINVISOR_CONFIG")
-    if env:
-        return env
-    for candidate in CONFIG_CANDIDATES:
-        if os.path.exists(candidate):
-            return candidate
-    return CONFIG_CANDIDATES[0]
+    """The one lookup order (config/lookup.py); none found is a usage error naming each try."""
+    from twinvisor.config.lookup import ConfigNotFound, find_config
+
+    try:
+        return find_config(arg)
+    except ConfigNotFound as e:
+        raise _Fail(str(e), EXIT_USAGE) from None
 
 
 class _Fail(Exception):
@@ -173,6 +170,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(rows)
     else:
+        daemon = body.get("daemon") or {}
+        if daemon.get("config"):  # which config this daemon runs (several may share a folder)
+            print(f"config {daemon['config']} (supervisor pid {daemon.get('pid')})")
         print(_status_table(rows))
     # like `systemctl is-active`: non-zero when something is not running as asked
     bad = [r for r in rows if r["state"] in ("FATAL", "BACKOFF")]
@@ -377,6 +377,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 def _common_options(suppress: bool) -> argparse.ArgumentParser:
     """Options accepted before and after the verb. After it, defaults are suppressed so that
     `twinvisor -c X status` keeps the -c given before the verb."""
+    from twinvisor.config.lookup import ORDER_TEXT  # os only: cheap, but not at import
+
     common = argparse.ArgumentParser(add_help=False)
 
     def d(value: Any) -> Any:
@@ -386,7 +388,7 @@ def _common_options(suppress: bool) -> argparse.ArgumentParser:
         "-c",
         "--config",
         default=d(None),
-        help="config file (default: $TWINVISOR_CONFIG, ./twinvisor.toml)",
+        help=f"config file (looked up: {ORDER_TEXT})",
     )
     common.add_argument(
         "--socket", default=d(None), help="control socket (default: from the config)"

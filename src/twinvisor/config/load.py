@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from twinvisor.config.locate import Locator, Problems, Source, read_regular, toml_error_line
+from twinvisor.config.paths import default_run_dir
 from twinvisor.config.signals import signal_name, signal_number
 from twinvisor.config.specs import (
     AfterGiveUp,
@@ -547,12 +548,7 @@ def _daemon_spec(root: Source, pr: Problems) -> DaemonSpec:
         check_table(table, _DaemonTable, root, ("daemon",), pr) if isinstance(table, dict) else {}
     )
     d = msgspec.convert(valid, type=_DaemonTable)
-    env_run_dir = os.environ.get("TWINVISOR_RUN_DIR")  # relative to the cwd, like any env path
-    default_run = (
-        os.path.abspath(env_run_dir)
-        if env_run_dir
-        else os.path.join(os.path.dirname(root.path), ".twinvisor")
-    )
+    default_run = default_run_dir(root.path)  # the one rule, shared with config.paths
     run_dir = _daemon_path(root, "run_dir", d.run_dir, default_run, pr)
     log_dir = _daemon_path(root, "log_dir", d.log_dir, os.path.join(run_dir, "log"), pr)
     socket = _daemon_path(root, "socket", d.socket, os.path.join(run_dir, "twinvisor.sock"), pr)

@@ -1,11 +1,13 @@
 """Where a daemon lives, from the [daemon] table alone (run dir, log dir, control socket).
 
 For the callers that must be light and must work while the rest of the config has errors:
-the CLI finding its socket, and the guard. Resolves exactly as config.py does.
+the CLI finding its socket, and the guard. `default_run_dir` is the one rule, which the full
+loader (config/load.py) uses too, so both always agree.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tomllib
 from typing import NamedTuple
@@ -15,6 +17,23 @@ class DaemonPaths(NamedTuple):
     run_dir: str
     socket: str
     log_dir: str
+
+
+RUN_DIR_ENV = "TWINVISOR_RUN_DIR"
+
+
+def default_run_dir(config_path: str, env: dict[str, str] | None = None) -> str:
+    """The run dir when [daemon] run_dir is not set: $TWINVISOR_RUN_DIR (relative to the cwd,
+    like any env path), else `.twinvisor/<stem>-<hash>` beside the config file. Each config
+    file gets its own: a.toml and b.toml in one folder are two daemons, never one. The hash
+    (of the absolute path) keeps a.toml and a.conf apart; the stem keeps it readable."""
+    from_env = (os.environ if env is None else env).get(RUN_DIR_ENV)
+    if from_env:
+        return os.path.abspath(from_env)
+    path = os.path.abspath(config_path)
+    stem = os.path.splitext(os.path.basename(path))[0] or "config"
+    digest = hashlib.sha256(os.fsencode(path)).hexdigest()[:8]
+    return os.path.join(os.path.dirname(path), ".twinvisor", f"{stem}-{digest}")
 
 
 def daemon_table_paths(path: str) -> DaemonPaths | None:
@@ -32,13 +51,7 @@ def daemon_table_paths(path: str) -> DaemonPaths | None:
     def resolve(value: str) -> str:
         return os.path.normpath(os.path.join(here, os.path.expanduser(value)))
 
-    env_run_dir = os.environ.get("TWINVISOR_RUN_DIR")
-    if "run_dir" in daemon:
-        run_dir = resolve(daemon["run_dir"])
-    elif env_run_dir:
-        run_dir = os.path.abspath(env_run_dir)
-    else:
-        run_dir = os.path.join(here, ".twinvisor")
+    run_dir = resolve(daemon["run_dir"]) if "run_dir" in daemon else default_run_dir(path)
     socket = (
         resolve(daemon["socket"]) if "socket" in daemon else os.path.join(run_dir, "twinvisor.sock")
     )

@@ -50,14 +50,16 @@ def build_router(
     router = Router()
 
     async def version(req: Request) -> Response:
-        return Response(200, {"version": __version__, "pid": os.getpid()})
+        body = {"version": __version__, "pid": os.getpid(), "config": runtime.config.path}
+        return Response(200, body)
 
     async def status(req: Request) -> Response:
         patterns = [p for p in req.query.get("names", "").split(",") if p]
         names, unknown = resolve_names(runtime, patterns) if patterns else (None, [])
         if unknown:
             return _error(404, f"no such program: {', '.join(unknown)}", unknown=unknown)
-        return Response(200, {"programs": runtime.status(names)})
+        daemon = {"pid": os.getpid(), "config": runtime.config.path}  # which daemon answers
+        return Response(200, {"programs": runtime.status(names), "daemon": daemon})
 
     def verb(
         action: Callable[[list[str], float | None], Awaitable[Mapping[str, str]]],

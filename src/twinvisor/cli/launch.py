@@ -29,7 +29,7 @@ def start_background(config: Config, timeout: float, twin: bool = True) -> int:
     read_end, write_end = os.pipe()
     env = dict(os.environ, **{READY_FD_ENV: str(write_end)})
     # the daemon's own stdout/stderr (tracebacks before logging is set up) go to a file
-    with open(os.path.join(daemon.log_dir, "twinvisor.out"), "ab") as out:
+    with os.fdopen(fsutil.open_log(os.path.join(daemon.log_dir, "twinvisor.out")), "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "twinvisor", "guard" if twin else "daemon", "-c", config.path],
             stdin=subprocess.DEVNULL,

@@ -59,6 +59,21 @@ def remove_quietly(path: str) -> None:
         os.unlink(path)
 
 
+LOG_MODE = 0o640  # every log file twinvisor writes: the daemon's own and the programs'
+
+
+def open_log(path: str) -> int:
+    """An O_APPEND fd on the log file `path`, created 0640 (whatever the umask). A file of
+    ours left wider by an older version is tightened: logs may hold secrets a program
+    prints, and the daemon's logs are no less private than the programs'."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, LOG_MODE)
+    with contextlib.suppress(OSError):
+        st = os.fstat(fd)
+        if st.st_uid == os.geteuid() and st.st_mode & 0o777 != LOG_MODE:
+            os.fchmod(fd, LOG_MODE)
+    return fd
+
+
 class ResilientFileHandler(logging.FileHandler):
     """A FileHandler whose write errors (ENOSPC, deleted dir) are counted, not printed:
     the daemon's own log must never be the thing that takes it down."""
@@ -66,6 +81,9 @@ class ResilientFileHandler(logging.FileHandler):
     def __init__(self, filename: str) -> None:
         super().__init__(filename, delay=True)
         self.failed_records = 0
+
+    def _open(self):  # type: ignore[no-untyped-def]  # typeshed: -> TextIOWrapper
+        return os.fdopen(open_log(self.baseFilename), "a", encoding=self.encoding)
 
     def handleError(self, record: logging.LogRecord) -> None:
         self.failed_records += 1

@@ -21,14 +21,13 @@ from datetime import UTC, datetime
 from types import TracebackType
 
 from twinvisor.config.specs import LogSpec
+from twinvisor.linux import fsutil
 
 MAX_LINE = 64 * 1024  # content bytes per line; longer lines are split, never buffered
 PROBLEM_INTERVAL = 60.0  # at most one error report per file per this many clock seconds
 CHECK_INTERVAL = 1.0  # how often (clock seconds) to check that the path still names our file
 READ_CHUNK = 64 * 1024
 
-_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-_FILE_MODE = 0o640
 _DIR_MODE = 0o750
 # After these the fd itself is fine: keep it and simply retry on the next write. After any other
 # error the fd is closed so that the next write starts again from open().
@@ -185,7 +184,7 @@ class LogFile:
         parent = os.path.dirname(path)
         if parent:
             os.makedirs(parent, mode=_DIR_MODE, exist_ok=True)
-        fd = os.open(path, _OPEN_FLAGS, _FILE_MODE)
+        fd = fsutil.open_log(path)
         try:
             self._size = os.fstat(fd).st_size
         except OSError:

@@ -392,11 +392,7 @@ class Guard:
 def _open_out(daemon: DaemonSpec) -> int:
     os.makedirs(daemon.log_dir, mode=0o750, exist_ok=True)
     try:
-        return os.open(
-            f"{daemon.log_dir}/twinvisor.out",
-            os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-            0o640,
-        )
+        return fsutil.open_log(f"{daemon.log_dir}/twinvisor.out")
     except OSError:
         return os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
 

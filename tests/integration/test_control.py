@@ -382,6 +382,38 @@ def test_garbage_is_400_with_json_error(serve: Any, garbage: bytes) -> None:
     assert srv.client.call("GET", "/status")[0] == 200
 
 
+_DEEP = 10_000
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST /programs/x/start HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+        % (2 * _DEEP, b"[" * _DEEP + b"]" * _DEEP),
+        b"POST /programs/x/start HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+        % (6 * _DEEP + 1, b'{"a":' * _DEEP + b"1" + b"}" * _DEEP),
+        b"GET http://[::1 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET http://[::1/status HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /programs/x/start HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"POST /programs/x/start HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+    ],
+    ids=["deep-array", "deep-object", "ipv6-target", "ipv6-path", "gzip", "gzip-chunked"],
+)
+def test_malformed_request_is_a_json_400_without_a_traceback(
+    serve: Any, caplog: pytest.LogCaptureFixture, request_bytes: bytes
+) -> None:
+    """Issue 10 item 10: deep JSON (RecursionError) and an unclosed IPv6 target (ValueError)
+    closed the connection with a traceback in the log; a Transfer-Encoding was 501."""
+    srv = serve(max_body=256 * 1024)
+    with caplog.at_level(logging.DEBUG, logger="twinvisor"):
+        status, headers, body = parse(raw(srv.path, request_bytes))
+        assert srv.client.call("GET", "/status")[0] == 200
+    assert status == 400, body
+    assert headers["content-type"] == "application/json"
+    assert isinstance(body["error"], str)
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
 def test_invalid_json_body_is_400(serve: Any) -> None:
     srv = serve()
     body = b"{not json"
@@ -447,26 +479,63 @@ def test_other_uid_is_refused_with_403(serve: Any) -> None:
     assert srv.idle() == 0
 
 
-def test_too_many_connections_get_503(serve: Any) -> None:
+def _kept_alive(path: str) -> socket.socket:
+    """A connection that got one answer and now idles (keep-alive)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(path)
+    s.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
+    resp = b""
+    while b"}" not in resp:
+        resp += s.recv(4096)
+    return s
+
+
+def test_idle_connections_give_their_slot_to_a_new_request(serve: Any) -> None:
+    """Issue 10 item 9: idle connections filling every slot made a new request get 503."""
     srv = serve(max_connections=2)
-    held = []
+    held = [_kept_alive(srv.path) for _ in range(2)]
     try:
-        for _ in range(2):  # two kept-alive connections, each proven accepted by an answer
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.settimeout(10)
-            s.connect(srv.path)
-            s.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
-            resp = b""
-            while b"}" not in resp:
-                resp += s.recv(4096)
-            held.append(s)
-        status, body = srv.client.call("GET", "/status")
-        assert status == 503 and "error" in body
+        assert srv.client.call("GET", "/status") == (200, {"ok": True})
+        assert read_all(held[0]) == b""  # the one silent longest was closed for it
     finally:
         for s in held:
             s.close()
     assert srv.idle() == 0
-    assert srv.client.call("GET", "/status")[0] == 200
+
+
+def test_busy_connections_make_a_newcomer_wait_then_503(serve: Any) -> None:
+    """Requests being answered are never evicted: a newcomer waits, then gets 503."""
+    release = asyncio.Event()
+    entered = threading.Semaphore(0)
+
+    async def hang(req: Request) -> Response:
+        entered.release()
+        await release.wait()
+        return Response(200, {"ok": True})
+
+    router = make_router()
+    router.add("GET", "/hang", hang)
+    srv = serve(router=router, max_connections=2, request_timeout=0.3)
+    busy = []
+    try:
+        for _ in range(2):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(10)
+            s.connect(srv.path)
+            s.sendall(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
+            busy.append(s)
+        for _ in busy:  # both are in their handler: a third must not evict them
+            assert entered.acquire(timeout=10)
+        status, body = srv.client.call("GET", "/status")
+        assert status == 503 and "error" in body
+        srv.loop.loop.call_soon_threadsafe(release.set)
+        for s in busy:
+            assert parse(read_all(s))[0] == 200
+    finally:
+        for s in busy:
+            s.close()
+    assert srv.idle() == 0
 
 
 def test_garbage_connections_do_not_grow_memory(serve: Any) -> None:

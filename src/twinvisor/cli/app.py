@@ -87,7 +87,7 @@ def _call(
     # while it restarts one, so a read that waits longer means that restart is failing
     timeout = min(args.timeout, READ_TIMEOUT) if method == "GET" else args.timeout + 5
     try:
-        return ControlClient(socket, timeout=timeout).call(method, path, body, query)
+        code, answer = ControlClient(socket, timeout=timeout).call(method, path, body, query)
     except DaemonNotRunning as e:
         raise _Fail(f"{e}\n(start it with: twinvisor up)", EXIT_NOT_RUNNING) from None
     except ControlError as e:
@@ -99,6 +99,10 @@ def _call(
                 EXIT_NOT_RUNNING,
             ) from None
         raise _Fail(str(e), EXIT_FAILED) from None
+    if code == 403 or code >= 500:  # refused, or broken: no verb has anything else to show
+        error = answer.get("error") if isinstance(answer, dict) else None
+        raise _Fail(str(error or f"the daemon answered HTTP {code}"), EXIT_FAILED)
+    return code, answer
 
 
 # ---- rendering ---------------------------------------------------------------------------------

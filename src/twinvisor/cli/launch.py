@@ -123,9 +123,14 @@ def stop_daemon(socket_path: str, timeout: float, run_dir: str | None = None) ->
         guard_pid = fsutil.read_pid(os.path.join(run_dir, "guard.pid"))
     client = ControlClient(socket_path, timeout=timeout + 5)
     try:
-        _, version = client.call("GET", "/version")
-        daemon_pid = int(version["pid"])
-        _, result = client.call("POST", "/shutdown", query={"timeout": str(timeout)})
+        code, result = client.call("GET", "/version")
+        if code == 200:
+            daemon_pid = int(result["pid"])
+            code, result = client.call("POST", "/shutdown", query={"timeout": str(timeout)})
+        if code != 200:  # refused (403): say what the daemon said
+            error = result.get("error") if isinstance(result, dict) else None
+            print(f"twinvisor: {error or f'the daemon answered HTTP {code}'}", file=sys.stderr)
+            return 1
     except DaemonNotRunning as e:
         print(f"twinvisor: {e}", file=sys.stderr)
         return 3

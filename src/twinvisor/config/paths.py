@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tomllib
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+# a table header line: [daemon] opens the table, any other [...] line ends it
+_HEADER = re.compile(rb"^[ \t]*\[")
+_DAEMON_HEADER = re.compile(rb"^[ \t]*\[[ \t]*daemon[ \t]*\][ \t]*(#.*)?$")
+MAX_READ = 64 * 1024 * 1024  # past this the full loader refuses the file anyway
 
 
 class DaemonPaths(NamedTuple):
@@ -37,11 +43,12 @@ def default_run_dir(config_path: str, env: dict[str, str] | None = None) -> str:
 
 
 def daemon_table_paths(path: str) -> DaemonPaths | None:
-    """None when even the [daemon] table cannot be read (the full loader then says why)."""
-    try:
-        with open(path, "rb") as f:
-            daemon = tomllib.load(f).get("daemon", {})
-    except (OSError, ValueError):
+    """None when even the [daemon] table cannot be read (the full loader then says why).
+
+    A syntax error, binary garbage or absurd nesting elsewhere in the file does not matter:
+    a running daemon must stay controllable (`status`, `down`) while its config is broken."""
+    daemon = _daemon_table(path)
+    if daemon is None:
         return None
     keys = ("run_dir", "socket", "log_dir")
     if not isinstance(daemon, dict) or not all(isinstance(daemon.get(k, ""), str) for k in keys):
@@ -57,3 +64,31 @@ def daemon_table_paths(path: str) -> DaemonPaths | None:
     )
     log_dir = resolve(daemon["log_dir"]) if "log_dir" in daemon else os.path.join(run_dir, "log")
     return DaemonPaths(run_dir, socket, log_dir)
+
+
+def _daemon_table(path: str) -> Any:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_READ)
+    except OSError:
+        return None
+    try:
+        return tomllib.loads(data.decode()).get("daemon", {})
+    except (ValueError, RecursionError):
+        pass  # broken somewhere: the [daemon] table's own lines may still be fine
+    try:
+        return tomllib.loads(_daemon_lines(data).decode()).get("daemon", {})
+    except (ValueError, RecursionError):
+        return None
+
+
+def _daemon_lines(data: bytes) -> bytes:
+    """The [daemon] table's lines alone: from its header to the next table header."""
+    out: list[bytes] = []
+    inside = False
+    for line in data.splitlines():
+        if _HEADER.match(line):
+            inside = bool(_DAEMON_HEADER.match(line))
+        if inside:
+            out.append(line)
+    return b"\n".join(out)

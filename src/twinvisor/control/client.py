@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import time
 
 from twinvisor.errors import ControlError, DaemonNotRunning
@@ -85,8 +86,16 @@ class ControlClient:
 
     def _connect(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        # A unix connect never waits for the peer to accept, only for backlog room.
-        sock.settimeout(min(_CONNECT_TIMEOUT, self.timeout))
+        # A unix connect never waits for the peer to accept, only for backlog room: a
+        # blocking connect waits for that room up to SO_SNDTIMEO (a non-blocking one would
+        # fail at once with EAGAIN while a burst of clients fills the backlog)
+        wait = min(_CONNECT_TIMEOUT, self.timeout)
+        seconds = int(wait)
+        sock.setsockopt(
+            socket.SOL_SOCKET,
+            socket.SO_SNDTIMEO,
+            struct.pack("ll", seconds, int((wait - seconds) * 1_000_000)),
+        )
         try:
             sock.connect(self.socket_path)
         except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as e:

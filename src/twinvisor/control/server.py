@@ -13,7 +13,11 @@ Safety rules, all enforced here so handlers need not care:
 * malformed HTTP, a bad target or invalid JSON get 400; a handler exception gets 500 and is
   logged; the server itself never dies of a request;
 * a request must arrive complete within ``request_timeout`` (408 and close otherwise), and
-  an idle keep-alive connection is closed after the same delay.
+  an idle keep-alive connection is closed after the same delay;
+* at most ``max_connections`` are served at once, and idle or slow ones cannot lock the API
+  out: a new request takes the slot of the connection silent longest (see slots.py);
+* no request input, however malformed (deep JSON, a bad target, an unknown transfer
+  coding), gets anything but a JSON 4xx, and none logs a traceback.
 
 Errors are always ``{"error": "<message>"}``. See docs/api.md.
 """
@@ -38,6 +42,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import h11
 import msgspec
 
+from twinvisor.control.slots import ConnectionSlots, Slot
 from twinvisor.errors import AlreadyRunning, ControlError
 
 __all__ = [
@@ -57,6 +62,7 @@ _PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _MAX_QUERY_FIELDS = 100
 _LINGER_BYTES = 1024 * 1024  # discarded at most after an error, so the client sees the answer
 _LINGER_SECONDS = 1.0
+_BACKLOG = 4096  # connects beyond it fail at once (EAGAIN): a burst must fit; capped by somaxconn
 
 
 @dataclass(frozen=True)
@@ -236,7 +242,7 @@ class ControlServer:
         self._max_body = max_body
         self._max_header = max_header
         self._timeout = request_timeout
-        self._max_connections = max_connections
+        self._slots = ConnectionSlots(max_connections)
         self._sock: socket.socket | None = None
         self._server: asyncio.Server | None = None
         self._bound_inode: tuple[int, int] | None = None  # (st_dev, st_ino) of the file we made
@@ -276,7 +282,7 @@ class ControlServer:
         if self._sock is None:
             self._sock = await self._bind()
         self._server = await asyncio.start_unix_server(
-            self._on_connect, sock=self._sock, limit=_CHUNK
+            self._on_connect, sock=self._sock, limit=_CHUNK, backlog=_BACKLOG
         )
 
     async def close(self, *, unlink: bool | None = None) -> None:
@@ -314,7 +320,9 @@ class ControlServer:
         sock = await self._bind()
         old_server, old_sock = self._server, self._sock
         self._sock = sock
-        self._server = await asyncio.start_unix_server(self._on_connect, sock=sock, limit=_CHUNK)
+        self._server = await asyncio.start_unix_server(
+            self._on_connect, sock=sock, limit=_CHUNK, backlog=_BACKLOG
+        )
         old_server.close()
         if old_sock is not None:
             old_sock.close()
@@ -355,7 +363,7 @@ class ControlServer:
                 os.umask(old)
             st = os.lstat(self.path)
             self._bound_inode = (st.st_dev, st.st_ino)
-            sock.listen(128)
+            sock.listen(_BACKLOG)
             sock.setblocking(False)
         except BaseException:
             sock.close()
@@ -408,7 +416,12 @@ class ControlServer:
         self._idle.clear()
         try:
             try:
-                await self._serve(reader, writer)
+                slot = await self._slots.acquire(task, self._timeout)
+                if slot is None:
+                    conn = h11.Connection(h11.SERVER)
+                    await self._send_error(conn, writer, 503, "too many control connections")
+                else:
+                    await self._serve(reader, writer, slot)
             except Exception:  # never let one connection take the server down
                 log.exception("control connection failed")
             finally:
@@ -416,25 +429,27 @@ class ControlServer:
                 with contextlib.suppress(Exception):
                     await writer.wait_closed()
         except asyncio.CancelledError:
-            # The top of the connection's own task, cancelled by close(): end quietly, or
-            # asyncio's stream callback would log the cancellation as an error.
+            # The top of the connection's own task, cancelled by close() or evicted for a
+            # newer request: end quietly, or asyncio's stream callback would log it as an error.
             pass
         finally:
+            self._slots.release(task)
             self._tasks.discard(task)
             if not self._tasks:
                 self._idle.set()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, slot: Slot
+    ) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_header)
-        if len(self._tasks) > self._max_connections:
-            await self._send_error(conn, writer, 503, "too many control connections")
-            return
         peer = _peer_credentials(writer)
         while True:
             got = [False]  # any byte of this request received yet?
+            slot.reading = True
+            slot.touch()
             try:
                 async with asyncio.timeout(self._timeout):
-                    req, body = await self._read_request(conn, reader, writer, got)
+                    req, body = await self._read_request(conn, reader, writer, got, slot)
             except _ClientGone:
                 return
             except TimeoutError:
@@ -442,7 +457,8 @@ class ControlServer:
                     await self._send_error(conn, writer, 408, "request not received in time")
                 return
             except h11.RemoteProtocolError as e:
-                status = e.error_status_hint
+                # a 5xx hint (501: an unsupported Transfer-Encoding) is still the client's fault
+                status = e.error_status_hint if 400 <= e.error_status_hint < 500 else 400
                 msg = "request header too large" if status == 431 else f"bad request: {e}"
                 await self._reject(conn, reader, writer, status, msg)
                 return
@@ -454,6 +470,7 @@ class ControlServer:
                 log.warning("control: refused %s (pid %s)", who, peer.pid if peer else "?")
                 await self._send_error(conn, writer, 403, f"{who} is not allowed here")
                 return
+            slot.reading = False  # being answered: not to be evicted
             response = await self._dispatch(req, body, peer)
             keep = await self._send(conn, writer, response, head=req.method == b"HEAD")
             if not keep or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
@@ -466,6 +483,7 @@ class ControlServer:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         got: list[bool],
+        slot: Slot,
     ) -> tuple[h11.Request, bytes]:
         req: h11.Request | None = None
         chunks: list[bytes] = []
@@ -481,6 +499,7 @@ class ControlServer:
                 data = await reader.read(_CHUNK)
                 if data:
                     got[0] = True
+                    slot.touch()
                 elif not got[0]:
                     raise _ClientGone
                 conn.receive_data(data)
@@ -512,13 +531,7 @@ class ControlServer:
         try:
             path, query = _split_target(req.target)
             handler, params = self._router.resolve(method, path)
-            if raw_body.strip():
-                try:
-                    body = msgspec.json.decode(raw_body)
-                except msgspec.DecodeError as e:
-                    raise HTTPError(400, f"invalid JSON body: {e}") from None
-            else:
-                body = None
+            body = _decode_body(raw_body)
             request = Request(
                 method=method,
                 path=unquote(path),
@@ -624,6 +637,17 @@ class ControlServer:
                     left -= len(data)
 
 
+def _decode_body(raw: bytes) -> Any:
+    if not raw.strip():
+        return None
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError as e:
+        raise HTTPError(400, f"invalid JSON body: {e}") from None
+    except RecursionError:  # msgspec's own depth guard: deep nesting is an attack, not data
+        raise HTTPError(400, "invalid JSON body: nested too deep") from None
+
+
 def _content_length(req: h11.Request) -> int | None:
     for name, value in req.headers:
         if name == b"content-length":
@@ -638,7 +662,10 @@ def _split_target(target: bytes) -> tuple[str, dict[str, str]]:
     except UnicodeDecodeError:
         raise HTTPError(400, "request target is not ASCII") from None
     if not text.startswith("/"):
-        parts = urlsplit(text)  # absolute-form, e.g. "http://x/status"
+        try:
+            parts = urlsplit(text)  # absolute-form, e.g. "http://x/status"
+        except ValueError:  # e.g. "http://[::1": an unclosed IPv6 literal
+            raise HTTPError(400, f"bad request target: {text[:100]}") from None
         if not parts.scheme:
             raise HTTPError(400, f"bad request target: {text[:100]}")
         text = (parts.path or "/") + ("?" + parts.query if parts.query else "")

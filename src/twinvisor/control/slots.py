@@ -12,6 +12,7 @@ most its deadline.
 from __future__ import annotations
 
 import asyncio
+import resource
 import time
 from dataclasses import dataclass, field
 
@@ -29,47 +30,84 @@ class Slot:
         self.progress = time.monotonic()
 
 
+class _Waiter:
+    """A connection waiting for a slot; keeps its place in the queue across wake-ups."""
+
+    def __init__(self) -> None:
+        self.wake: asyncio.Future[bool] | None = None
+
+    def poke(self, admit: bool = True) -> None:
+        if self.wake is not None and not self.wake.done():
+            self.wake.set_result(admit)
+
+
+def default_max_waiting() -> int:
+    """Waiting connections cost an fd each: a quarter of the fd limit at most."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(16, min(1024, soft // 4)) if soft > 0 else 1024
+
+
 class ConnectionSlots:
-    def __init__(self, limit: int, stale_after: float = 0.1, max_waiting: int = 256) -> None:
+    def __init__(
+        self, limit: int, stale_after: float = 0.1, max_waiting: int | None = None
+    ) -> None:
         self.limit = limit
         self.stale_after = stale_after
-        self.max_waiting = max_waiting
+        self.max_waiting = default_max_waiting() if max_waiting is None else max_waiting
         self.active: dict[asyncio.Task[None], Slot] = {}
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: list[_Waiter] = []  # oldest first
         self.evicted = 0
 
     async def acquire(self, task: asyncio.Task[None], timeout: float) -> Slot | None:
-        """A slot for `task`, or None when none could be had within `timeout`."""
+        """A slot for `task`, or None when none could be had within `timeout` (or the
+        waiting room overflowed and this was the oldest waiter)."""
         deadline = time.monotonic() + timeout
-        while True:
-            if len(self.active) < self.limit or self._evict_one():
-                slot = Slot(task)
-                self.active[task] = slot
-                return slot
-            now = time.monotonic()
-            if now >= deadline or len(self._waiters) >= self.max_waiting:
-                return None
-            # wake when a slot frees, or when the stalest reader becomes evictable
-            oldest = min(
-                (s.progress for s in self.active.values() if s.reading), default=float("inf")
-            )
-            wake = min(deadline, oldest + self.stale_after)
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                async with asyncio.timeout(max(0.0, wake - now)):
-                    await waiter
-            except TimeoutError:
-                pass
-            finally:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
+        me: _Waiter | None = None
+        try:
+            while True:
+                if len(self.active) < self.limit or self._evict_one():
+                    slot = self.active[task] = Slot(task)
+                    if me is not None:
+                        self._waiters.remove(me)
+                        me = None
+                    self._poke_newest()  # the next may take a stale slot too, newest first
+                    return slot
+                now = time.monotonic()
+                if now >= deadline:
+                    return None
+                if me is None:
+                    if len(self._waiters) >= self.max_waiting:
+                        self._waiters.pop(0).poke(admit=False)
+                    me = _Waiter()
+                    self._waiters.append(me)
+                if not await self._wait(me, now, deadline):
+                    return None
+        finally:
+            if me is not None and me in self._waiters:
+                self._waiters.remove(me)
+
+    async def _wait(self, me: _Waiter, now: float, deadline: float) -> bool:
+        """False: dropped from the waiting room. Only the newest waiter wakes for the
+        moment the stalest reader becomes evictable; it then pokes the next one."""
+        wake = deadline
+        if self._waiters[-1] is me:
+            readers = [s.progress for s in self.active.values() if s.reading]
+            if readers:
+                wake = min(wake, min(readers) + self.stale_after)
+        me.wake = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(max(0.0, wake - now)):
+                return await me.wake
+        except TimeoutError:
+            return True
 
     def release(self, task: asyncio.Task[None]) -> None:
-        if self.active.pop(task, None) is not None and self._waiters:
-            waiter = self._waiters.pop()  # newest first
-            if not waiter.done():
-                waiter.set_result(None)
+        if self.active.pop(task, None) is not None:
+            self._poke_newest()
+
+    def _poke_newest(self) -> None:
+        if self._waiters:
+            self._waiters[-1].poke()
 
     def _evict_one(self) -> bool:
         """Close the connection silent the longest, if it is silent long enough."""

@@ -166,6 +166,9 @@ def _print_json(data: Any) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if getattr(args, "watch", False):
+        code: int = _observe("watch")(args)
+        return code
     query = {"names": ",".join(args.names)} if args.names else None
     code, body = _call(args, "GET", "/status", query=query)
     if code != 200:
@@ -368,6 +371,22 @@ def _tool(verb: str) -> Any:
     return run
 
 
+def _observe(verb: str) -> Any:
+    """`events` and `status --watch` (cli/observe.py), imported lazily."""
+
+    def run(args: argparse.Namespace) -> int:
+        from twinvisor.cli import observe
+
+        def call(method: str, path: str, query: dict[str, str] | None) -> tuple[int, Any]:
+            return _call(args, method, path, query=query)
+
+        if verb == "watch":
+            return observe.cmd_watch(args, call)
+        return observe.cmd_events(args, call)
+
+    return run
+
+
 def cmd_daemon(args: argparse.Namespace) -> int:
     """Internal: the background daemon process started by `up`."""
     from twinvisor.service import process
@@ -433,6 +452,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("upgrade", cmd_upgrade, "replace the running supervisor and guard by the installed code")
     sp = add("status", cmd_status, "show the state of programs")
     sp.add_argument("names", nargs="*", metavar="NAME")
+    sp.add_argument(
+        "--watch", action="store_true", help="a live view, redrawn as events happen (Ctrl-C quits)"
+    )
+    sp = add("events", _observe("events"), "print the daemon's events (state changes, exits, …)")
+    sp.add_argument("names", nargs="*", metavar="NAME")
+    sp.add_argument("-f", "--follow", action="store_true", help="wait for new events")
+    sp.add_argument("--since", default="0", metavar="ID", help="only events after this id")
     for verb in ("start", "stop", "restart"):
         sp = add(
             verb, cmd_verb, f"{verb} programs (NAME, NAME:*, NAME:N or all); waits for the outcome"

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from twinvisor.config.hooks import hook_specs
 from twinvisor.config.locate import Locator, Problems, Source, read_regular, toml_error_line
 from twinvisor.config.paths import default_run_dir
 from twinvisor.config.signals import signal_name, signal_number
@@ -126,7 +127,7 @@ class _HealthTable(msgspec.Struct, forbid_unknown_fields=True):
     failures: Annotated[int, msgspec.Meta(ge=1)] = 3
 
 
-_TOP_KEYS = ("daemon", "program", "include")
+_TOP_KEYS = ("daemon", "program", "include", "hooks")
 _PROBES = ("http", "tcp", "command")
 _PROBES_SHOWN = "'http', 'tcp' or 'command'"
 
@@ -603,9 +604,10 @@ def load_config(path: str) -> Config:
             first_seen[name] = here
             programs += _program_specs(name, body, src, daemon, pr, nodes)
     _check_dependencies(nodes, list(first_seen), pr)
+    hooks = [h for src in sources for h in hook_specs(src, pr)]
     if pr.items:
         raise ConfigError(_in_file_order(pr.items))
-    return Config(path=main, daemon=daemon, programs=tuple(programs))
+    return Config(path=main, daemon=daemon, programs=tuple(programs), hooks=tuple(hooks))
 
 
 def _in_file_order(problems: list[ConfigProblem]) -> list[ConfigProblem]:

@@ -164,11 +164,37 @@ class DaemonSpec:
         return f"{self.log_dir}/twinvisor.log"
 
 
+# what a hook can be run on: the journal's event kinds, and two narrower ones
+HOOK_EVENTS = (
+    "unexpected_exit",  # an exit the program's policy did not expect (not a stop, not exit_codes)
+    "fatal",  # gave up (FATAL)
+    "exit",
+    "state",
+    "restart",
+    "ready",
+    "health",
+    "config",
+    "takeover",
+    "guard",
+    "*",
+)
+
+
+@dataclass(frozen=True)
+class HookSpec:
+    name: str
+    command: tuple[str, ...]
+    on: tuple[str, ...]  # HOOK_EVENTS
+    programs: tuple[str, ...] = ()  # empty: every program (and the daemon's own events)
+    timeout: float = 30.0
+
+
 @dataclass(frozen=True)
 class Config:
     path: str  # the main config file, absolute
     daemon: DaemonSpec
     programs: tuple[ProgramSpec, ...]  # instances, in config order
+    hooks: tuple[HookSpec, ...] = ()
 
     def by_name(self) -> dict[str, ProgramSpec]:
         return {p.name: p for p in self.programs}

@@ -6,6 +6,7 @@ all of its instances), `web:*`, or `all`.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -19,6 +20,7 @@ from twinvisor.errors import ConfigError
 from twinvisor.supervisor.runtime import Runtime, diff_configs
 
 DEFAULT_WAIT = 60.0
+MAX_EVENT_WAIT = 60.0  # a long poll answers by then at the latest, events or not
 
 
 def _error(status: int, message: str, **extra: Any) -> Response:
@@ -119,6 +121,41 @@ def build_router(
     async def down(req: Request) -> Response:
         return Response(200, await shutdown())
 
+    async def metrics_handler(req: Request) -> Response:
+        from twinvisor.control import metrics
+
+        text = await metrics.render(runtime, router)
+        return Response(200, text, (("content-type", metrics.CONTENT_TYPE),))
+
+    async def events(req: Request) -> Response:
+        """Long poll: events after `after` (an id), waiting up to `wait` s for the first."""
+        try:
+            after = int(req.query.get("after", "0"))
+            wait = min(max(float(req.query.get("wait", "0")), 0.0), MAX_EVENT_WAIT)
+        except ValueError:
+            return _error(400, "after must be an integer id and wait a number of seconds")
+        patterns = [p for p in req.query.get("names", "").split(",") if p]
+        names: list[str] | None = None
+        if patterns:
+            names, unknown = resolve_names(runtime, patterns)
+            if unknown:
+                return _error(404, f"no such program: {', '.join(unknown)}", unknown=unknown)
+            names += sorted({runtime.procs[n].spec.program for n in names})
+        found = await runtime.journal.wait(after, wait, names)
+        return Response(200, {"events": found, "last_id": runtime.journal.last_id})
+
+    async def usage(req: Request) -> Response:
+        from twinvisor.linux import kernel
+
+        pids = {n: p.pid for n, p in runtime.procs.items() if p.pid is not None}
+        found = await asyncio.to_thread(
+            lambda: {n: kernel.process_usage(p) for n, p in pids.items()}
+        )
+        return Response(200, {"usage": {n: u for n, u in found.items() if u is not None}})
+
+    router.add("GET", "/metrics", metrics_handler)
+    router.add("GET", "/usage", usage)
+    router.add("GET", "/events", events)
     router.add("GET", "/version", version)
     router.add("GET", "/status", status)
     router.add("GET", "/config", config)

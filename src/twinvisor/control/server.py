@@ -108,6 +108,12 @@ class Router:
 
     def __init__(self) -> None:
         self._routes: list[_Route] = []
+        # answered requests by (method, route pattern, status): the API's own metrics
+        self.requests: dict[tuple[str, str, int], int] = {}
+
+    def count(self, method: str, pattern: str, status: int) -> None:
+        key = (method, pattern, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
         method = method.upper()
@@ -137,6 +143,10 @@ class Router:
 
         Raises HTTPError 400 / 404 / 405. Literal segments win over parameters.
         """
+        route, params = self.resolve_route(method, path)
+        return route.handler, params
+
+    def resolve_route(self, method: str, path: str) -> tuple[_Route, dict[str, str]]:
         raw = path.split("/")[1:]
         try:
             parts = [unquote(p, errors="strict") for p in raw]
@@ -155,7 +165,7 @@ class Router:
             if best is None or key < best[0]:
                 best = (key, route, params)
         if best is not None:
-            return best[1].handler, best[2]
+            return best[1], best[2]
         if allowed:
             raise _MethodNotAllowed(sorted(allowed))
         raise HTTPError(404, f"no such resource: {'/' + '/'.join(parts)}")
@@ -528,9 +538,20 @@ class ControlServer:
 
     async def _dispatch(self, req: h11.Request, raw_body: bytes, peer: _Peer) -> Response:
         method = req.method.decode("ascii", "replace").upper()
+        pattern = ["unmatched"]  # the route, once known: requests are counted by route
+        response = await self._respond(req, raw_body, peer, method, pattern)
+        self._router.count(
+            method if pattern[0] != "unmatched" else "-", pattern[0], response.status
+        )
+        return response
+
+    async def _respond(
+        self, req: h11.Request, raw_body: bytes, peer: _Peer, method: str, pattern: list[str]
+    ) -> Response:
         try:
             path, query = _split_target(req.target)
-            handler, params = self._router.resolve(method, path)
+            route, params = self._router.resolve_route(method, path)
+            handler, pattern[0] = route.handler, route.pattern
             body = _decode_body(raw_body)
             request = Request(
                 method=method,
@@ -568,14 +589,18 @@ class ControlServer:
     ) -> bool:
         """Write ``response``; returns False when the connection must be closed."""
         status = response.status
+        headers = [(k.lower(), v) for k, v in response.headers]
         try:
-            payload = b"" if status in (204, 304) else msgspec.json.encode(response.body)
+            if isinstance(response.body, bytes):  # already encoded (metrics text, a page)
+                payload = response.body
+            else:
+                payload = b"" if status in (204, 304) else msgspec.json.encode(response.body)
         except (TypeError, msgspec.EncodeError, OverflowError) as e:
             log.error("control: response for status %s is not JSON-serialisable: %s", status, e)
             status, close = 500, True
             payload = msgspec.json.encode({"error": f"internal error: bad response body: {e}"})
-        headers = [(k.lower(), v) for k, v in response.headers]
-        headers += [("content-type", "application/json")]
+        if not any(k == "content-type" for k, _ in headers):
+            headers.append(("content-type", "application/json"))
         if status not in (204, 304):
             headers.append(("content-length", str(len(payload))))
         if close:

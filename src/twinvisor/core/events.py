@@ -19,6 +19,17 @@ class TimerKind(StrEnum):
     KILL = "kill"  # SIGKILL a retiring generation that outlived stop_timeout
 
 
+class RestartReason(StrEnum):
+    """Why a generation is replaced: the `reason` label of restarts_total."""
+
+    EXIT = "exit"  # it exited and the restart policy wants it back
+    SPAWN_FAILED = "spawn_failed"
+    NOT_READY = "ready_timeout"
+    WATCHDOG = "watchdog"
+    HEALTH = "health"  # failed health checks
+    MANUAL = "manual"  # restart asked for by the user (CLI, API, update)
+
+
 # ---- events -------------------------------------------------------------------------------
 
 
@@ -196,6 +207,16 @@ class StartProbe:
 
 
 @dataclass(frozen=True)
+class Restarting:
+    """A new generation is on its way for `reason` (after `delay` seconds): for events and
+    metrics; the Spawn itself comes as its own action."""
+
+    name: str
+    reason: RestartReason
+    delay: float = 0.0
+
+
+@dataclass(frozen=True)
 class StateChanged:
     name: str
     old: ProcessState
@@ -210,5 +231,13 @@ class LogLine:
 
 
 Action = (
-    Spawn | SendSignal | ForceKill | KillRemnants | SetTimer | StartProbe | StateChanged | LogLine
+    Spawn
+    | SendSignal
+    | ForceKill
+    | KillRemnants
+    | SetTimer
+    | StartProbe
+    | Restarting
+    | StateChanged
+    | LogLine
 )

@@ -33,6 +33,8 @@ from twinvisor.core.events import (
     LogLine,
     Notified,
     Ready,
+    Restarting,
+    RestartReason,
     RestartRequested,
     SendSignal,
     SetTimer,
@@ -193,6 +195,7 @@ class Core:
                 self._on_stop(proc, out)
             case RestartRequested():
                 proc.handover_failed = False
+                out.append(Restarting(proc.spec.name, RestartReason.MANUAL))
                 self._on_restart(proc, out)
             case Spawned(pid=pid):
                 self._on_spawned(proc, pid, now, out)
@@ -386,7 +389,7 @@ class Core:
         proc.last_error = reason
         proc.pid = None
         proc.failures += 1
-        self._after_run(proc, None, out)
+        self._after_run(proc, None, out, RestartReason.SPAWN_FAILED)
 
     def _on_exited(self, proc: Proc, ev: Exited, now: float, out: list[Action]) -> None:
         if ev.pid in proc.retiring or ev.pid == proc.old_pid:
@@ -441,7 +444,13 @@ class Core:
             proc.failures = 0
             proc.given_up = False
 
-    def _after_run(self, proc: Proc, exit_code: int | None, out: list[Action]) -> None:
+    def _after_run(
+        self,
+        proc: Proc,
+        exit_code: int | None,
+        out: list[Action],
+        reason: RestartReason = RestartReason.EXIT,
+    ) -> None:
         decision = policy.decide(proc.spec.restart, exit_code, proc.failures)
         match decision:
             case policy.Stay():
@@ -454,6 +463,7 @@ class Core:
                 self._log(proc, f"gave up after {proc.failures} consecutive failures", out, "error")
             case policy.Restart(delay=delay):
                 proc.restarts += 1
+                out.append(Restarting(proc.spec.name, reason, delay))
                 if proc.failures > proc.spec.restart.max_retry:
                     proc.given_up = True  # slow retry: never silent, visible in status
                     assert proc.spec.restart.after_give_up is AfterGiveUp.SLOW_RETRY
@@ -465,7 +475,7 @@ class Core:
             case _:
                 assert_never(decision)
 
-    def _abandon(self, proc: Proc, why: str, out: list[Action]) -> None:
+    def _abandon(self, proc: Proc, why: str, reason: RestartReason, out: list[Action]) -> None:
         """The current generation is hung (not ready in time, watchdog): kill it in the
         background and go through the restart policy as for a failed run."""
         assert proc.pid is not None
@@ -475,7 +485,7 @@ class Core:
         proc.pid = None
         proc.watchdog_token += 1
         proc.failures += 1
-        self._after_run(proc, None, out)
+        self._after_run(proc, None, out, reason)
 
     # -- timers -----------------------------------------------------------------------------------
 
@@ -489,7 +499,10 @@ class Core:
             hung = ev.token == proc.watchdog_token and proc.pid is not None
             if hung and proc.state in (S.STARTING, S.RUNNING):
                 self._abandon(
-                    proc, f"watchdog: no WATCHDOG=1 within {proc.spec.watchdog_sec}s", out
+                    proc,
+                    f"watchdog: no WATCHDOG=1 within {proc.spec.watchdog_sec}s",
+                    RestartReason.WATCHDOG,
+                    out,
                 )
             return
         if ev.token != proc.token:
@@ -521,7 +534,7 @@ class Core:
             self._restore_old(proc, f"new generation {why}", out)
             self._retire(proc, new_pid, out)
         elif proc.pid is not None:
-            self._abandon(proc, why, out)
+            self._abandon(proc, why, RestartReason.NOT_READY, out)
 
     # -- notifications and health -------------------------------------------------------------
 
@@ -561,4 +574,5 @@ class Core:
         if proc.health_failures >= proc.spec.health.failures:
             proc.health_failures = 0
             proc.last_error = f"restarted: {proc.spec.health.failures} failed health checks"
+            out.append(Restarting(proc.spec.name, RestartReason.HEALTH))
             self._on_restart(proc, out)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+from dataclasses import dataclass
 
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -49,6 +50,38 @@ def process_start_time(pid: int) -> int | None:
         return int(rest[19])  # field 22 is index 19 after pid and comm
     except (IndexError, ValueError):
         return None
+
+
+@dataclass(frozen=True)
+class Usage:
+    cpu_seconds: float  # user + system time of the process itself
+    rss_bytes: int
+    open_fds: int | None  # None when /proc/PID/fd is not readable (another uid)
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def process_usage(pid: int) -> Usage | None:
+    """CPU, memory and fds of `pid` from /proc: one read and one listdir, no psutil (a metrics
+    scrape of 100 programs stays around a millisecond). None when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    rest = data[data.rfind(b")") + 2 :].split()
+    try:
+        cpu = (int(rest[11]) + int(rest[12])) / _CLK_TCK  # utime, stime: fields 14, 15
+        rss = int(rest[21]) * _PAGE  # field 24, in pages
+    except (IndexError, ValueError):
+        return None
+    try:
+        fds: int | None = len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        fds = None
+    return Usage(cpu, rss, fds)
 
 
 def _psutil_start_time(pid: int) -> int | None:

@@ -61,6 +61,7 @@ class LogFile:
         self._last_report: float | None = None
         # failure bookkeeping
         self._dropped_total = 0
+        self._written_total = 0  # bytes written to the file (framing included), for metrics
         self._unmarked = 0  # dropped bytes not yet announced by a gap marker in the file
         self._episode_dropped = 0  # dropped since writing last worked, for the recovery message
         self._failing = False
@@ -73,6 +74,11 @@ class LogFile:
     @property
     def path(self) -> str | None:
         return self._spec.path
+
+    @property
+    def written_bytes(self) -> int:
+        """Total bytes written to the file (with timestamps, if framed), over this object's life."""
+        return self._written_total
 
     @property
     def dropped_bytes(self) -> int:
@@ -121,6 +127,7 @@ class LogFile:
         written = 0
         if err is None and out:
             written, err = self._put(out)
+            self._written_total += written
         if err is not None:
             self._fail(err, len(out) - written)
         elif self._failing:

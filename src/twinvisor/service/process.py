@@ -152,6 +152,8 @@ class _Service:
         self.link, self.handed = _connect_guard(config)
         self.runtime = Runtime(config)
         self.runtime.link = self.link
+        if self.link is not None:
+            self.link.on_replaced = self._guard_replaced
         self.server: ControlServer | None = None
         self.stopping = asyncio.Event()
         self.detached = asyncio.Event()  # upgrade: programs and sockets stay for the next one
@@ -179,6 +181,10 @@ class _Service:
         self.runtime.close(keep_sockets=self.detached.is_set())
         log.info("twinvisor down")
         return 0 if self.shutdown_result.get("ok") else 1
+
+    def _guard_replaced(self, guard_pid: int | None) -> None:
+        count = self.runtime.counters.count("guard_restarts")
+        self.runtime.journal.emit("guard", pid=guard_pid, message=f"guard restart {count}")
 
     def _bind_failed(self, e: OSError) -> int:
         log.error("cannot bind: %s", e)
@@ -219,6 +225,10 @@ class _Service:
             runtime.remove_stale()
             return runtime.autostart_names()
         adopted = runtime.recover(saved, handed)
+        count = runtime.counters.count("takeovers")
+        runtime.journal.emit(
+            "takeover", pid=os.getpid(), message=f"takeover {count}: adopted {len(adopted)}"
+        )
         to_start = [
             n
             for n in runtime.names()

@@ -107,4 +107,9 @@ class Health:
                 ok, detail = await readiness.probe_command(
                     h.command, h.timeout, proc.spec.directory
                 )
+            if not ok:
+                program = proc.spec.program
+                self._rt.journal.emit(
+                    "health", instance=name, program=program, pid=pid, message=detail[:500]
+                )
             self._rt.dispatch(HealthResult(name, pid, ok, detail))

@@ -26,13 +26,15 @@ from twinvisor.config.signals import describe_signal
 from twinvisor.config.specs import Config, ProgramSpec, ReadyMode
 from twinvisor.core import events, machine
 from twinvisor.core.machine import ProcView
-from twinvisor.core.states import Outcome
+from twinvisor.core.states import Outcome, ProcessState
 from twinvisor.errors import SpawnError
 from twinvisor.linux import children, kernel, readiness, sockets, statefile
 from twinvisor.linux.children import Child
 from twinvisor.linux.logs import LogFile
 from twinvisor.supervisor import orchestration, persistence, pidfiles, recovery
 from twinvisor.supervisor.health import Health
+from twinvisor.supervisor.hooks import HookRunner
+from twinvisor.supervisor.journal import Counters, Journal
 from twinvisor.supervisor.listeners import Listeners
 from twinvisor.supervisor.seams import FdKeeper, OutcomeOf
 from twinvisor.supervisor.watch import ChildWatcher, Streams
@@ -67,6 +69,11 @@ class Runtime:
         self.freshness_hooks: list[Callable[[], None]] = []  # run with the pid file checks
         self.state_file = persistence.StateFile(self)
         self.fifo_dir = f"{config.daemon.run_dir}/pipes"
+        self.journal = Journal(f"{config.daemon.run_dir}/events.jsonl")
+        self.counters = Counters(f"{config.daemon.run_dir}/counters.json")
+        self.restarts_by_reason: dict[tuple[str, str], int] = {}  # (instance, reason) -> count
+        self.hooks = HookRunner(config.hooks)
+        self.journal.listeners.append(self.hooks.on_event)
         self._streams: dict[str, Streams] = {}
         self._events: deque[events.Event] = deque()
         self._dispatching = False
@@ -101,6 +108,7 @@ class Runtime:
         for task in list(self._tasks):
             task.cancel()
         self.health.close()
+        self.hooks.close()
         self.notify.close()
         if not keep_sockets:  # an upgrade hands unix sockets on: their files must stay
             self.listeners.close()
@@ -170,6 +178,14 @@ class Runtime:
 
     def _on_exit(self, name: str, pid: int, exit_code: int | None, sig: int | None) -> None:
         named = None if sig is None else describe_signal(sig)
+        self._event(
+            name,
+            "exit",
+            pid=pid,
+            exit_code=exit_code,
+            signal=named,
+            expected=self._expected_exit(name, pid, exit_code),
+        )
         self.dispatch(events.Exited(name, pid, exit_code, sig, named))
 
     # -- actions out ----------------------------------------------------------------------------
@@ -195,13 +211,40 @@ class Runtime:
                     self.loop.call_later(delay, self.dispatch, event)
                 case events.StartProbe(name=name, pid=pid):
                     self._spawn_task(self.health.probe_ready(name, pid))
+                case events.Restarting(name=name, reason=reason, delay=delay):
+                    key = (name, reason.value)
+                    self.restarts_by_reason[key] = self.restarts_by_reason.get(key, 0) + 1
+                    self._event(name, "restart", reason=reason.value, delay=delay)
                 case events.StateChanged(name=name, old=old, new=new):
                     log.info("%s: %s -> %s", name, old.value, new.value)
+                    self._state_event(name, old, new)
                     self.health.on_state(name, new)
                 case events.LogLine(name=name, message=message, level=level):
                     log.log(logging.getLevelName(level.upper()), "%s: %s", name, message)
                 case _:
                     assert_never(action)
+
+    def _expected_exit(self, name: str, pid: int, exit_code: int | None) -> bool:
+        """Asked for (a stop, a retiring generation) or an exit code the program declares."""
+        proc = self.core.procs.get(name)
+        if proc is None or pid in proc.retiring or pid == proc.old_pid:
+            return True
+        if proc.pid == pid and proc.state is ProcessState.STOPPING:
+            return True
+        return exit_code is not None and exit_code in proc.spec.restart.exit_codes
+
+    def _event(self, name: str, kind: str, **fields: object) -> None:
+        proc = self.core.procs.get(name)
+        program = proc.spec.program if proc is not None else None
+        self.journal.emit(kind, instance=name, program=program, **fields)
+
+    def _state_event(self, name: str, old: ProcessState, new: ProcessState) -> None:
+        pid = self.core.procs[name].pid
+        self._event(name, "state", pid=pid, state=new.value, previous=old.value)
+        if new is ProcessState.RUNNING:
+            self._event(name, "ready", pid=pid, ready=True)
+        elif old is ProcessState.RUNNING:
+            self._event(name, "ready", pid=pid, ready=False)
 
     def _spawn(self, name: str) -> None:
         proc = self.core.procs[name]
@@ -430,7 +473,10 @@ class Runtime:
         # keep config order for status listings
         self.core.reorder(s.name for s in new.programs)
         self.config = new
+        self.hooks.hooks = new.hooks
         self.release_unused_sockets()
+        summary = ", ".join(f"{k} {', '.join(v)}" for k, v in diff.items() if v) or "no change"
+        self.journal.emit("config", message=f"applied {new.path}: {summary}")
         to_start = [n for n in diff["added"] + diff["changed"] if specs[n].autostart]
         if to_start:
             await self.start(to_start, timeout=30)
@@ -477,6 +523,16 @@ class Runtime:
                 }
             )
         return rows
+
+    def log_counts(self, name: str) -> list[tuple[str, int, int]]:
+        """(stream, bytes written, bytes dropped) of an instance's log files."""
+        s = self._streams.get(name)
+        if s is None:
+            return []
+        return [
+            (n, f.written_bytes, f.dropped_bytes)
+            for n, f in (("stdout", s.stdout), ("stderr", s.stderr))
+        ]
 
     def _dropped(self, name: str) -> int:
         s = self._streams.get(name)

@@ -17,6 +17,7 @@ from twinvisor.core.machine import ProcView
 from twinvisor.core.states import Outcome
 from twinvisor.linux import sockets
 from twinvisor.linux.children import Child
+from twinvisor.supervisor.journal import Journal
 
 OutcomeOf = Callable[[ProcView], Outcome]
 
@@ -43,6 +44,8 @@ class Engine(Protocol):
     def loop(self) -> asyncio.AbstractEventLoop: ...
     @property
     def desired(self) -> DesiredState: ...
+    @property
+    def journal(self) -> Journal: ...
 
     def dispatch(self, event: Event) -> None: ...
     async def wait(

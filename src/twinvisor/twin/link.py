@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 
 from twinvisor.linux import kernel
 from twinvisor.twin.guard import HEARTBEAT, recv_message, send_message
@@ -22,6 +23,7 @@ log = logging.getLogger("twinvisor")
 
 class GuardLink:
     def __init__(self, path: str, config_path: str) -> None:
+        self.on_replaced: Callable[[int | None], None] | None = None  # events, metrics
         self.path = path
         self.config_path = config_path
         self.sock: socket.socket | None = None
@@ -178,6 +180,8 @@ class GuardLink:
             self.hold(key, fd)
         self.start()
         log.info("new guard pid %s holds %d fds", self.guard_pid, len(handed))
+        if self.on_replaced is not None:
+            self.on_replaced(self.guard_pid)
 
     def shutdown(self, upgrade: bool = False) -> None:
         """Tell the guard we are going on purpose (down: exit too; upgrade: re-exec)."""

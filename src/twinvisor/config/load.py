@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from twinvisor.config.hooks import hook_specs
+from twinvisor.config.http import http_spec
 from twinvisor.config.locate import Locator, Problems, Source, read_regular, toml_error_line
 from twinvisor.config.paths import default_run_dir
 from twinvisor.config.signals import signal_name, signal_number
@@ -70,6 +71,7 @@ class _DaemonTable(msgspec.Struct, forbid_unknown_fields=True):
     run_dir: str | None = None
     log_dir: str | None = None
     socket: str | None = None
+    http: dict[str, Any] | None = None  # checked by config/http.py
 
 
 class _IncludeTable(msgspec.Struct, forbid_unknown_fields=True):
@@ -560,7 +562,8 @@ def _daemon_spec(root: Source, pr: Problems) -> DaemonSpec:
             f"control socket path {socket!r} is longer than {UNIX_PATH_MAX} bytes "
             "(AF_UNIX limit); set a shorter [daemon] run_dir or socket",
         )
-    return DaemonSpec(run_dir=run_dir, log_dir=log_dir, socket=socket)
+    http = http_spec(root, table.get("http") if isinstance(table, dict) else None, pr)
+    return DaemonSpec(run_dir=run_dir, log_dir=log_dir, socket=socket, http=http)
 
 
 def _daemon_path(root: Source, key: str, value: str | None, default: str, pr: Problems) -> str:

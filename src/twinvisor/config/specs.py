@@ -146,10 +146,19 @@ def match_instances(
 
 
 @dataclass(frozen=True)
+class HttpSpec:
+    """The optional TCP listener ([daemon.http])."""
+
+    listen: str  # HOST:PORT or [v6]:PORT
+    open_metrics: bool = False  # /metrics without a credential
+
+
+@dataclass(frozen=True)
 class DaemonSpec:
     run_dir: str  # lock, control socket, state file
     log_dir: str  # default place of program logs and the daemon's own log
     socket: str  # control socket path
+    http: HttpSpec | None = None  # off unless configured
 
     @property
     def lock_path(self) -> str:

@@ -452,7 +452,7 @@ class ControlServer:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, slot: Slot
     ) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_header)
-        peer = _peer_credentials(writer)
+        peer = self._identify(writer)
         while True:
             got = [False]  # any byte of this request received yet?
             slot.reading = True
@@ -475,7 +475,7 @@ class ControlServer:
             except _Reject as e:
                 await self._reject(conn, reader, writer, e.status, e.message)
                 return
-            if peer is None or peer.uid not in self._allowed:
+            if peer is None or not self._permits(peer):
                 who = "unknown peer" if peer is None else f"uid {peer.uid}"
                 log.warning("control: refused %s (pid %s)", who, peer.pid if peer else "?")
                 await self._send_error(conn, writer, 403, f"{who} is not allowed here")
@@ -486,6 +486,14 @@ class ControlServer:
             if not keep or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return
             conn.start_next_cycle()
+
+    def _identify(self, writer: asyncio.StreamWriter) -> _Peer | None:
+        """Who is on the other end (SO_PEERCRED on the unix socket)."""
+        return _peer_credentials(writer)
+
+    def _permits(self, peer: _Peer) -> bool:
+        """Only the daemon's own uid and root may use the control socket."""
+        return peer.uid in self._allowed
 
     async def _read_request(
         self,

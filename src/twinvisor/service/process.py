@@ -25,7 +25,8 @@ from twinvisor.errors import AlreadyRunning, ConfigError
 from twinvisor.linux import fsutil, kernel
 from twinvisor.supervisor.runtime import Runtime
 
-if TYPE_CHECKING:  # imported when a guard is there to connect to
+if TYPE_CHECKING:  # imported when needed: a guard to connect to, a listener configured
+    from twinvisor.control.tcp import TcpListener
     from twinvisor.twin.link import GuardLink
 
 log = logging.getLogger("twinvisor")
@@ -155,6 +156,7 @@ class _Service:
         if self.link is not None:
             self.link.on_replaced = self._guard_replaced
         self.server: ControlServer | None = None
+        self.http: TcpListener | None = None  # [daemon.http], when configured
         self.stopping = asyncio.Event()
         self.detached = asyncio.Event()  # upgrade: programs and sockets stay for the next one
         self.shutdown_result: dict[str, Any] = {}
@@ -165,6 +167,10 @@ class _Service:
         except OSError as e:
             return self._bind_failed(e)
         server = await self._open_control()
+        try:
+            await self._open_http()
+        except OSError as e:
+            return self._bind_failed(e)
         self._install_signals()
         to_start = self._take_over()
         try:
@@ -177,6 +183,8 @@ class _Service:
         self.runtime.start_freshness(self.config.daemon.pid_path)
         await self._start_programs(to_start)
         await self.stopping.wait()
+        if self.http is not None:
+            await self.http.close()
         await server.close(unlink=False if self.detached.is_set() else None)
         self.runtime.close(keep_sockets=self.detached.is_set())
         log.info("twinvisor down")
@@ -203,6 +211,32 @@ class _Service:
             self.link.hold("control", server.listening_socket.fileno())
         self.server = server
         return server
+
+    async def _open_http(self) -> None:
+        """The optional TCP listener; the guard keeps its socket across takeovers."""
+        spec = self.config.daemon.http
+        kept = self.handed.pop("http", None)
+        if spec is None:
+            if kept is not None:
+                os.close(kept)  # the listener was configured away
+                if self.link is not None:
+                    self.link.release("http")
+            return
+        from twinvisor.control.public import build_public_router
+        from twinvisor.control.tcp import TcpListener
+
+        listener = TcpListener(spec.listen, build_public_router(self.runtime, spec.open_metrics))
+        if kept is not None:
+            listener.adopt_tcp(socket.socket(fileno=kept))
+        else:
+            listener.bind_socket()
+        await listener.start()
+        if self.link is not None and listener.listening_socket is not None:
+            self.link.hold("http", listener.listening_socket.fileno())
+        self.http = listener
+        log.info(
+            "HTTP listener on %s (health%s)", spec.listen, ", metrics" if spec.open_metrics else ""
+        )
 
     def _install_signals(self) -> None:
         loop, runtime = self.loop, self.runtime

@@ -1,0 +1,50 @@
+"""The optional TCP listener (`[daemon.http]`): the same HTTP transport as the control socket,
+serving its own, smaller router.
+
+Access is decided by construction: nobody on TCP can be identified the way SO_PEERCRED
+identifies a unix-socket peer, so the TCP router holds only the routes that need no credential
+(`GET /health`, and `GET /metrics` when `open_metrics`); any other path is 404 there, whatever
+the method. Routes that need a credential are added by the dashboard's auth layer only.
+
+The listening socket is held by the guard like the programs' sockets, so a supervisor takeover
+refuses no probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from twinvisor.control.server import _CHUNK, ControlServer, Router, _Peer
+from twinvisor.linux import sockets
+
+ANONYMOUS = _Peer(pid=0, uid=-1, gid=-1)
+
+
+class TcpListener(ControlServer):
+    def __init__(self, listen: str, router: Router) -> None:
+        super().__init__(f"tcp:{listen}", router, max_connections=128)
+        self.listen = listen
+
+    def bind_socket(self) -> socket.socket:
+        """Bind now (start-up reports a busy port at once); `start` serves it."""
+        sock = sockets.bind(sockets.parse_listen_addr(self.listen))
+        sock.setblocking(False)
+        self._sock = sock
+        return sock
+
+    async def start(self) -> None:
+        if self._sock is None:
+            self.bind_socket()
+        self._server = await asyncio.start_server(self._on_connect, sock=self._sock, limit=_CHUNK)
+
+    def adopt_tcp(self, sock: socket.socket) -> None:
+        """Serve a listening socket a previous supervisor left with the guard."""
+        sock.setblocking(False)
+        self._sock = sock
+
+    def _identify(self, writer: asyncio.StreamWriter) -> _Peer | None:
+        return ANONYMOUS
+
+    def _permits(self, peer: _Peer) -> bool:
+        return True  # the router only has open routes

@@ -147,7 +147,7 @@ def test_start_stop_restart_names_and_numprocs(daemon: Daemon) -> None:
     assert daemon.status()["s"]["pid"] == after["s"]
 
     r = daemon.cli("stop", "nosuch")
-    assert r.rc == 1 and "no such program: nosuch" in r.err
+    assert r.rc == 2 and "no such program: nosuch" in r.err
     r = daemon.cli("stop", "all")
     assert r.rc == 0
     assert all(r["state"] == "STOPPED" for r in daemon.status().values())
@@ -182,7 +182,7 @@ def test_status_json_fields(daemon: Daemon) -> None:
     assert row["restarts"] == 0 and row["given_up"] is False
     assert row["stdout_file"] == os.path.join(daemon.log_dir, "p.stdout.log")
     r = daemon.cli("status", "nosuch")
-    assert r.rc == 1 and "nosuch" in r.err
+    assert r.rc == 2 and "nosuch" in r.err
 
 
 # ---- config changes --------------------------------------------------------------------------

@@ -29,4 +29,4 @@ def test_kill_of_a_program_that_does_not_come_back(daemon: Daemon) -> None:
     r = daemon.cli("kill", "once", "--timeout", "5")
     assert r.rc == 1, r
     assert f"killed pid {pid}; not running again" in r.out
-    assert daemon.cli("kill", "nosuch").rc == 1
+    assert daemon.cli("kill", "nosuch").rc == 2

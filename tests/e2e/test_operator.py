@@ -67,3 +67,31 @@ def test_config_lookup_order_is_one_and_the_error_lists_it(daemon: Daemon) -> No
     assert '"c"' in run("check-config", "--json").stdout
     r = run("-c", "env.toml", "check-config", "--json", TWINVISOR_CONFIG="twinvisor.toml")
     assert '"e"' in r.stdout
+
+
+def test_unknown_program_names_are_usage_errors_with_a_suggestion(daemon: Daemon) -> None:
+    daemon.up({"web": {"command": child("run")}, "worker": {"command": child("run")}})
+    daemon.wait_state("web", "RUNNING")
+    for verb in (["restart", "wbe"], ["stop", "wbe"], ["status", "wbe"], ["signal", "HUP", "wbe"]):
+        r = daemon.cli(*verb)
+        assert r.rc == 2, (verb, r)
+        assert "no such program: wbe (did you mean 'web'?)" in r.err, (verb, r)
+    r = daemon.cli("start", "zzz")
+    assert r.rc == 2 and "programs: web, worker" in r.err, r
+
+
+def test_start_on_a_running_program_says_already_running(daemon: Daemon) -> None:
+    daemon.up({"web": {"command": child("run")}, "off": {"command": child("run")}})
+    pid = daemon.wait_state("web", "RUNNING")["pid"]
+    daemon.wait_state("off", "RUNNING")
+    assert daemon.cli("stop", "off").rc == 0
+    r = daemon.cli("start", "web")
+    assert r.rc == 0, r
+    assert r.out.strip() == f"web: already running (pid {pid})"
+    r = daemon.cli("start", "all")
+    assert r.rc == 0, r
+    lines = r.out.splitlines()
+    assert f"web: already running (pid {pid})" in lines
+    assert any(line.startswith("off: started (pid ") for line in lines), lines
+    r = daemon.cli("stop", "off")
+    assert r.rc == 0 and daemon.cli("stop", "off").out.strip() == "off: already stopped", r

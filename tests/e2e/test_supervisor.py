@@ -221,7 +221,7 @@ def test_logs_tail_stdout_and_stderr(daemon: Daemon) -> None:
     assert r.rc == 0, r
     assert r.out.splitlines() == ["err 00000048", "err 00000049"]
     r = daemon.cli("logs", "nosuch")
-    assert r.rc != 0 and "nosuch" in r.err
+    assert r.rc == 2 and "nosuch" in r.err
 
 
 def test_log_rotation_keeps_every_line_once(daemon: Daemon) -> None:

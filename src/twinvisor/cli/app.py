@@ -39,6 +39,13 @@ class _Fail(Exception):
         self.code = code
 
 
+def _http_fail(code: int, body: Any) -> _Fail:
+    """The daemon refused a request: 400 (bad signal, bad value) and 404 (no such program)
+    are usage errors (exit 2), anything else a failed operation (exit 1)."""
+    message = body.get("error", f"HTTP {code}") if isinstance(body, dict) else f"HTTP {code}"
+    return _Fail(message, EXIT_USAGE if code in (400, 404) else EXIT_FAILED)
+
+
 def _load_config(path: str) -> Any:
     from twinvisor.config.load import load_config
     from twinvisor.errors import ConfigError
@@ -172,7 +179,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     query = {"names": ",".join(args.names)} if args.names else None
     code, body = _call(args, "GET", "/status", query=query)
     if code != 200:
-        raise _Fail(body.get("error", f"HTTP {code}"), EXIT_FAILED)
+        raise _http_fail(code, body)
     rows = body["programs"]
     if args.json:
         _print_json(rows)
@@ -191,21 +198,24 @@ def cmd_verb(args: argparse.Namespace) -> int:
     path = f"/programs/{','.join(args.names)}/{args.verb}"
     code, body = _call(args, "POST", path, query=query)
     if code == 404:
-        raise _Fail(body.get("error", "no such program"), EXIT_FAILED)
+        raise _http_fail(code, body)
     if args.json:
         _print_json(body)
     else:
         by_name = {r["name"]: r for r in body.get("programs", [])}
+        already = set(body.get("already", ()))
         for name, outcome in body.get("results", {}).items():
             row = by_name.get(name, {})
-            detail = _outcome_text(args.verb, outcome, row)
+            detail = _outcome_text(args.verb, outcome, row, name in already)
             print(f"{name}: {detail}")
     return EXIT_OK if body.get("ok") else EXIT_FAILED
 
 
-def _outcome_text(verb: str, outcome: str, row: dict[str, Any]) -> str:
+def _outcome_text(verb: str, outcome: str, row: dict[str, Any], already: bool = False) -> str:
     done = {"start": "started", "restart": "restarted", "stop": "stopped"}[verb]
     if outcome == "ok":
+        if already:  # nothing was done: say so, not "started"
+            done = "already running" if verb == "start" else "already stopped"
         return done + (f" (pid {row['pid']})" if row.get("pid") else "")
     why = row.get("error") or row.get("last_exit") or ""
     state = row.get("state", "?")
@@ -218,7 +228,7 @@ def cmd_signal(args: argparse.Namespace) -> int:
     path = f"/programs/{','.join(args.names)}/signal"
     code, body = _call(args, "POST", path, body={"signal": args.signal})
     if code in (400, 404):
-        raise _Fail(body.get("error", f"HTTP {code}"), EXIT_FAILED)
+        raise _http_fail(code, body)
     for name, sent in body.get("sent", {}).items():
         print(f"{name}: {'signalled' if sent else 'ERROR: not running'}")
     return EXIT_OK if body.get("ok") else EXIT_FAILED
@@ -264,7 +274,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
     code, body = _call(args, "GET", "/status", query={"names": args.name})
     if code != 200:
-        raise _Fail(body.get("error", f"HTTP {code}"), EXIT_FAILED)
+        raise _http_fail(code, body)
     rows = body["programs"]
     if len(rows) != 1:
         raise _Fail(

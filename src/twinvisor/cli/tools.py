@@ -21,6 +21,7 @@ from twinvisor.cli.app import (
     _call,
     _config_path,
     _Fail,
+    _http_fail,
     _load_config,
     _print_json,
 )
@@ -50,8 +51,10 @@ def select_instances(config: Config, patterns: list[str]) -> list[ProgramSpec]:
     by_name = config.by_name()
     names, unknown = match_instances(patterns, [(p.name, p.program) for p in config.programs])
     if unknown:
-        known = ", ".join(dict.fromkeys(p.program for p in config.programs)) or "none"
-        raise _Fail(f"no such program: {', '.join(unknown)} (programs: {known})", EXIT_USAGE)
+        from twinvisor.config.values import no_such_program
+
+        known = list(dict.fromkeys([p.program for p in config.programs] + list(by_name)))
+        raise _Fail(no_such_program(unknown, known), EXIT_USAGE)
     return [by_name[n] for n in names]
 
 
@@ -103,7 +106,7 @@ def cmd_kill(args: argparse.Namespace) -> int:
     old = {r["name"]: r["pid"] for r in before}
     code, body = _call(args, "POST", f"/programs/{','.join(args.names)}/signal", {"signal": "KILL"})
     if code in (400, 404):
-        raise _Fail(body.get("error", f"HTTP {code}"), EXIT_FAILED)
+        raise _http_fail(code, body)
     sent = body.get("sent", {})
     deadline = time.monotonic() + args.timeout
     waiting = {n for n, ok in sent.items() if ok}
@@ -123,7 +126,7 @@ def cmd_kill(args: argparse.Namespace) -> int:
 def _status_rows(args: argparse.Namespace, names: list[str]) -> list[dict[str, Any]]:
     code, body = _call(args, "GET", "/status", query={"names": ",".join(names)})
     if code != 200:
-        raise _Fail(body.get("error", f"HTTP {code}"), EXIT_FAILED)
+        raise _http_fail(code, body)
     rows: list[dict[str, Any]] = body["programs"]
     return rows
 

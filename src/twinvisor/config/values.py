@@ -96,6 +96,18 @@ def unknown_program(name: str, known: list[str]) -> str:
     return f"depends on {name!r}, but there is no such program{hint}"
 
 
+def no_such_program(unknown: list[str], known: list[str]) -> str:
+    """A command named programs the config does not have (`restart wbe`): each one with the
+    nearest known name, else the list of programs. `known`: programs and instance names."""
+    parts = []
+    for name in unknown:
+        hint = _did_you_mean(name.removesuffix(":*"), known).removeprefix("; ")
+        parts.append(f"{name} ({hint})" if hint else name)
+    listing = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
+    text = f"no such program: {', '.join(parts)}"
+    return text if any("did you mean" in p for p in parts) else f"{text}; programs: {listing}"
+
+
 _MSGSPEC_ERROR = re.compile(r"^(?P<body>.*?)(?: - at `\$(?P<at>[^`]*)`)?$", re.S)
 
 

@@ -15,7 +15,9 @@ from twinvisor import __version__
 from twinvisor.config.load import config_to_dict, load_config
 from twinvisor.config.signals import signal_number
 from twinvisor.config.specs import match_instances
+from twinvisor.config.values import no_such_program
 from twinvisor.control.server import Request, Response, Router
+from twinvisor.core.states import ProcessState
 from twinvisor.errors import ConfigError
 from twinvisor.supervisor.runtime import Runtime, diff_configs
 
@@ -59,18 +61,24 @@ def build_router(
         patterns = [p for p in req.query.get("names", "").split(",") if p]
         names, unknown = resolve_names(runtime, patterns) if patterns else (None, [])
         if unknown:
-            return _error(404, f"no such program: {', '.join(unknown)}", unknown=unknown)
+            return _no_such(runtime, unknown)
         daemon = {"pid": os.getpid(), "config": runtime.config.path}  # which daemon answers
         return Response(200, {"programs": runtime.status(names), "daemon": daemon})
 
     def verb(
         action: Callable[[list[str], float | None], Awaitable[Mapping[str, str]]],
+        done_before: Callable[[ProcessState], bool] | None = None,
     ) -> Callable[[Request], Awaitable[Response]]:
+        """`done_before`: the states in which the verb has nothing to do (start: alive),
+        reported as "already" so the CLI can say "already running" instead of "started"."""
+
         async def handler(req: Request) -> Response:
             patterns = req.params["name"].split(",")
             names, unknown = resolve_names(runtime, patterns)
             if unknown:
-                return _error(404, f"no such program: {', '.join(unknown)}", unknown=unknown)
+                return _no_such(runtime, unknown)
+            procs = runtime.core.procs
+            already = [n for n in names if done_before and done_before(procs[n].state)]
             outcomes = await action(names, _wait_timeout(req))
             ok = all(v == "ok" for v in outcomes.values())
             return Response(
@@ -78,6 +86,7 @@ def build_router(
                 {
                     "ok": ok,
                     "results": outcomes,
+                    "already": already,
                     "programs": runtime.status(names),
                 },
             )
@@ -92,7 +101,7 @@ def build_router(
             return _error(400, str(e))
         names, unknown = resolve_names(runtime, req.params["name"].split(","))
         if unknown:
-            return _error(404, f"no such program: {', '.join(unknown)}", unknown=unknown)
+            return _no_such(runtime, unknown)
         sent = {n: runtime.send_signal(n, sig) for n in names}
         return Response(
             200 if all(sent.values()) else 409, {"ok": all(sent.values()), "sent": sent}
@@ -159,8 +168,10 @@ def build_router(
     router.add("GET", "/version", version)
     router.add("GET", "/status", status)
     router.add("GET", "/config", config)
-    router.add("POST", "/programs/{name}/start", verb(runtime.start))
-    router.add("POST", "/programs/{name}/stop", verb(runtime.stop))
+    alive = ProcessState.STARTING, ProcessState.RUNNING
+    router.add("POST", "/programs/{name}/start", verb(runtime.start, lambda s: s in alive))
+    stopped = ProcessState.STOPPED, ProcessState.EXITED, ProcessState.FATAL
+    router.add("POST", "/programs/{name}/stop", verb(runtime.stop, lambda s: s in stopped))
     router.add("POST", "/programs/{name}/restart", verb(runtime.restart))
     router.add("POST", "/programs/{name}/signal", signal_handler)
     router.add("POST", "/reread", reread)
@@ -175,6 +186,13 @@ def build_router(
 
     router.add("POST", "/upgrade", upgrade_handler)
     return router
+
+
+def _no_such(runtime: Runtime, unknown: list[str]) -> Response:
+    """404 naming each unknown pattern with the nearest program ("did you mean 'web'?")."""
+    procs = runtime.core.procs
+    known = list(dict.fromkeys([procs[n].spec.program for n in procs] + list(procs)))
+    return _error(404, no_such_program(unknown, known), unknown=unknown)
 
 
 def _config_error(e: ConfigError) -> Response:

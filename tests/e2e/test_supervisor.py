@@ -143,7 +143,7 @@ def test_signal_reaches_child(daemon: Daemon) -> None:
     wait_report(rep, lambda ev: any(e.get("signal") == "SIGHUP" and e["pid"] == pid for e in ev))
     assert daemon.status()["p"]["pid"] == pid  # HUP handled, not a restart
     r = daemon.cli("signal", "NOPE", "p")
-    assert r.rc == 1 and "NOPE" in r.err
+    assert r.rc == 2 and "NOPE" in r.err
 
 
 def test_environment_env_file_and_directory(daemon: Daemon) -> None:

@@ -46,6 +46,7 @@ environment with TVBENCH_TAG and sweeps every process carrying the tag.
 
 from __future__ import annotations
 
+import abc
 import argparse
 import contextlib
 import http.client
@@ -196,8 +197,9 @@ def supervisor_rpc(sock: str) -> Any:
 # the two tools behind one interface
 
 
-class Tool:
+class Tool(abc.ABC):
     name = ""
+    cfg = ""  # the config file the tool is started on
 
     def __init__(self, workdir: str) -> None:
         self.dir = workdir
@@ -205,10 +207,17 @@ class Tool:
         self.popen: subprocess.Popen[bytes] | None = None
 
     # config: programs is a list of (name, argv)
+    @abc.abstractmethod
     def write_config(self, programs: list[tuple[str, list[str]]], fast: bool) -> None: ...
+    @abc.abstractmethod
     def start(self) -> None: ...
+    @abc.abstractmethod
+    def finish_start(self, timeout: float = 60) -> None: ...
+    @abc.abstractmethod
     def states(self) -> dict[str, str]: ...
+    @abc.abstractmethod
     def status_cli(self) -> list[str]: ...
+    @abc.abstractmethod
     def stop(self) -> None: ...
 
     def wait_all_running(self, n: int, timeout: float) -> float | None:

@@ -45,6 +45,7 @@ the bench starts carries TVBENCH_TAG in its environment and is killed at the end
 
 from __future__ import annotations
 
+import abc
 import argparse
 import contextlib
 import glob
@@ -60,6 +61,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import psutil
@@ -118,21 +120,37 @@ def await_exit(pid: int, timeout: float = 10) -> None:
         os.close(fd)
 
 
+def settled(since: float, settle: float) -> bool:
+    return time.monotonic() - since >= settle
+
+
+def back_after_kill(tool: Tool, old: int) -> bool:
+    """A new daemon (not `old`) answers status."""
+    return tool.daemon_pid() not in (None, old) and tool.status_ok()
+
+
 # ---- the tools -------------------------------------------------------------------------------
 
 
-class Tool:
+class Tool(abc.ABC):
     name = ""
 
     def __init__(self, workdir: str, port: int) -> None:
         self.dir, self.port = workdir, port
 
+    @abc.abstractmethod
     def start(self) -> None: ...
+    @abc.abstractmethod
     def daemon_pid(self) -> int | None: ...
+    @abc.abstractmethod
     def restart_after_kill(self) -> None: ...
+    @abc.abstractmethod
     def status_ok(self) -> bool: ...
+    @abc.abstractmethod
     def own_pids(self) -> set[int]: ...
+    @abc.abstractmethod
     def worker_logs(self) -> list[str]: ...
+    @abc.abstractmethod
     def stop(self) -> None: ...
 
     def why(self) -> str:
@@ -356,9 +374,7 @@ def soak(tool: Tool, kills: int, args: argparse.Namespace) -> dict[str, Any]:
             if time.monotonic() - t_start > args.max_seconds:
                 note = f"stopped at --max-seconds after {done} kills"
                 break
-            wait_until(
-                lambda s=since: time.monotonic() - s >= args.settle, args.settle + 1, "settle"
-            )
+            wait_until(partial(settled, since, args.settle), args.settle + 1, "settle")
             pid = tool.daemon_pid()
             if pid is None:
                 note = f"no daemon pid after {done} kills"
@@ -370,7 +386,7 @@ def soak(tool: Tool, kills: int, args: argparse.Namespace) -> dict[str, Any]:
             done += 1
             try:
                 wait_until(
-                    lambda p=pid: tool.daemon_pid() not in (None, p) and tool.status_ok(),
+                    partial(back_after_kill, tool, pid),
                     30,
                     "status again",
                 )

@@ -15,6 +15,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Coroutine
+from functools import partial
+from typing import Any
 
 import psutil
 
@@ -64,8 +67,8 @@ async def requests(command: list[str], workers: int, count: int) -> float:
         return workers * count / (time.perf_counter() - start)
 
 
-def median(make: object) -> float:
-    return statistics.median(asyncio.run(make()) for _ in range(RUNS))  # type: ignore[operator]
+def median(make: Callable[[], Coroutine[Any, Any, float]]) -> float:
+    return statistics.median(asyncio.run(make()) for _ in range(RUNS))
 
 
 async def memory(command: list[str], workers: int) -> tuple[float, float, float]:
@@ -100,8 +103,8 @@ def main() -> None:
     for label, command in (("python", PY_ECHO), ("cat", CAT)):
         for workers in (1, 16):
             lines = 20000 // workers * 2
-            flow = median(lambda c=command, w=workers, n=lines: pipelined(c, w, n))
-            rr = median(lambda c=command, w=workers: requests(c, w, 2000 // w))
+            flow = median(partial(pipelined, command, workers, lines))
+            rr = median(partial(requests, command, workers, 2000 // workers))
             print(f"{label:<10}{workers:>8}{flow:>20,.0f}{rr:>22,.0f}")
     print()
     print(f"{'worker':<10}{'parent RSS 0 workers':>22}{'100 workers':>14}"

@@ -50,6 +50,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from common import (
@@ -192,6 +193,10 @@ class Supervisord(Tool):
         terminate(self.proc, 15)
 
 
+def more_replies(load: Load, before: int) -> bool:
+    return load.ok_count() > before
+
+
 def measure(tool: Tool, args: argparse.Namespace) -> dict[str, Any]:
     tool.start()
     try:
@@ -215,7 +220,7 @@ def measure(tool: Tool, args: argparse.Namespace) -> dict[str, Any]:
                 tool.restart()
                 restarts += 1
                 n = load.ok_count()
-                wait_until(lambda n=n: load.ok_count() > n, 30, "a reply after the restart")
+                wait_until(partial(more_replies, load, n), 30, "a reply after the restart")
         wall = time.monotonic() - t0
     finally:
         tool.stop()

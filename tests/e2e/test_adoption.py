@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import psutil
@@ -121,7 +122,7 @@ def test_timer_command_revives_a_killed_pair_and_adopts(daemon: Daemon) -> None:
     for p in twins:
         os.kill(p, signal.SIGKILL)
     for p in twins:
-        wait_until(lambda p=p: gone(p), what=f"pid {p} gone")
+        wait_until(partial(gone, p), what=f"pid {p} gone")
     r = daemon.cli("up", "--quiet")  # what the crontab line / systemd timer runs
     assert r.rc == 0, r
     row = daemon.wait_state("app", "RUNNING")

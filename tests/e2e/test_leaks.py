@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -29,6 +31,10 @@ def fd_targets(pid: int) -> list[str]:
     return sorted(out)
 
 
+def pid_is_not(old: int, row: dict[str, Any]) -> bool:
+    return bool(row["pid"] != old)
+
+
 def test_restarts_and_crashes_leak_no_fds(daemon: Daemon) -> None:
     daemon.up({"app": {"command": child("run"), "stop_timeout": 2}})
     daemon.wait_state("app", "RUNNING")
@@ -41,7 +47,7 @@ def test_restarts_and_crashes_leak_no_fds(daemon: Daemon) -> None:
     for _ in range(5):
         pid = daemon.wait_state("app", "RUNNING")["pid"]
         os.kill(pid, signal.SIGKILL)
-        daemon.wait_state("app", "RUNNING", where=lambda r, old=pid: r["pid"] != old)
+        daemon.wait_state("app", "RUNNING", where=partial(pid_is_not, pid))
     pid = daemon.wait_state("app", "RUNNING")["pid"]
 
     def settled() -> bool:  # the last retired generations' pipes are released asynchronously

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from functools import partial
 from pathlib import Path
 
 import psutil
@@ -72,10 +73,13 @@ def test_backoff_then_fatal_and_start_fails(daemon: Daemon) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
+
     # while `start` waits for the outcome, the program goes through BACKOFF again
-    wait_until(
-        lambda: seen.add(daemon.status()["bad"]["state"]) or "BACKOFF" in seen, what="BACKOFF"
-    )
+    def saw_backoff() -> bool:
+        seen.add(daemon.status()["bad"]["state"])
+        return "BACKOFF" in seen
+
+    wait_until(saw_backoff, what="BACKOFF")
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 1, (out, err)
     assert "bad: ERROR: not started: state FATAL" in out
@@ -129,7 +133,7 @@ def test_stop_kills_grandchildren_including_setsid(daemon: Daemon) -> None:
     r = daemon.cli("stop", "tree")
     assert r.rc == 0, r
     for role, pid in pids.items():
-        wait_until(lambda pid=pid: gone(pid), timeout=5, what=f"{role} {pid} gone")
+        wait_until(partial(gone, pid), timeout=5, what=f"{role} {pid} gone")
 
 
 def test_signal_reaches_child(daemon: Daemon) -> None:

@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,16 @@ def read_pid(path: str) -> int | None:
     except FileNotFoundError:
         return None
     return int(text) if text.isdigit() else None
+
+
+def new_guard_pid(daemon: Daemon, old: int) -> int | None:
+    """The guard's pid once it is another, running process than `old`."""
+    pid = guard_pid(daemon)
+    return pid if pid is not None and pid != old and psutil.pid_exists(pid) else None
+
+
+def only_guard_is(daemon: Daemon, pid: int) -> bool:
+    return [p.pid for p in twins(daemon, "guard")] == [pid]
 
 
 def guard_pid(daemon: Daemon) -> int | None:
@@ -287,12 +298,9 @@ def test_guard_sigkill_under_load_changes_nothing(daemon: Daemon) -> None:
             assert old is not None
             t0 = time.monotonic()
             os.kill(old, signal.SIGKILL)
-            new = wait_until(
-                lambda o=old: (p := guard_pid(daemon)) != o and p and psutil.pid_exists(p) and p,
-                what="a new guard pid",
-            )
+            new = wait_until(partial(new_guard_pid, daemon, old), what="a new guard pid")
             took.append(time.monotonic() - t0)
-            wait_until(lambda n=new: [p.pid for p in twins(daemon, "guard")] == [n])
+            wait_until(partial(only_guard_is, daemon, new))
             assert answering_pid(daemon) == supervisor
             assert snapshot(daemon) == before
             assert_one_each(daemon, ("web", "worker"))
@@ -603,7 +611,7 @@ def test_grandchildren_die_with_an_adopted_program(daemon: Daemon) -> None:
     assert daemon.status()["tree"]["pid"] == pids["child"]
     assert daemon.cli("stop", "tree").rc == 0
     for role, pid in pids.items():
-        wait_until(lambda p=pid: gone(p), timeout=10, what=f"the {role} gone")
+        wait_until(partial(gone, pid), timeout=10, what=f"the {role} gone")
     guard = guard_pid(daemon)
     assert guard is not None
     wait_until(

@@ -18,6 +18,7 @@ import stat
 import subprocess
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -356,6 +357,10 @@ def test_rolling_restart_of_three_instances(daemon: Daemon, stop_first: bool, fl
 # ---- under load --------------------------------------------------------------------------------
 
 
+def more_replies(load: Load, before: int) -> bool:
+    return load.ok > before
+
+
 def test_restarts_under_http_load_lose_no_request(daemon: Daemon) -> None:
     port = free_port()
     daemon.up(
@@ -378,7 +383,7 @@ def test_restarts_under_http_load_lose_no_request(daemon: Daemon) -> None:
             assert r.rc == 0, r
             pids.append(daemon.pid("web"))
             before = load.ok
-            wait_until(lambda b=before: load.ok > b, what="a reply from the new generation")
+            wait_until(partial(more_replies, load, before), what="a reply from the new generation")
     finally:
         load.done.set()
         load.join(timeout=30)

@@ -36,10 +36,10 @@ def run_dir() -> Iterator[str]:
         yield d
 
 
-def config(run_dir: str, **spec: object) -> Config:
+def config(run_dir: str, find: str | None = None) -> Config:
     program = ProgramSpec(
-        name="app", program="app", command=SLEEPER, restart=RestartPolicy(min_uptime=0), **spec
-    )  # type: ignore[arg-type]
+        name="app", program="app", command=SLEEPER, restart=RestartPolicy(min_uptime=0), find=find
+    )
     daemon = DaemonSpec(run_dir=run_dir, log_dir=f"{run_dir}/log", socket=f"{run_dir}/s")
     return Config(path=f"{run_dir}/t.toml", daemon=daemon, programs=(program,))
 

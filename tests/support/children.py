@@ -87,7 +87,7 @@ def main() -> int:
         os.setsid()
     if args.mode == "exit":
         report(args.report, "started")
-        return args.count
+        return int(args.count)
     if args.mode in ("lines", "flood"):
         write_lines(args)
         if args.mode == "lines":

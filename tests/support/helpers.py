@@ -73,8 +73,11 @@ def config_text(run_dir: str, programs: dict[str, dict[str, Any]], daemon_extra:
     return "\n".join(lines)
 
 
-def wait_until(condition: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+def wait_until(
+    condition: Callable[[], T | None], timeout: float = 10.0, what: str = "condition"
+) -> T:
+    """Poll `condition` until it returns something truthy (and returns that); fail after `timeout`
+    seconds."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -116,7 +119,7 @@ def wait_report(
 def gone(pid: int) -> bool:
     """The process no longer runs (a zombie waiting for init counts as gone)."""
     try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return True
 

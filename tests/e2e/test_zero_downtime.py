@@ -489,7 +489,9 @@ def test_depends_on_healthy_waits_for_a_passed_health_check(daemon: Daemon, how:
         assert r.rc == 0, r
     db_pid, app_pid = daemon.pid("db"), daemon.pid("app")
     assert daemon.status()["db"]["healthy"] is True
-    ev = read_report(events)
+    # RUNNING comes min_uptime after the spawn, which a loaded machine can reach before the app
+    # has written its start event: wait for the event, then check the order
+    ev = wait_report(events, has("start", app_pid))
     assert at(ev, db_pid, "ready") < at(ev, db_pid, "health-ok") < at(ev, app_pid, "start")
 
 

@@ -22,6 +22,7 @@ from twinvisor.linux import kernel
 from twinvisor.supervisor.runtime import Runtime
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_STATES = tuple(s.value for s in ProcessState)
 
 _HELP = {
     "twinvisor_program_up": ("gauge", "1 while a process of the instance is alive"),
@@ -66,6 +67,10 @@ class _Sheet:
     def add(self, name: str, value: float, *labels: tuple[str, str]) -> None:
         self._families.setdefault(name, []).append(f"{name}{_labels(labels)} {_number(value)}")
 
+    def add_raw(self, name: str, labels: str, value: float) -> None:
+        """`labels` already rendered, without the braces (the per-instance hot path)."""
+        self._families.setdefault(name, []).append(f"{name}{{{labels}}} {_number(value)}")
+
     def text(self) -> bytes:
         out: list[str] = []
         for name, lines in self._families.items():
@@ -91,16 +96,13 @@ def _programs(sheet: _Sheet, runtime: Runtime, usage: dict[str, kernel.Usage | N
     now, wall = runtime.clock(), time.time()
     for name, p in runtime.procs.items():
         ids = (("program", p.spec.program), ("instance", name))
+        raw = _labels(ids)[1:-1]  # rendered once per instance, used by most lines below
         alive = p.pid is not None and p.state.is_alive
-        sheet.add("twinvisor_program_up", 1 if alive else 0, *ids)
-        for state in ProcessState:
-            sheet.add(
-                "twinvisor_program_state",
-                1 if p.state is state else 0,
-                *ids,
-                ("state", state.value),
-            )
-        sheet.add("twinvisor_program_ready", 1 if p.state is ProcessState.RUNNING else 0, *ids)
+        sheet.add_raw("twinvisor_program_up", raw, 1 if alive else 0)
+        for state in _STATES:
+            on = 1 if p.state.value == state else 0
+            sheet.add_raw("twinvisor_program_state", f'{raw},state="{state}"', on)
+        sheet.add_raw("twinvisor_program_ready", raw, 1 if p.state is ProcessState.RUNNING else 0)
         if alive and p.started_at is not None:
             sheet.add(
                 "twinvisor_program_start_time_seconds", round(wall - (now - p.started_at), 3), *ids

@@ -381,6 +381,18 @@ def _tool(verb: str) -> Any:
     return run
 
 
+def cmd_passwd(args: argparse.Namespace) -> int:
+    from twinvisor.cli import passwd
+
+    users_file = args.file
+    if users_file is None:
+        http = _load_config(_config_path(args.config)).daemon.http
+        if http is None:
+            raise _Fail("no [daemon.http] table in the config: name the file with --file", 2)
+        users_file = http.users_file
+    return passwd.cmd_passwd(args, users_file)
+
+
 def _observe(verb: str) -> Any:
     """`events` and `status --watch` (cli/observe.py), imported lazily."""
 
@@ -465,6 +477,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--watch", action="store_true", help="a live view, redrawn as events happen (Ctrl-C quits)"
     )
+    sp = add("passwd", cmd_passwd, "add or change a dashboard user (a salted scrypt hash)")
+    sp.add_argument("user", metavar="USER")
+    sp.add_argument("--role", choices=("admin", "read"), default="admin")
+    sp.add_argument("--file", help="the users file (default: [daemon.http] users_file)")
+    sp.add_argument("--delete", action="store_true", help="remove the user")
     sp = add("events", _observe("events"), "print the daemon's events (state changes, exits, …)")
     sp.add_argument("names", nargs="*", metavar="NAME")
     sp.add_argument("-f", "--follow", action="store_true", help="wait for new events")

@@ -151,6 +151,11 @@ class HttpSpec:
 
     listen: str  # HOST:PORT or [v6]:PORT
     open_metrics: bool = False  # /metrics without a credential
+    dashboard: bool = False  # the web dashboard, behind a login
+    users_file: str = ""  # absolute: NAME ROLE scrypt-hash lines (`twinvisor passwd`)
+    session_ttl: float = 3600.0
+    tls_cert: str | None = None  # both set: HTTPS
+    tls_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ Both answer a small JSON body: {"ok": true|false, "level": "...", "not_ready": [
 
 from __future__ import annotations
 
+from twinvisor.config.specs import HttpSpec
 from twinvisor.control import metrics
 from twinvisor.control.server import Request, Response, Router
 from twinvisor.core.states import ProcessState
@@ -25,8 +26,13 @@ def not_ready(runtime: Runtime) -> list[str]:
     ]
 
 
-def build_public_router(runtime: Runtime, open_metrics: bool) -> Router:
+def build_public_router(runtime: Runtime, spec: HttpSpec) -> Router:
     router = Router()
+    open_metrics = spec.open_metrics
+    if spec.dashboard:  # behind a login: see control/dashboard.py
+        from twinvisor.control.dashboard import Dashboard
+
+        Dashboard(runtime, spec, trusted=False).add_routes(router)
 
     async def health(req: Request) -> Response:
         level = req.query.get("level", "alive")

@@ -162,6 +162,11 @@ def build_router(
         )
         return Response(200, {"usage": {n: u for n, u in found.items() if u is not None}})
 
+    # the dashboard's pages on the control socket too (through `ssh -L` to the socket); its
+    # peers are vouched for by SO_PEERCRED, so there is no login, but actions need its CSRF token
+    from twinvisor.control.dashboard import Dashboard
+
+    Dashboard(runtime, runtime.config.daemon.http, trusted=True).add_routes(router)
     router.add("GET", "/metrics", metrics_handler)
     router.add("GET", "/usage", usage)
     router.add("GET", "/events", events)

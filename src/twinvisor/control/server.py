@@ -71,9 +71,11 @@ class Request:
     path: str  # percent-decoded path, without the query
     params: dict[str, str]  # path parameters from the route pattern
     query: dict[str, str]  # last value wins for repeated keys
-    body: Any  # parsed JSON, or None when the body is empty
+    body: Any  # parsed JSON (a dict for an HTML form post), or None when the body is empty
     peer_uid: int
     peer_pid: int
+    # lower-case names; repeated headers joined with ", " (Cookie with "; ")
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -560,7 +562,11 @@ class ControlServer:
             path, query = _split_target(req.target)
             route, params = self._router.resolve_route(method, path)
             handler, pattern[0] = route.handler, route.pattern
-            body = _decode_body(raw_body)
+            headers = _headers(req)
+            if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+                body: Any = _decode_form(raw_body)
+            else:
+                body = _decode_body(raw_body)
             request = Request(
                 method=method,
                 path=unquote(path),
@@ -569,6 +575,7 @@ class ControlServer:
                 body=body,
                 peer_uid=peer.uid,
                 peer_pid=peer.pid,
+                headers=headers,
             )
         except _MethodNotAllowed as e:
             return Response(405, {"error": e.message}, (("allow", ", ".join(e.allowed)),))
@@ -668,6 +675,28 @@ class ControlServer:
                     if not data:
                         break
                     left -= len(data)
+
+
+def _headers(req: h11.Request) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in req.headers:
+        key = name.decode("latin-1")
+        text = value.decode("latin-1")
+        if key in out:
+            text = out[key] + ("; " if key == "cookie" else ", ") + text
+        out[key] = text
+    return out
+
+
+def _decode_form(raw: bytes) -> dict[str, str]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HTTPError(400, "form body is not valid UTF-8") from None
+    try:
+        return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=_MAX_QUERY_FIELDS))
+    except ValueError:
+        raise HTTPError(400, "too many form fields") from None
 
 
 def _decode_body(raw: bytes) -> Any:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 
 from twinvisor.control.server import _CHUNK, ControlServer, Router, _Peer
 from twinvisor.linux import sockets
@@ -21,10 +22,19 @@ from twinvisor.linux import sockets
 ANONYMOUS = _Peer(pid=0, uid=-1, gid=-1)
 
 
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """Server-side TLS from a certificate chain and its key (PEM); raises OSError/SSLError."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
 class TcpListener(ControlServer):
-    def __init__(self, listen: str, router: Router) -> None:
+    def __init__(self, listen: str, router: Router, tls: ssl.SSLContext | None = None) -> None:
         super().__init__(f"tcp:{listen}", router, max_connections=128)
         self.listen = listen
+        self.tls = tls
 
     def bind_socket(self) -> socket.socket:
         """Bind now (start-up reports a busy port at once); `start` serves it."""
@@ -36,7 +46,9 @@ class TcpListener(ControlServer):
     async def start(self) -> None:
         if self._sock is None:
             self.bind_socket()
-        self._server = await asyncio.start_server(self._on_connect, sock=self._sock, limit=_CHUNK)
+        self._server = await asyncio.start_server(
+            self._on_connect, sock=self._sock, limit=_CHUNK, ssl=self.tls
+        )
 
     def adopt_tcp(self, sock: socket.socket) -> None:
         """Serve a listening socket a previous supervisor left with the guard."""

@@ -225,7 +225,10 @@ class _Service:
         from twinvisor.control.public import build_public_router
         from twinvisor.control.tcp import TcpListener
 
-        listener = TcpListener(spec.listen, build_public_router(self.runtime, spec.open_metrics))
+        from twinvisor.control.tcp import tls_context
+
+        tls = tls_context(spec.tls_cert, spec.tls_key) if spec.tls_cert and spec.tls_key else None
+        listener = TcpListener(spec.listen, build_public_router(self.runtime, spec), tls)
         if kept is not None:
             listener.adopt_tcp(socket.socket(fileno=kept))
         else:

@@ -223,9 +223,7 @@ class _Service:
                     self.link.release("http")
             return
         from twinvisor.control.public import build_public_router
-        from twinvisor.control.tcp import TcpListener
-
-        from twinvisor.control.tcp import tls_context
+        from twinvisor.control.tcp import TcpListener, tls_context
 
         tls = tls_context(spec.tls_cert, spec.tls_key) if spec.tls_cert and spec.tls_key else None
         listener = TcpListener(spec.listen, build_public_router(self.runtime, spec), tls)

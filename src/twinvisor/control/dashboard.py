@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from twinvisor.config.specs import HttpSpec
 from twinvisor.control import auth
-from twinvisor.control.routes import resolve_names
+from twinvisor.control.names import resolve_names
 from twinvisor.control.server import Request, Response, Router
 from twinvisor.linux import kernel
 from twinvisor.supervisor.runtime import Runtime

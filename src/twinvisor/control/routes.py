@@ -14,8 +14,8 @@ from typing import Any
 from twinvisor import __version__
 from twinvisor.config.load import config_to_dict, load_config
 from twinvisor.config.signals import signal_number
-from twinvisor.config.specs import match_instances
 from twinvisor.config.values import no_such_program
+from twinvisor.control.names import resolve_names
 from twinvisor.control.server import Request, Response, Router
 from twinvisor.core.states import ProcessState
 from twinvisor.errors import ConfigError
@@ -27,12 +27,6 @@ MAX_EVENT_WAIT = 60.0  # a long poll answers by then at the latest, events or no
 
 def _error(status: int, message: str, **extra: Any) -> Response:
     return Response(status, {"error": message, **extra})
-
-
-def resolve_names(runtime: Runtime, patterns: list[str]) -> tuple[list[str], list[str]]:
-    """Expand user patterns to instance names; returns (names, unknown patterns)."""
-    procs = runtime.core.procs
-    return match_instances(patterns, [(n, procs[n].spec.program) for n in runtime.names()])
 
 
 def _wait_timeout(req: Request) -> float | None:

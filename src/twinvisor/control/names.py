@@ -1,0 +1,12 @@
+"""Program patterns in requests (`web`, `web:*`, `web:0`, `all`, `a,b`) -> instance names."""
+
+from __future__ import annotations
+
+from twinvisor.config.specs import match_instances
+from twinvisor.supervisor.runtime import Runtime
+
+
+def resolve_names(runtime: Runtime, patterns: list[str]) -> tuple[list[str], list[str]]:
+    """Expand user patterns to instance names; returns (names, unknown patterns)."""
+    procs = runtime.core.procs
+    return match_instances(patterns, [(n, procs[n].spec.program) for n in runtime.names()])

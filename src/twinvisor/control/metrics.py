@@ -55,6 +55,8 @@ def _labels(pairs: Iterable[tuple[str, str]]) -> str:
 
 
 def _number(value: float) -> str:
+    if type(value) is int:  # most samples: 0/1 flags and counts
+        return str(value)
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 

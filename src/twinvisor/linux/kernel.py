@@ -66,9 +66,12 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 def process_usage(pid: int) -> Usage | None:
     """CPU, memory and fds of `pid` from /proc: one read and one listdir, no psutil (a metrics
     scrape of 100 programs stays around a millisecond). None when the process is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+    try:  # os.open/read: a sixth of what open() costs, which matters 100 times a scrape
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.read(fd, 4096)
+        finally:
+            os.close(fd)
     except OSError:
         return None
     rest = data[data.rfind(b")") + 2 :].split()

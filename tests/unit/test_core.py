@@ -492,3 +492,26 @@ test_core_machine = CoreMachine.TestCase
 @pytest.mark.parametrize("state", list(S))
 def test_every_state_has_a_way_out(state: ProcessState) -> None:
     assert any(is_legal(state, other) for other in S if other is not state)
+
+
+def test_a_program_exiting_just_after_min_uptime_backs_off_on_its_crash_rate() -> None:
+    """Each run lasts 1.5 s (> min_uptime 1 s, so no failure is counted): from the 3rd exit
+    within 60 s on, restarts are delayed, doubling, and status shows why."""
+    r = Rig(max_retry=2, flap_exits=3, flap_window=60.0, backoff_initial=0.5)
+    now, pid, delays = 0.0, 10, []
+    r.running(pid)
+    for _ in range(5):
+        now += 1.5
+        shaped = r(now, events.Exited("p", pid, 1))
+        delays.append(next((a[1] for a in shaped if a[0] == "timer"), 0.0))
+        if r.proc.state is S.BACKOFF:
+            assert r.proc.last_error is not None and "flapping: " in r.proc.last_error
+            now += delays[-1]
+            r.fire_last_timer(now)
+        pid += 1
+        r(now, events.Spawned("p", pid))
+        r.fire_last_timer(now + 1.0)
+        assert r.proc.state is S.RUNNING and r.proc.failures == 0
+    assert delays == [0.0, 0.0, 0.5, 1.0, 2.0]
+    later = r(now + 200.0, events.Exited("p", pid, 1))  # a quiet minute later: at once again
+    assert ("spawn",) in later and r.proc.last_error is None

@@ -88,3 +88,13 @@ def test_decide_gives_up_exactly_after_max_retry(
 @given(st.integers(1, 60))
 def test_backoff_is_monotonic_and_capped(n: int) -> None:
     assert policy.backoff_delay(P, n) <= policy.backoff_delay(P, n + 1) <= P.backoff_max
+
+
+def test_crash_rate_backs_off_from_flap_exits_within_flap_window() -> None:
+    p = RestartPolicy(flap_exits=3, flap_window=10.0, backoff_initial=1.0, backoff_max=8.0)
+    assert policy.recent_exits(p, (0.0, 5.0, 9.0, 12.0), now=12.0) == (5.0, 9.0, 12.0)
+    assert [policy.flap_delay(p, n) for n in range(7)] == [0, 0, 0, 1.0, 2.0, 4.0, 8.0]
+    # healthy runs (no failures), but the third exit within the window: a delay, flagged
+    assert policy.decide(p, 1, 0, recent=2) == policy.Restart(0.0)
+    assert policy.decide(p, 1, 0, recent=3) == policy.Restart(1.0, flapping=True)
+    assert policy.flap_delay(RestartPolicy(flap_exits=0), 100) == 0.0  # off

@@ -104,6 +104,8 @@ class _ProgramTable(msgspec.Struct, forbid_unknown_fields=True):
     )
     after_give_up: Literal["fatal", "slow_retry"] = "fatal"
     slow_retry_interval: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    flap_exits: _Count = 5
+    flap_window: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     log_max_bytes: _Count | str = 10 * 1024 * 1024
     log_backups: _Count = 5
     log_timestamps: bool = False
@@ -494,6 +496,8 @@ def _restart_policy(prog: _ProgramTable) -> RestartPolicy:
         exit_codes=tuple(prog.exit_codes),
         after_give_up=AfterGiveUp(prog.after_give_up),
         slow_retry_interval=prog.slow_retry_interval,
+        flap_exits=prog.flap_exits,
+        flap_window=prog.flap_window,
     )
 
 

@@ -33,6 +33,10 @@ class RestartPolicy:
     exit_codes: tuple[int, ...] = (0,)
     after_give_up: AfterGiveUp = AfterGiveUp.FATAL
     slow_retry_interval: float = 60.0
+    # crash rate: flap_exits exits within flap_window seconds back off too, however long each
+    # run lasted (a run just over min_uptime would otherwise restart at once, forever); 0 = off
+    flap_exits: int = 5
+    flap_window: float = 60.0
 
 
 class ReadyMode(Enum):

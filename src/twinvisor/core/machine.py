@@ -97,6 +97,8 @@ class Proc:
     reloading: bool = False
     healthy: bool | None = None
     health_failures: int = 0
+    exit_times: tuple[float, ...] = ()  # within flap_window: the crash rate
+    flapping: bool = False  # the current back-off comes from the crash rate
 
     def start_outcome(self) -> Outcome:
         """For a caller waiting on `start`/`restart`."""
@@ -155,6 +157,8 @@ class ProcView(Protocol):
     def healthy(self) -> bool | None: ...
     @property
     def health_failures(self) -> int: ...
+    @property
+    def flapping(self) -> bool: ...
     def start_outcome(self) -> Outcome: ...
     def stop_outcome(self) -> Outcome: ...
 
@@ -295,6 +299,7 @@ class Core:
         proc.failures = 0
         proc.given_up = False
         proc.last_error = None
+        proc.exit_times, proc.flapping = (), False
         self._spawn(proc, out)
 
     def _on_stop(self, proc: Proc, out: list[Action]) -> None:
@@ -424,6 +429,7 @@ class Core:
                 self._set(proc, S.STOPPED, out)
             return
         self._count_run(proc, failed=self._run_failed(proc, run_time))
+        proc.exit_times = policy.recent_exits(proc.spec.restart, (*proc.exit_times, now), now)
         self._after_run(proc, ev.exit_code, out)
 
     @staticmethod
@@ -451,7 +457,9 @@ class Core:
         out: list[Action],
         reason: RestartReason = RestartReason.EXIT,
     ) -> None:
-        decision = policy.decide(proc.spec.restart, exit_code, proc.failures)
+        recent = len(proc.exit_times)
+        decision = policy.decide(proc.spec.restart, exit_code, proc.failures, recent)
+        self._note_flapping(proc, decision, recent, out)
         match decision:
             case policy.Stay():
                 self._cancel_timer(proc)
@@ -474,6 +482,21 @@ class Core:
                     self._timer(proc, delay, out)
             case _:
                 assert_never(decision)
+
+    def _note_flapping(
+        self, proc: Proc, decision: policy.Decision, recent: int, out: list[Action]
+    ) -> None:
+        """Flapping shows in status (the error column) while it lasts, and is logged."""
+        flapping = isinstance(decision, policy.Restart) and decision.flapping
+        if isinstance(decision, policy.Restart) and decision.flapping:
+            window = proc.spec.restart.flap_window
+            proc.last_error = (
+                f"flapping: {recent} exits within {window:g}s; next start in {decision.delay:.1f}s"
+            )
+            self._log(proc, proc.last_error, out, "warning")
+        elif proc.flapping:
+            proc.last_error = None  # the rate is back under the limit
+        proc.flapping = flapping
 
     def _abandon(self, proc: Proc, why: str, reason: RestartReason, out: list[Action]) -> None:
         """The current generation is hung (not ready in time, watchdog): kill it in the

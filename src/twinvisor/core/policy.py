@@ -14,6 +14,7 @@ from twinvisor.config.specs import AfterGiveUp, AutoRestart, RestartPolicy
 @dataclass(frozen=True)
 class Restart:
     delay: float  # seconds to wait before the next start
+    flapping: bool = False  # the delay comes from the crash rate (see flap_delay)
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,28 @@ def backoff_delay(policy: RestartPolicy, consecutive_failures: int) -> float:
     return min(delay, policy.backoff_max)
 
 
-def decide(policy: RestartPolicy, exit_code: int | None, consecutive_failures: int) -> Decision:
+def recent_exits(
+    policy: RestartPolicy, exit_times: tuple[float, ...], now: float
+) -> tuple[float, ...]:
+    """The exit times (monotonic) that fall within the last flap_window seconds."""
+    return tuple(t for t in exit_times if now - t < policy.flap_window)
+
+
+def flap_delay(policy: RestartPolicy, recent: int) -> float:
+    """Back off on a crash rate: from flap_exits exits within flap_window on, each further
+    exit doubles the delay as a failed run would (0 below the rate, or with flap_exits 0)."""
+    if policy.flap_exits <= 0 or recent < policy.flap_exits:
+        return 0.0
+    return backoff_delay(policy, recent - policy.flap_exits + 1)
+
+
+def decide(
+    policy: RestartPolicy, exit_code: int | None, consecutive_failures: int, recent: int = 0
+) -> Decision:
     """What to do after a run ended.
 
-    `consecutive_failures` already counts the run that just ended if it failed.
+    `consecutive_failures` already counts the run that just ended if it failed; `recent` is
+    how many exits (this one included) fell within flap_window (see recent_exits).
     """
     if policy.auto_restart is AutoRestart.NEVER:
         return Stay()
@@ -60,4 +79,5 @@ def decide(policy: RestartPolicy, exit_code: int | None, consecutive_failures: i
         if policy.after_give_up is AfterGiveUp.SLOW_RETRY:
             return Restart(policy.slow_retry_interval)
         return GiveUp()
-    return Restart(backoff_delay(policy, consecutive_failures))
+    failed, flap = backoff_delay(policy, consecutive_failures), flap_delay(policy, recent)
+    return Restart(max(failed, flap), flapping=flap > failed)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.support.helpers import (
     Daemon,
     child,
     daemon_fixture,  # noqa: F401
+    gone,
     toml_value,
+    wait_until,
 )
+from twinvisor.errors import ControlError
 
 
 def _sleeper_config(daemon: Daemon, name: str) -> str:
@@ -95,3 +101,40 @@ def test_start_on_a_running_program_says_already_running(daemon: Daemon) -> None
     assert any(line.startswith("off: started (pid ") for line in lines), lines
     r = daemon.cli("stop", "off")
     assert r.rc == 0 and daemon.cli("stop", "off").out.strip() == "off: already stopped", r
+
+
+def _supervisor_pid(daemon: Daemon) -> int | None:
+    try:
+        code, body = daemon.api("GET", "/version")
+    except ControlError:
+        return None
+    return int(body["pid"]) if code == 200 else None
+
+
+def test_counters_count_manual_restarts_survive_takeovers_and_reset_after_down(
+    daemon: Daemon,
+) -> None:
+    daemon.up({"p": {"command": child("run")}})
+    first = daemon.wait_state("p", "RUNNING")["pid"]
+    assert daemon.cli("restart", "p").rc == 0
+    row = daemon.wait_state("p", "RUNNING", where=lambda r: r["pid"] != first)
+    assert row["restarts"] == 1  # a restart asked for counts
+    os.kill(row["pid"], signal.SIGKILL)
+    row = daemon.wait_state("p", "RUNNING", where=lambda r: r["restarts"] == 2)
+    assert row["last_exit"] == "killed by SIGKILL"
+    text = daemon.cli("status").out
+    assert "previous run: killed by SIGKILL" in text, text  # not beside RUNNING as if current
+    state_file = Path(daemon.run_dir, "state.json")
+    wait_until(lambda: "last_exits" in state_file.read_text(), what="counters persisted")
+    old = _supervisor_pid(daemon)
+    assert old is not None
+    os.kill(old, signal.SIGKILL)  # a takeover keeps RESTARTS and LAST EXIT
+    wait_until(lambda: gone(old) and _supervisor_pid(daemon) not in (None, old), timeout=30)
+    row = daemon.status()["p"]
+    assert (row["restarts"], row["last_exit"]) == (2, "killed by SIGKILL")
+    assert daemon.cli("down").rc == 0
+    saved = json.loads(state_file.read_text())
+    assert not saved.get("restarts") and not saved.get("last_exits"), saved
+    daemon.up({"p": {"command": child("run")}})  # a fresh start: fresh counters
+    row = daemon.wait_state("p", "RUNNING")
+    assert (row["restarts"], row["last_exit"]) == (0, None)

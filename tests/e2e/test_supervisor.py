@@ -118,7 +118,7 @@ def test_stop_escalates_to_sigkill(daemon: Daemon) -> None:
     assert "stubborn: stopped" in r.out
     row = daemon.status()["stubborn"]
     assert row["state"] == "STOPPED"
-    assert row["last_exit"] == "killed by SIGKILL"
+    assert row["last_exit"] == "stopped (SIGKILL)"  # a stop we asked for, escalated
     assert gone(pid)
 
 

@@ -134,7 +134,7 @@ def test_stop_term_cont_then_kill_at_stop_timeout() -> None:
         ("remnants", 10),
         ("STOPPING", "STOPPED"),
     ]
-    assert r.proc.last_exit is not None and r.proc.last_exit.describe() == "killed by SIGKILL"
+    assert r.proc.last_exit is not None and r.proc.last_exit.describe() == "stopped (SIGKILL)"
 
 
 def test_exit_during_stop_makes_the_kill_timer_stale() -> None:

@@ -158,8 +158,12 @@ def _state_text(r: dict[str, Any]) -> str:
 
 
 def _notes(r: dict[str, Any]) -> str:
-    """Last exit, the last error, and the program's own sd_notify STATUS= text."""
-    parts = [p for p in (r.get("last_exit"), r.get("error")) if p]
+    """Last exit, the last error, and the program's own sd_notify STATUS= text. Beside a
+    live generation the last exit is the previous one's, and says so."""
+    last = r.get("last_exit")
+    if last and r.get("state") in ("STARTING", "RUNNING", "STOPPING"):
+        last = f"previous run: {last}"
+    parts = [p for p in (last, r.get("error")) if p]
     if r.get("status_text"):
         parts.append(f'"{r["status_text"]}"')
     return "; ".join(parts) or "-"

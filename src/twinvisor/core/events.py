@@ -113,11 +113,23 @@ class StrayGeneration:
 
 
 @dataclass(frozen=True)
+class ExitRecord:
+    """How a generation ended, as a previous supervisor persisted it."""
+
+    exit_code: int | None
+    signal: int | None
+    run_time: float
+    signal_name: str | None = None
+    asked: bool = False
+
+
+@dataclass(frozen=True)
 class CountersRestored:
-    """Counters a previous supervisor persisted (restarts survive a takeover)."""
+    """Counters a previous supervisor persisted: RESTARTS and LAST EXIT survive a takeover."""
 
     name: str
     restarts: int
+    last_exit: ExitRecord | None = None
 
 
 @dataclass(frozen=True)

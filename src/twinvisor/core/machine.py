@@ -63,8 +63,14 @@ class ExitInfo:
     signal: int | None
     run_time: float
     signal_name: str | None = None
+    asked: bool = False  # the end of a stop we asked for (stop, restart, down), not a crash
 
     def describe(self) -> str:
+        if self.asked:
+            how = self.signal_name or (
+                f"signal {self.signal}" if self.signal is not None else f"exit {self.exit_code}"
+            )
+            return f"stopped ({how})"
         if self.signal is not None:
             return f"killed by {self.signal_name or f'signal {self.signal}'}"
         if self.exit_code is None:
@@ -221,8 +227,12 @@ class Core:
             case StrayGeneration(pid=pid):
                 if pid != proc.pid and pid not in proc.retiring:
                     self._retire(proc, pid, out)
-            case CountersRestored(restarts=restarts):
+            case CountersRestored(restarts=restarts, last_exit=last):
                 proc.restarts = restarts
+                if last is not None and proc.last_exit is None:
+                    proc.last_exit = ExitInfo(
+                        last.exit_code, last.signal, last.run_time, last.signal_name, last.asked
+                    )
             case DependencyFailed(dependency=dependency):
                 proc.last_error = f"dependency {dependency!r} did not start"
             case _:
@@ -321,6 +331,8 @@ class Core:
             proc.restart_pending = True
             return
         alive = proc.state in (S.STARTING, S.RUNNING) and proc.pid is not None
+        if alive:  # RESTARTS counts restarts asked for (restart, health checks) too
+            proc.restarts += 1
         if alive and proc.state is S.RUNNING and not proc.spec.stop_before_restart:
             # start the new generation first; the old one serves until the new is ready
             proc.old_pid, proc.old_started_at = proc.pid, proc.started_at
@@ -409,7 +421,8 @@ class Core:
         if ev.pid != proc.pid:
             return  # not a generation we track
         run_time = now - (proc.started_at if proc.started_at is not None else now)
-        proc.last_exit = ExitInfo(ev.exit_code, ev.signal, run_time, ev.signal_name)
+        asked = proc.state is S.STOPPING  # a stop we asked for ended it, not a crash
+        proc.last_exit = ExitInfo(ev.exit_code, ev.signal, run_time, ev.signal_name, asked)
         proc.pid = None
         proc.watchdog_token += 1
         out.append(KillRemnants(proc.spec.name, ev.pid))

@@ -40,6 +40,8 @@ class PersistedState:
     children: list[ChildRecord] = field(default_factory=list)
     clean_shutdown: bool = False  # `down` finished: the next `up` starts afresh
     restarts: dict[str, int] = field(default_factory=dict)
+    # instance -> how its last generation ended: {exit_code, signal, signal_name, run_time, asked}
+    last_exits: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         data: dict[str, Any] = {
@@ -48,6 +50,7 @@ class PersistedState:
             "clean_shutdown": self.clean_shutdown,
             "desired": self.desired,
             "restarts": self.restarts,
+            "last_exits": self.last_exits,
             "children": [[c.name, c.pid, c.start_ticks, c.started_wall] for c in self.children],
         }
         return json.dumps(data, separators=(",", ":"))
@@ -81,11 +84,29 @@ def _parse(data: Any) -> PersistedState:
         raise ValueError("unknown format or version")
     desired = {str(k): bool(v) for k, v in dict(data["desired"]).items()}
     restarts = {str(k): int(v) for k, v in dict(data.get("restarts", {})).items()}
+    last_exits = {str(k): _exit(v) for k, v in dict(data.get("last_exits", {})).items()}
     children = [
         ChildRecord(str(name), int(pid), None if ticks is None else int(ticks), float(wall))
         for name, pid, ticks, wall in data["children"]
     ]
-    return PersistedState(desired, children, bool(data["clean_shutdown"]), restarts)
+    return PersistedState(desired, children, bool(data["clean_shutdown"]), restarts, last_exits)
+
+
+def _exit(raw: Any) -> dict[str, Any]:
+    """One last_exits entry, its types checked (an older or edited file must not crash us)."""
+    d = dict(raw)
+
+    def num(key: str) -> int | None:
+        return None if d.get(key) is None else int(d[key])
+
+    name = d.get("signal_name")
+    return {
+        "exit_code": num("exit_code"),
+        "signal": num("signal"),
+        "signal_name": None if name is None else str(name),
+        "run_time": float(d.get("run_time", 0.0)),
+        "asked": bool(d.get("asked", False)),
+    }
 
 
 def save(path: str, state: PersistedState, durable: bool) -> bool:

@@ -301,6 +301,7 @@ class _Service:
             log.info("shutting down: stopping all programs")
             outcomes = await self.runtime.stop_all()
             leftover = self.runtime.leftover_pids()
+            self.runtime.state_file.reset_counters()  # the next `up` is a fresh start
             self.shutdown_result.update(
                 {"ok": not leftover, "results": outcomes, "leftover": leftover}
             )

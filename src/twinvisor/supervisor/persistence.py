@@ -22,6 +22,7 @@ class StateFile:
         self.dirty = False  # a change not written yet
         self.durable = False  # ... that must survive a power cut (the user's wishes)
         self._flush_scheduled = False
+        self.counters_reset = False  # after `down`: the next `up` starts with fresh counters
 
     def want(self, names: Iterable[str], running: bool) -> None:
         for n in names:
@@ -39,9 +40,22 @@ class StateFile:
             started = proc.started_at if proc is not None and proc.pid == pid else None
             age = now - started if started is not None else 0.0
             records.append(statefile.ChildRecord(name, pid, child.start_ticks, wall - age))
-        restarts = {n: p.restarts for n, p in rt.procs.items() if p.restarts}
         records = [] if clean else records
-        return statefile.PersistedState(dict(self.desired), records, clean, restarts)
+        if self.counters_reset:
+            return statefile.PersistedState(dict(self.desired), records, clean)
+        restarts = {n: p.restarts for n, p in rt.procs.items() if p.restarts}
+        last_exits = {
+            n: {
+                "exit_code": e.exit_code,
+                "signal": e.signal,
+                "signal_name": e.signal_name,
+                "run_time": round(e.run_time, 3),
+                "asked": e.asked,
+            }
+            for n, p in rt.procs.items()
+            if (e := p.last_exit) is not None
+        }
+        return statefile.PersistedState(dict(self.desired), records, clean, restarts, last_exits)
 
     def schedule_flush(self) -> None:
         """Write the state once per loop iteration, however many events it handled: starting
@@ -58,6 +72,12 @@ class StateFile:
         if statefile.save(self.path, self.snapshot(), durable=self.durable):
             self.dirty = self.durable = False
         # else: full disk; the next change retries, supervision goes on regardless
+
+    def reset_counters(self) -> None:
+        """`down`: RESTARTS and LAST EXIT start afresh with the next `up` (a takeover keeps
+        them); what the user wants running is kept."""
+        self.counters_reset = self.dirty = self.durable = True
+        self.flush()
 
     def save_clean_shutdown(self) -> None:
         statefile.save(self.path, self.snapshot(clean=True), durable=True)

@@ -14,7 +14,7 @@ import os
 import socket
 import time
 
-from twinvisor.core.events import Adopted, CountersRestored, StrayGeneration
+from twinvisor.core.events import Adopted, CountersRestored, ExitRecord, StrayGeneration
 from twinvisor.linux import children, fsutil, kernel, sockets, statefile
 from twinvisor.linux.children import Child
 from twinvisor.supervisor.seams import Recoverable
@@ -29,9 +29,11 @@ def recover(rt: Recoverable, saved: statefile.PersistedState, handed: dict[str, 
     and a process found by its environment tag only if it leads its own session."""
     procs = rt.procs
     rt.restore_desired({n: v for n, v in saved.desired.items() if n in procs})
-    for name, count in saved.restarts.items():
+    for name in set(saved.restarts) | set(saved.last_exits):
         if name in procs:
-            rt.dispatch(CountersRestored(name, count))
+            last = saved.last_exits.get(name)
+            record = None if last is None else ExitRecord(**last)
+            rt.dispatch(CountersRestored(name, saved.restarts.get(name, 0), record))
     adopted: set[str] = set()
     # newest first: if a restart was half done, the newest generation is the current one
     for rec in sorted(_candidates(rt, saved), key=lambda r: -r.started_wall):

@@ -10,15 +10,24 @@ from __future__ import annotations
 
 import json
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
-from tests.support.helpers import Daemon, Result, child, daemon_fixture, free_port  # noqa: F401
+from tests.support.helpers import (  # noqa: F401
+    Daemon,
+    Result,
+    child,
+    daemon_fixture,
+    free_port,
+    wait_until,
+)
 from tests.support.sshd import Sshd, sshd_fixture  # noqa: F401
 
 REMOTE = f"{shlex.quote(sys.executable)} -m twinvisor"
@@ -189,3 +198,44 @@ def test_hosts_unreachable_and_refused_json(daemon: Daemon, sshd: Sshd) -> None:
     assert "Connection refused" in down["error"]
     assert refused["reason"] == "permission denied (ssh authentication)"
     assert "2 of 3 hosts failed" in r.err
+
+
+def test_hosts_logs_follow_prefixed_then_interrupted(
+    daemon: Daemon, second: Daemon, sshd: Sshd
+) -> None:
+    """`logs -f` on two hosts at once: each line as `HOST  line`; Ctrl-C ends the command, its
+    ssh clients and (their pipes closed by sshd) the `logs -f` on each host."""
+    for d in (daemon, second):
+        d.up({"web": flood(d)})
+        d.wait_state("web", "RUNNING")
+    hosts = hosts_file(
+        daemon,
+        sshd,
+        f"{sshd.url}  {REMOTE} -c {daemon.config}",
+        f"tv-good  {REMOTE} -c {second.config}",
+    )
+    argv = [sys.executable, "-m", "twinvisor", "--hosts", hosts, "--ssh", sshd.ssh]
+    proc = subprocess.Popen(
+        [*argv, "logs", "web", "-f", "-n", "1"],
+        env=daemon.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    with proc.stdout, proc.stderr:
+        seen = {proc.stdout.readline().decode().split()[0] for _ in range(2)}
+        assert seen == {sshd.url.removeprefix("ssh://"), "tv-good"}
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0, proc.stderr.read()
+    wait_until(lambda: not followers(daemon, second), timeout=10, what="no logs -f left")
+
+
+def followers(*daemons: Daemon) -> list[psutil.Process]:
+    """`twinvisor … logs web -f` processes running for these daemons' configs."""
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        line = " ".join(p.info["cmdline"] or ())
+        if " logs web -f" in line and any(d.config in line for d in daemons):
+            found.append(p)
+    return found

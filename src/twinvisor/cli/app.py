@@ -298,7 +298,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
             out.write(line if line.endswith(b"\n") else line + b"\n")
         out.flush()
         if args.follow:
-            for chunk in logs.follow(path):
+            from twinvisor.cli.output_watch import stop_when_closed
+
+            for chunk in logs.follow(path, stop=stop_when_closed(out.fileno())):
                 out.write(chunk)
                 out.flush()
     except FileNotFoundError:

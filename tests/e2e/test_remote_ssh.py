@@ -63,14 +63,17 @@ def second_daemon() -> Iterator[Daemon]:
         d.teardown()
 
 
-def test_status_restart_logs_over_ssh_url(daemon: Daemon, sshd: Sshd) -> None:
-    daemon.up({"web": flood(daemon), "idle": {"command": child("run")}})
+def test_up_status_restart_logs_over_ssh_url(daemon: Daemon, sshd: Sshd) -> None:
+    daemon.write_config({"web": flood(daemon), "idle": {"command": child("run")}})
+    r = remote_cli(daemon, *over(sshd), "-c", daemon.config, "up")
+    assert r.rc == 0, r  # returns: the daemon keeps none of the ssh session's pipes
+    assert "twinvisor up: pid" in r.out
     first = daemon.wait_state("web", "RUNNING")["pid"]
     daemon.wait_state("idle", "RUNNING")
 
     r = remote_cli(daemon, *over(sshd), "-c", daemon.config, "status")
     assert r.rc == 0, r
-    assert r.out.splitlines()[0].startswith("NAME")
+    assert any(line.startswith("NAME") for line in r.out.splitlines()), r.out  # the host's table
     assert "web" in r.out and "RUNNING" in r.out and str(first) in r.out
 
     r = remote_cli(daemon, *over(sshd), "-c", daemon.config, "--json", "status", "web")

@@ -32,9 +32,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         "--host",
         action="append",
         dest="remote_hosts",
-        metavar="ssh://[USER@]HOST[:PORT]",
-        help="run the command on this host through ssh; repeat for several (default: "
-        "$TWINVISOR_HOST, one host or several separated by commas)",
+        metavar="HOST",
+        help="run the command on HOST (ssh://[user@]host[:port], or an ssh alias) through "
+        "ssh; repeat for several (default: $TWINVISOR_HOST, hosts separated by commas)",
     )
     g.add_argument(
         "--hosts",

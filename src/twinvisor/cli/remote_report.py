@@ -33,6 +33,8 @@ def status_table(runs: list[HostRun], render: Any) -> str | None:
     hosts: list[str] = []
     for run in runs:
         answer = _parsed(run)
+        if isinstance(answer, dict):  # `status --json` as an object: its rows are "programs"
+            answer = answer.get("programs")
         if isinstance(answer, list):
             rows.extend(answer)
             hosts.extend(run.target.name for _ in answer)

@@ -145,11 +145,16 @@ def apply_config(tv: Twinvisor, result: dict[str, Any]) -> None:
         result["changes"] = tv.run("update")["changes"]
 
 
+def programs(status: Any) -> Any:
+    """The rows of `status --json`: a list, or an object's "programs" (either shape works)."""
+    return status.get("programs") if isinstance(status, dict) else status
+
+
 def ensure_state(tv: Twinvisor, names: list[str], state: str, result: dict[str, Any]) -> None:
     # status exits 1 when something is FATAL/BACKOFF: its JSON is the answer all the same.
     # In check mode an update not applied may be what would add the programs named here.
     soft = tv.module.check_mode and result["changed"]
-    rows = tv.run("status", *names, ok=(0, 1), soft=soft)
+    rows = programs(tv.run("status", *names, ok=(0, 1), soft=soft))
     if rows is None:
         result.update(changed=True, acted_on=names)
         return
@@ -162,7 +167,7 @@ def ensure_state(tv: Twinvisor, names: list[str], state: str, result: dict[str, 
     if tv.module.check_mode:
         return
     answer = tv.run(VERB[state], *todo, ok=(0, 1))
-    result["programs"] = tv.run("status", *names, ok=(0, 1))
+    result["programs"] = programs(tv.run("status", *names, ok=(0, 1)))
     if not answer.get("ok"):
         failed = {n: o for n, o in answer.get("results", {}).items() if o != "ok"}
         tv.module.fail_json(

@@ -91,7 +91,9 @@ def test_up_status_restart_logs_over_ssh_url(daemon: Daemon, sshd: Sshd) -> None
     assert r.out.splitlines() == ["line 00000001", "line 00000002"]
 
 
-def test_environment_names_host_ssh_and_remote_command(daemon: Daemon, sshd: Sshd) -> None:
+def test_environment_names_host_ssh_and_remote_command_and_a_jump_host(
+    daemon: Daemon, sshd: Sshd
+) -> None:
     daemon.up({"idle": {"command": child("run")}})
     pid = daemon.wait_state("idle", "RUNNING")["pid"]
     env = {
@@ -102,6 +104,13 @@ def test_environment_names_host_ssh_and_remote_command(daemon: Daemon, sshd: Ssh
     r = remote_cli(daemon, "--json", "status", env=env)
     assert r.rc == 0, r
     assert json.loads(r.out)[0]["pid"] == pid
+    # a jump host is OpenSSH's business: -J through the same server to itself
+    env["TWINVISOR_SSH"] = f"{sshd.ssh} -J tv-good"
+    logins = sshd.log().count("Accepted publickey")
+    r = remote_cli(daemon, "-H", sshd.url, "--json", "status", env=env)
+    assert r.rc == 0, r
+    assert json.loads(r.out)[0]["pid"] == pid
+    assert sshd.log().count("Accepted publickey") == logins + 2  # the jump, then the host
 
 
 def test_single_host_failures_say_which_host_and_why(daemon: Daemon, sshd: Sshd) -> None:

@@ -4,16 +4,144 @@ to the daemon must not take supervision or the control API away."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import psutil
+
+from tests.e2e.test_twin import kill_supervisor
 from tests.support.helpers import (
     Daemon,
     child,
     daemon_fixture,  # noqa: F401
+    wait_until,
 )
+from tests.support.paths import SRC
 from twinvisor.control.client import ControlClient
+
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+# binds, as uid 65534, every twinvisor name it sees in /proc/net/unix and the name the daemon
+# used to derive from its run dir, again and again; prints "bound NAME" for each it got
+SQUATTER = r"""
+import socket, sys
+names = set(sys.argv[1:])
+held = []
+print("started", flush=True)
+while True:
+    with open("/proc/net/unix") as f:
+        for line in f:
+            path = line.split()[-1]
+            if path.startswith("@twinvisor/"):
+                names.add(path)
+    for name in list(names):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            s.bind("\0" + name[1:])
+        except OSError:
+            s.close()
+            continue
+        held.append(s)
+        names.discard(name)
+        print("bound", name, flush=True)
+"""
+
+
+@contextlib.contextmanager
+def squatter(daemon: Daemon) -> Iterator[subprocess.Popen[str]]:
+    digest = hashlib.sha256(os.fsencode(daemon.run_dir)).hexdigest()[:24]
+    old_name = f"@twinvisor/{digest}/notify"
+    proc = subprocess.Popen(
+        [*NOBODY, sys.executable, "-c", SQUATTER, old_name],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd="/",
+        env=daemon.env,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "started\n"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def notify_program(**keys: Any) -> dict[str, Any]:
+    """READY=1 as uid 65534 (the other-user case: it cannot enter the 0700 run dir)."""
+    code = "import time; from twinvisor import sd; sd.notify('READY=1'); time.sleep(1000)"
+    return {
+        "command": ["/usr/bin/python3", "-c", code],
+        "environment": {"PYTHONPATH": str(SRC)},
+        "user": "nobody",
+        "ready": "notify",
+        "ready_timeout": 10,
+        **keys,
+    }
+
+
+def test_notify_name_squatted_before_up(daemon: Daemon) -> None:
+    """Item 6: the name was derived from the run dir, so another uid could bind it first:
+    `up` failed with "cannot bind"."""
+    with squatter(daemon) as sq:
+        assert sq.stdout is not None and sq.stdout.readline().startswith("bound ")
+        daemon.up({"app": notify_program()})
+        row = daemon.wait_state("app", "RUNNING")
+        assert psutil.Process(row["pid"]).uids().real == 65534
+
+
+def test_notify_socket_cannot_be_taken_across_supervisor_restarts(daemon: Daemon) -> None:
+    """Item 6: uid 65534 binding the name in a loop made every supervisor restart fail."""
+    daemon.up({"app": notify_program()})
+    first = daemon.wait_state("app", "RUNNING")["pid"]
+    name = psutil.Process(first).environ()["NOTIFY_SOCKET"]
+    with squatter(daemon):
+        for _ in range(2):
+            kill_supervisor(daemon)  # asserts a new supervisor answers
+            row = daemon.wait_state("app", "RUNNING")
+            assert row["pid"] == first  # adopted
+        assert daemon.cli("restart", "app").rc == 0  # a new generation became READY
+        second = daemon.wait_state("app", "RUNNING")["pid"]
+        assert second != first
+        assert psutil.Process(second).environ()["NOTIFY_SOCKET"] == name
+
+
+def test_notify_flood_from_another_uid_is_logged_at_a_bounded_rate(daemon: Daemon) -> None:
+    """Item 7: 20,000 datagrams from uid 65534 grew twinvisor.log by 1.84 MB."""
+    daemon.up({"app": notify_program()})
+    pid = daemon.wait_state("app", "RUNNING")["pid"]
+    name = psutil.Process(pid).environ()["NOTIFY_SOCKET"]
+    log = Path(daemon.log_dir, "twinvisor.log")
+    before = log.stat().st_size
+    flood = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+        "for i in range(20000):\n"
+        "    try: s.sendto(b'READY=1\\nSTATUS=forged', '\\0' + sys.argv[1][1:])\n"
+        "    except BlockingIOError: pass\n"
+        "print('sent')\n"
+    )
+    r = subprocess.run(
+        [*NOBODY, sys.executable, "-c", flood, name],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+    )
+    assert r.stdout == "sent\n", r
+    wait_until(lambda: "ignored" in log.read_text(), what="the rejects logged")
+    # the daemon still works and reads its socket: a datagram of the program still counts
+    row = daemon.status()["app"]
+    assert row["state"] == "RUNNING" and row["status_text"] != "forged"
+    assert log.stat().st_size - before < 4096, log.read_text()[-2000:]
 
 
 @contextlib.contextmanager

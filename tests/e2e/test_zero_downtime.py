@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import pwd
+import re
 import signal
 import socket
 import stat
@@ -38,7 +39,6 @@ from tests.support.helpers import (
     wait_until,
 )
 from tests.support.paths import EXAMPLES, SOCK_CHILDREN, SRC
-from twinvisor.linux.readiness import notify_address
 
 WEBSERVER = str(EXAMPLES / "webserver.py")
 
@@ -107,7 +107,7 @@ def test_child_sees_exactly_fds_0_to_4_and_the_systemd_variables(daemon: Daemon)
     assert env["LISTEN_FDS"] == "2"
     assert env["LISTEN_FDNAMES"] == "app:app"
     assert env["LISTEN_PID"] == str(seen["pid"])  # the child's own pid, not the trampoline's
-    assert env["NOTIFY_SOCKET"] == notify_address(daemon.run_dir)  # abstract: "@twinvisor/..."
+    assert re.fullmatch(r"@twinvisor/[0-9a-f]{32}/notify", env["NOTIFY_SOCKET"])  # abstract
 
     tcp, unix = seen["sockets"]["3"], seen["sockets"]["4"]
     assert tcp["family"] == socket.AF_INET and tcp["type"] == socket.SOCK_STREAM
@@ -184,7 +184,8 @@ def test_notify_gates_running_status_text_and_foreign_notify_ignored(daemon: Dae
 
         # READY=1 from a process that is not the program's (this test) changes nothing
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.sendto(b"READY=1\nSTATUS=forged", "\0" + notify_address(daemon.run_dir)[1:])
+            name = psutil.Process(pid).environ()["NOTIFY_SOCKET"]
+            s.sendto(b"READY=1\nSTATUS=forged", "\0" + name[1:])
         wait_until(
             lambda: f"notify from pid {os.getpid()} ignored" in daemon_log(daemon),
             what="the daemon to log the ignored notify",

@@ -11,8 +11,11 @@ from __future__ import annotations
 import array
 import asyncio
 import contextlib
+import errno
 import logging
 import os
+import re
+import secrets
 import signal
 import socket
 import struct
@@ -38,39 +41,75 @@ def parse_notify(data: bytes) -> tuple[tuple[str, str], ...]:
     return tuple(fields)
 
 
-def notify_address(run_dir: str) -> str:
-    """One abstract NOTIFY_SOCKET name per run dir (so several daemons never collide)."""
-    import hashlib
+_NAME = re.compile(r"@twinvisor/[0-9a-f]{32}/notify")
 
-    digest = hashlib.sha256(os.fsencode(os.path.abspath(run_dir))).hexdigest()[:24]
-    return f"@twinvisor/{digest}/notify"
+
+def new_notify_name() -> str:
+    """An abstract NOTIFY_SOCKET name nobody can guess in advance. The abstract namespace has
+    no permissions (so a program running as another user reaches it without opening up the
+    0700 run dir), which is also why the name must not be predictable: another uid could
+    bind it first and block the daemon (and /proc/net/unix shows names once they are bound,
+    so it is never released while a twin lives: the guard holds the bound socket)."""
+    return f"@twinvisor/{secrets.token_hex(16)}/notify"
 
 
 class NotifyServer:
-    """Receives sd_notify datagrams; calls on_message(sender_pid, fields)."""
+    """Receives sd_notify datagrams; calls on_message(sender_pid, fields).
+
+    The socket outlives supervisors: taken back from the guard after a restart. When both
+    twins died, the name the programs were given (remembered in `name_file`, in the private
+    run dir) is bound again if it is still free, else a fresh one is used."""
 
     def __init__(
-        self, path: str, on_message: Callable[[int, tuple[tuple[str, str], ...]], None]
+        self, name_file: str, on_message: Callable[[int, tuple[tuple[str, str], ...]], None]
     ) -> None:
-        self.path = path
+        self.name_file = name_file
+        self.path = ""
         self._on_message = on_message
         self._sock: socket.socket | None = None
 
-    def start(self) -> None:
-        sock = socket.socket(
-            socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
-        )
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        if self.path.startswith("@"):
-            # abstract namespace (as systemd allows in NOTIFY_SOCKET): no file, so a program
-            # running as another user (user=) reaches it without opening up the 0700 run dir;
-            # who may speak is decided by the sender's pid, which the kernel attests
-            sock.bind("\0" + self.path[1:])
-        else:
-            fsutil.remove_quietly(self.path)
-            sock.bind(self.path)
+    @property
+    def fileno(self) -> int | None:
+        return None if self._sock is None else self._sock.fileno()
+
+    def start(self, handed: int | None = None) -> None:
+        sock = self._adopt(handed) if handed is not None else self._bind()
         self._sock = sock
         asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
+
+    def _adopt(self, fd: int) -> socket.socket:
+        sock = socket.socket(fileno=fd)
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        name = sock.getsockname()
+        self.path = "@" + (name[1:].decode() if isinstance(name, bytes) else name[1:])
+        return sock
+
+    def _bind(self) -> socket.socket:
+        previous = _read_name(self.name_file)
+        for name in ([previous] if previous else []) + [new_notify_name() for _ in range(3)]:
+            sock = socket.socket(
+                socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
+            )
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+            try:
+                sock.bind("\0" + name[1:])
+            except OSError as e:
+                sock.close()
+                if e.errno != errno.EADDRINUSE:
+                    raise
+                if name == previous:
+                    log.warning(
+                        "NOTIFY_SOCKET %s is taken by another process: using a new name "
+                        "(programs already running cannot notify until restarted)",
+                        name,
+                    )
+                continue
+            self.path = name
+            if name != previous:
+                fsutil.write_atomic(self.name_file, name + "\n", mode=0o600)
+            return sock
+        raise OSError(errno.EADDRINUSE, "cannot bind a NOTIFY_SOCKET name")
 
     def _readable(self) -> None:
         assert self._sock is not None
@@ -87,14 +126,24 @@ class NotifyServer:
             if pid is not None and data:
                 self._on_message(pid, parse_notify(data))
 
-    def close(self) -> None:
+    def close(self, forget: bool = True) -> None:
+        """`forget`: the daemon is going down, the next one gets a new name."""
         if self._sock is not None:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_reader(self._sock.fileno())
             self._sock.close()
             self._sock = None
-            if not self.path.startswith("@"):
-                fsutil.remove_quietly(self.path)
+        if forget:
+            fsutil.remove_quietly(self.name_file)
+
+
+def _read_name(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            text = f.read(128).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return text if _NAME.fullmatch(text) else None
 
 
 def _sender_pid(ancdata: list[tuple[int, int, bytes]]) -> int | None:

@@ -24,10 +24,12 @@ class Health:
     def __init__(self, rt: Engine) -> None:
         self._rt = rt
         self._checks: dict[str, asyncio.Task[None]] = {}  # instance -> its health check loop
+        self._rejects = RejectLog()
 
     def close(self) -> None:
         for task in self._checks.values():
             task.cancel()
+        self._rejects.close()
 
     def forget(self, name: str) -> None:
         check = self._checks.pop(name, None)
@@ -52,9 +54,10 @@ class Health:
         return None
 
     def on_notify(self, pid: int, fields: tuple[tuple[str, str], ...]) -> None:
-        owner = self.owner_of(pid)
+        stranger = pid not in self._rt.children and self._rejects.known(pid)
+        owner = None if stranger else self.owner_of(pid)
         if owner is None:
-            log.warning("notify from pid %d ignored: not a process of any program", pid)
+            self._rejects.note(pid)
             return
         # attributed to the generation it comes from: an old generation's READY=1 must not
         # make a new one ready
@@ -113,3 +116,48 @@ class Health:
                     "health", instance=name, program=program, pid=pid, message=detail[:500]
                 )
             self._rt.dispatch(HealthResult(name, pid, ok, detail))
+
+
+class RejectLog:
+    """Notify datagrams from strangers, logged at a bounded rate: the first of a period in
+    full, the rest as one line with a count when the period ends (a flood of datagrams from
+    another uid must not grow the daemon's log, nor cost a process-tree walk each)."""
+
+    PERIOD = 10.0
+    MAX_REMEMBERED = 1024
+
+    def __init__(self) -> None:
+        self._pids: set[int] = set()  # rejected this period: not walked again
+        self._count = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def known(self, pid: int) -> bool:
+        return pid in self._pids
+
+    def note(self, pid: int) -> None:
+        if len(self._pids) < self.MAX_REMEMBERED:
+            self._pids.add(pid)
+        if self._timer is None:
+            log.warning(
+                "notify from pid %d ignored: not a process of any program "
+                "(more are counted, one line per %.0f s)",
+                pid,
+                self.PERIOD,
+            )
+            self._timer = asyncio.get_running_loop().call_later(self.PERIOD, self._period_end)
+        else:
+            self._count += 1
+
+    def _period_end(self) -> None:
+        count, self._count = self._count, 0
+        self._pids.clear()
+        if count:
+            log.warning("%d more notify datagrams ignored in the last %.0f s", count, self.PERIOD)
+            self._timer = asyncio.get_running_loop().call_later(self.PERIOD, self._period_end)
+        else:
+            self._timer = None
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -62,7 +62,7 @@ class Runtime:
         self._cgroup_tag = ""
         self.health = Health(self)
         self.notify = readiness.NotifyServer(
-            readiness.notify_address(config.daemon.run_dir), self.health.on_notify
+            f"{config.daemon.run_dir}/notify.name", self.health.on_notify
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self.link: FdKeeper | None = None  # the guard, when running as a twin: keeps our fds
@@ -92,7 +92,11 @@ class Runtime:
 
         `handed`: fds a previous supervisor left with the guard; listening sockets among them
         are taken over instead of bound again (they never stopped accepting)."""
-        self.notify.start()
+        handed = {} if handed is None else handed
+        self.notify.start(handed.pop("notify", None))
+        if self.link is not None and self.notify.fileno is not None:
+            # held like the listening sockets: the name is never free for another uid to take
+            self.link.hold("notify", self.notify.fileno)
         import hashlib  # one cgroup per daemon (run dir), beside whatever else runs here
 
         self._cgroup_tag = hashlib.sha256(os.fsencode(self.config.daemon.run_dir)).hexdigest()[:12]
@@ -100,7 +104,7 @@ class Runtime:
         # first spawn of a program with `cgroup = true`
         existing = kernel.cgroup2_path(self._cgroup_tag)
         self.cgroups = existing if existing is not None and os.path.isdir(existing) else None
-        self.listeners.take_over(handed or {})
+        self.listeners.take_over(handed)
         for spec in self.config.programs:
             self.listeners.bind(spec, defer_in_use=True)
 
@@ -109,7 +113,7 @@ class Runtime:
             task.cancel()
         self.health.close()
         self.hooks.close()
-        self.notify.close()
+        self.notify.close(forget=not keep_sockets)
         if not keep_sockets:  # an upgrade hands unix sockets on: their files must stay
             self.listeners.close()
         if self.cgroups is not None:  # only what is empty: programs may outlive us (upgrade)

@@ -414,8 +414,9 @@ def test_include_glob_matching_nothing_is_fine(tmp_path: Path) -> None:
 
 def test_include_of_missing_explicit_file(tmp_path: Path) -> None:
     main = write(tmp_path / "main.toml", "[include]\nfiles = 'gone.toml'\n")
-    p = only_problem(main)
-    assert p.file == str(tmp_path / "gone.toml") and "cannot read" in p.message
+    p = only_problem(main)  # said at the line that includes it
+    assert (p.file, p.line, p.key) == (str(main), 2, "include.files")
+    assert "cannot read" in p.message and "gone.toml" in p.message
 
 
 def test_include_cycle(tmp_path: Path) -> None:

@@ -22,7 +22,17 @@ import msgspec
 
 from twinvisor.config.hooks import hook_specs
 from twinvisor.config.http import http_spec
-from twinvisor.config.locate import Locator, Problems, Source, read_regular, toml_error_line
+from twinvisor.config.locate import (
+    MAX_NESTING,
+    Locator,
+    Problems,
+    Source,
+    TooLarge,
+    byte_line,
+    nesting_line,
+    read_regular,
+    toml_error_line,
+)
 from twinvisor.config.paths import default_run_dir
 from twinvisor.config.signals import signal_name, signal_number
 from twinvisor.config.specs import (
@@ -62,15 +72,19 @@ from twinvisor.errors import ConfigError, ConfigProblem
 
 __all__ = ["config_to_dict", "format_problems", "load_config", "parse_size"]
 
-_NonNeg = Annotated[float, msgspec.Meta(ge=0)]
-_Positive = Annotated[float, msgspec.Meta(gt=0)]
-_Count = Annotated[int, msgspec.Meta(ge=0)]
+MAX_SECONDS = 30 * 86400.0  # any delay or timeout: past a month it is a typo (1e20 was taken)
+PATH_MAX = 4096  # Linux: a longer path cannot be opened anyway
+
+_NonNeg = Annotated[float, msgspec.Meta(ge=0, le=MAX_SECONDS)]
+_Positive = Annotated[float, msgspec.Meta(gt=0, le=MAX_SECONDS)]
+_Count = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
+_Path = Annotated[str, msgspec.Meta(max_length=PATH_MAX)]
 
 
 class _DaemonTable(msgspec.Struct, forbid_unknown_fields=True):
-    run_dir: str | None = None
-    log_dir: str | None = None
-    socket: str | None = None
+    run_dir: _Path | None = None
+    log_dir: _Path | None = None
+    socket: _Path | None = None
     http: dict[str, Any] | None = None  # checked by config/http.py
 
 
@@ -80,9 +94,9 @@ class _IncludeTable(msgspec.Struct, forbid_unknown_fields=True):
 
 class _ProgramTable(msgspec.Struct, forbid_unknown_fields=True):
     command: str | list[str] | None = None
-    directory: str | None = None
+    directory: _Path | None = None
     environment: dict[str, str | int] = {}
-    env_file: str | None = None
+    env_file: _Path | None = None
     autostart: bool = True
     auto_restart: bool | Literal["always", "unexpected", "never"] = True
     stop_signal: str | int = "TERM"
@@ -91,35 +105,35 @@ class _ProgramTable(msgspec.Struct, forbid_unknown_fields=True):
     user: str | None = None
     group: str | None = None
     numprocs: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 1
-    stdout_file: str | None = None
-    stderr_file: str | None = None
+    stdout_file: _Path | None = None
+    stderr_file: _Path | None = None
     listen_addrs: list[str] = []
     max_retry: _Count = 3
     min_uptime: _NonNeg = 1.0
     backoff_initial: _NonNeg = 0.1
-    backoff_factor: Annotated[float, msgspec.Meta(ge=1)] = 2.0
+    backoff_factor: Annotated[float, msgspec.Meta(ge=1, le=1000)] = 2.0
     backoff_max: _NonNeg = 30.0
     exit_codes: list[Annotated[int, msgspec.Meta(ge=0, le=255)]] = msgspec.field(
         default_factory=lambda: [0]
     )
     after_give_up: Literal["fatal", "slow_retry"] = "fatal"
-    slow_retry_interval: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    slow_retry_interval: _Positive = 60.0
     flap_exits: _Count = 5
-    flap_window: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    flap_window: _Positive = 60.0
     log_max_bytes: _Count | str = 10 * 1024 * 1024
-    log_backups: _Count = 5
+    log_backups: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 5
     log_timestamps: bool = False
     ready: str = "spawn"
     ready_timeout: _Positive = 30.0
     watchdog_sec: _NonNeg = 0.0
     health: dict[str, Any] = {}  # checked against _HealthTable on its own, key by key
     depends_on: list[str] = []
-    restart_batch: Annotated[int, msgspec.Meta(ge=1)] = 1
+    restart_batch: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 1
     cgroup: bool = False
     socket_mode: int | str = 0o660
     socket_owner: str | None = None
     find: str | None = None
-    pidfile: str | None = None
+    pidfile: _Path | None = None
 
 
 class _HealthTable(msgspec.Struct, forbid_unknown_fields=True):
@@ -128,7 +142,7 @@ class _HealthTable(msgspec.Struct, forbid_unknown_fields=True):
     command: str | list[str] | None = None
     interval: _Positive = 10.0
     timeout: _Positive = 5.0
-    failures: Annotated[int, msgspec.Meta(ge=1)] = 3
+    failures: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 3
 
 
 _TOP_KEYS = ("daemon", "program", "include", "hooks")
@@ -148,18 +162,44 @@ _HEALTH_FLOAT_KEYS = _float_keys(_HealthTable)
 # reading files and includes
 
 
-def _read_source(path: str, pr: Problems) -> Source | None:
+def _read_source(path: str, pr: Problems, included_by: Source | None = None) -> Source | None:
+    """One file, parsed; None (and the problem said) when it cannot be. A file that cannot
+    be read at all is reported at the line that includes it."""
     try:
-        text = read_regular(path).decode("utf-8")
-    except (OSError, ValueError) as e:  # ValueError: NUL in path, invalid UTF-8
-        pr.raw(path, None, "", f"cannot read config file: {e}")
+        raw = read_regular(path)
+    except (OSError, ValueError) as e:  # ValueError: NUL in path
+        if included_by is not None:
+            pr.at(included_by, ("include", "files"), f"cannot read included file: {e}")
+        else:
+            pr.raw(path, e.line if isinstance(e, TooLarge) else None, "", f"cannot read: {e}")
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = byte_line(raw, e.start)
+        key = Locator(raw.decode("utf-8", "replace")).key_at(line)
+        pr.raw(path, line, ".".join(key), f"not valid UTF-8 (byte {e.start})")
+        return None
+    return _parse_source(path, text, pr)
+
+
+def _parse_source(path: str, text: str, pr: Problems) -> Source | None:
+    locator = Locator(text)
+    deep = nesting_line(text)
+    if deep is not None:
+        src = Source(path, {}, locator)
+        message = f"arrays or inline tables nested more than {MAX_NESTING} deep"
+        pr.at(src, locator.key_at(deep), message)
         return None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         pr.raw(path, toml_error_line(str(e)), "", f"invalid TOML: {e}")
         return None
-    return Source(path, data, Locator(text))
+    except RecursionError:  # nesting_line should have caught it; never a traceback
+        pr.raw(path, None, "", "the file nests too deep to be parsed")
+        return None
+    return Source(path, data, locator)
 
 
 def _include_paths(src: Source, pr: Problems) -> list[str]:
@@ -210,7 +250,7 @@ def _collect(
         if real in seen:
             continue  # included twice (diamond): its programs are already there
         seen.add(real)
-        child = _read_source(path, pr)
+        child = _read_source(path, pr, included_by=src)
         if child is not None:
             _collect(child, [*chain, real], out, seen, pr)
 
@@ -226,11 +266,18 @@ def _display(path: str, main: str) -> str:
 # programs (single values are checked by config_values.py)
 
 
-def _parse_env_file(path: str, key: str, pr: Problems) -> dict[str, str]:
+def _parse_env_file(path: str, src: Source, where: tuple[str, ...], pr: Problems) -> dict[str, str]:
+    """An env file's variables; a file that cannot be read is reported at the env_file key."""
+    key = ".".join(where)
     try:
-        text = read_regular(path).decode("utf-8")
+        raw = read_regular(path)
     except (OSError, ValueError) as e:
-        pr.raw(path, None, key, f"cannot read env_file: {e}")
+        pr.at(src, where, f"cannot read env_file: {e}")
+        return {}
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        pr.raw(path, byte_line(raw, e.start), key, f"not valid UTF-8 (byte {e.start})")
         return {}
     env, bad = parse_env_text(text)
     for number, message in bad:
@@ -270,7 +317,7 @@ def _resolve_environment(
         if path is None:
             pr.at(src, (*base, "env_file"), "path contains a NUL byte")
         else:
-            env = _parse_env_file(path, ".".join((*base, "env_file")), pr)
+            env = _parse_env_file(path, src, (*base, "env_file"), pr)
     env.update({k: str(v) for k, v in prog.environment.items()})  # the config wins
     for name, value in env.items():
         if not name or "=" in name or "\0" in name or "\0" in value:

@@ -25,6 +25,7 @@ from typing import Any
 from twinvisor.errors import ConfigProblem
 
 MAX_FILE_BYTES = 1 << 20  # config and env files: a guard against pointing at a huge file
+MAX_NESTING = 32  # arrays and inline tables: tomllib recurses per level (RecursionError)
 
 _BARE = r"[A-Za-z0-9_-]+"
 _BASIC = r'"(?:[^"\\]|\\.)*"'
@@ -35,6 +36,11 @@ _HEADER = re.compile(rf"[ \t]*\[\[?[ \t]*({_DOTTED})[ \t]*\]")
 _KEYVAL = re.compile(rf"[ \t]*({_DOTTED})[ \t]*=")
 _PART_RE = re.compile(_PART)
 _TOML_ERROR_LINE = re.compile(r"\(at line (\d+), column \d+\)")
+# what can hold a bracket that does not nest: strings and comments; and what counts: brackets
+_TOKEN = re.compile(
+    r'"""(?:[^\\]|\\.)*?"""|\'\'\'.*?\'\'\'|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'|#[^\n]*|[\[\]{}]',
+    re.S,
+)
 
 
 def split_key(dotted: str) -> tuple[str, ...]:
@@ -82,6 +88,15 @@ class Locator:
         for end in range(1, len(path) + 1):
             self._lines.setdefault(path[:end], number)
 
+    def key_at(self, number: int) -> tuple[str, ...]:
+        """The innermost key path defined on or before line `number` (() if none)."""
+        best: tuple[str, ...] = ()
+        best_line = 0
+        for path, line in self._lines.items():
+            if best_line <= line <= number and (line > best_line or len(path) > len(best)):
+                best, best_line = path, line
+        return best
+
     def line(self, path: Sequence[str]) -> int | None:
         """The line of `path`, or of its nearest enclosing key found; None if none is."""
         key = tuple(path)
@@ -100,6 +115,26 @@ def _opens_multiline_string(line: str) -> str | None:
     return None
 
 
+def nesting_line(text: str, limit: int = MAX_NESTING) -> int | None:
+    """The line where arrays and inline tables nest deeper than `limit`, or None. Checked
+    before parsing: tomllib would recurse into a 20,000-deep value until RecursionError."""
+    depth = 0
+    for match in _TOKEN.finditer(text):
+        token = match.group(0)
+        if token in "[{":
+            depth += 1
+            if depth > limit:
+                return text.count("\n", 0, match.start()) + 1
+        elif token in "]}":
+            depth = max(0, depth - 1)
+    return None
+
+
+def byte_line(data: bytes, offset: int) -> int:
+    """The 1-based line of byte `offset`."""
+    return data.count(b"\n", 0, offset) + 1
+
+
 def toml_error_line(message: str) -> int | None:
     """The line number in a TOMLDecodeError message ("... (at line 3, column 7)")."""
     match = _TOML_ERROR_LINE.search(message)
@@ -110,6 +145,14 @@ def toml_error_line(message: str) -> int | None:
 # files and located problems
 
 
+class TooLarge(OSError):
+    """A file past MAX_FILE_BYTES; `line` is where the limit is crossed."""
+
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.line = line
+
+
 def read_regular(path: str) -> bytes:
     """Read a regular file; refuse devices and FIFOs, which could block or never end."""
     if not stat.S_ISREG(os.stat(path).st_mode):
@@ -117,7 +160,9 @@ def read_regular(path: str) -> bytes:
     with open(path, "rb") as f:
         data = f.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
-        raise OSError(f"file larger than {MAX_FILE_BYTES} bytes: {path}")
+        raise TooLarge(
+            f"file larger than {MAX_FILE_BYTES} bytes: {path}", byte_line(data, MAX_FILE_BYTES)
+        )
     return data
 
 

@@ -119,6 +119,8 @@ def _translate(error: str, key: str, value: Any) -> tuple[str, str]:
     body = body.replace("`object`", "`table`").replace("`", "")
     for index in re.findall(r"\[(\d+)\]", suffix):  # show the element, not the whole list
         value = value[int(index)] if isinstance(value, list) else value
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number, got {show(value)}", suffix
     if body.startswith("Invalid enum value"):
         return f"invalid value {show(value)}; expected one of {_CHOICES.get(key, '')}", suffix
     if ", got" in body:

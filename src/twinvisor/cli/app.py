@@ -359,7 +359,13 @@ def cmd_down(args: argparse.Namespace) -> int:
 def _run_dir(args: argparse.Namespace) -> str | None:
     from twinvisor.config.paths import daemon_table_paths
 
-    paths = daemon_table_paths(_config_path(args.config))
+    try:
+        config = _config_path(args.config)
+    except _Fail:
+        if args.socket or os.environ.get("TWINVISOR_SOCKET"):
+            return None  # `down --socket S` needs no config: the daemon is told by its socket
+        raise
+    paths = daemon_table_paths(config)
     return None if paths is None else paths.run_dir
 
 

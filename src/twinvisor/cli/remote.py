@@ -56,7 +56,11 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         "(default: $TWINVISOR_SSH, else ssh)",
     )
     g.add_argument(
-        "--parallel", type=int, default=20, metavar="N", help="hosts at a time (default 20)"
+        "--parallel",
+        type=int,
+        default=10,  # sshd's MaxStartups (10) drops more handshakes at once to one server
+        metavar="N",
+        help="hosts at a time (default 10)",
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -15,12 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
-from tests.e2e.test_twin import kill_supervisor
+from tests.e2e.test_twin import kill_both, kill_supervisor
 from tests.support.helpers import (
     Daemon,
     child,
     daemon_fixture,  # noqa: F401
+    gone,
+    read_report,
+    wait_report,
     wait_until,
 )
 from tests.support.paths import SRC
@@ -195,3 +200,53 @@ def test_a_burst_of_connects_fits_the_backlog(daemon: Daemon) -> None:
     with connections(daemon.socket, 1000):  # a blocking connect fails only on a full backlog
         code, body = ControlClient(daemon.socket, timeout=30).call("GET", "/status")
         assert code == 200, body
+
+
+def impostor(daemon: Daemon, name: str, report: str) -> subprocess.Popen[bytes]:
+    """uid 65534 in its own session, wearing program `name`'s tag (and not the test's tag:
+    it is not the daemon's, and teardown must not find it among the daemon's processes)."""
+    env = {k: v for k, v in daemon.env.items() if k != "TV_TEST_TAG"}
+    env.update(
+        TWINVISOR_RUN_DIR=daemon.run_dir,
+        TWINVISOR_PROGRAM=name,
+        TWINVISOR_GENERATION="00" * 8,
+    )
+    return subprocess.Popen(
+        [*NOBODY, *child("run", "--setsid", "--report", report, "--role", "impostor")],
+        env=env,
+        cwd="/",
+    )
+
+
+@pytest.mark.parametrize("stopped", [False, True], ids=["running", "stopped-by-user"])
+def test_a_process_of_another_uid_wearing_the_tag_is_not_adopted(
+    daemon: Daemon, stopped: bool
+) -> None:
+    """Item 8: kill both twins and `p`; uid 65534 starts a setsid process tagged as `p`;
+    `up` adopted it as `p` (even when the user had stopped `p`), and `down` signalled it."""
+    report = daemon.path("report")
+    os.chmod(daemon.root, 0o777)  # the impostor reports here
+    daemon.up({"p": {"command": child("run")}})
+    real = daemon.wait_state("p", "RUNNING")["pid"]
+    if stopped:
+        assert daemon.cli("stop", "p").rc == 0
+    kill_both(daemon)
+    if not stopped:
+        os.kill(real, signal.SIGKILL)
+        wait_until(lambda: gone(real), what="p gone")
+    fake = impostor(daemon, "p", report)
+    try:
+        wait_report(report, lambda ev: any(e["event"] == "ready" for e in ev))
+        r = daemon.cli("up")
+        assert r.rc in (0, 1), r
+        row = daemon.status()["p"]
+        assert row["pid"] != fake.pid
+        assert row["state"] == ("STOPPED" if stopped else "RUNNING"), row
+        log = Path(daemon.log_dir, "twinvisor.log").read_text()
+        assert f"not adopting pid {fake.pid}" in log
+        assert daemon.cli("down").rc == 0
+        assert fake.poll() is None  # root never signalled it
+        assert not [e for e in read_report(report) if e["event"] == "signal"]
+    finally:
+        fake.kill()
+        fake.wait()

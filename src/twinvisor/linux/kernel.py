@@ -52,6 +52,19 @@ def process_start_time(pid: int) -> int | None:
         return None
 
 
+def process_real_uid(pid: int) -> int | None:
+    """The real uid of `pid` (/proc/PID/status), or None when it cannot be read. Unlike the
+    environment, no process can set it to another uid's without that uid's privileges."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Uid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 @dataclass(frozen=True)
 class Usage:
     cpu_seconds: float  # user + system time of the process itself

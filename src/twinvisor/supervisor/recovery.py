@@ -17,6 +17,7 @@ import time
 from twinvisor.core.events import Adopted, CountersRestored, ExitRecord, StrayGeneration
 from twinvisor.linux import children, fsutil, kernel, sockets, statefile
 from twinvisor.linux.children import Child
+from twinvisor.supervisor import trust
 from twinvisor.supervisor.seams import Recoverable
 
 log = logging.getLogger("twinvisor")
@@ -65,9 +66,17 @@ def _candidates(rt: Recoverable, saved: statefile.PersistedState) -> list[statef
     candidates += [
         r
         for r in _tagged_processes(rt.config.daemon.run_dir, {r.pid for r in candidates})
-        if r.name in procs and r.name not in covered
+        if r.name in procs and r.name not in covered and _trusted(rt, saved, r)
     ]
     return candidates
+
+
+def _trusted(rt: Recoverable, saved: statefile.PersistedState, rec: statefile.ChildRecord) -> bool:
+    """A tag is only a claim: see trust.py."""
+    why = trust.refusal(rt.procs[rec.name].spec, rec.pid, saved.desired.get(rec.name))
+    if why is not None:
+        log.warning("not adopting pid %d tagged as %s: %s", rec.pid, rec.name, why)
+    return why is None
 
 
 def _reattach(rt: Recoverable, rec: statefile.ChildRecord, handed: dict[str, int]) -> Child:

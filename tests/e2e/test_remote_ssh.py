@@ -226,21 +226,44 @@ def test_hosts_logs_follow_prefixed_then_interrupted(
         f"{sshd.url}  {REMOTE} -c {daemon.config}",
         f"tv-good  {REMOTE} -c {second.config}",
     )
-    argv = [sys.executable, "-m", "twinvisor", "--hosts", hosts, "--ssh", sshd.ssh]
+    argv = ["--hosts", hosts, "--ssh", sshd.ssh, "logs", "web", "-f", "-n", "1"]
+    lines = follow_then_interrupt(daemon, argv, 2)
+    assert {line.split()[0] for line in lines} == {sshd.url.removeprefix("ssh://"), "tv-good"}
+    wait_until(lambda: not followers(daemon, second), timeout=10, what="no logs -f left")
+
+
+def test_one_host_logs_follow_interrupted(daemon: Daemon, sshd: Sshd) -> None:
+    daemon.up({"web": flood(daemon)})
+    daemon.wait_state("web", "RUNNING")
+    lines = follow_then_interrupt(
+        daemon, [*over(sshd), "-c", daemon.config, "logs", "web", "-f"], 3
+    )
+    assert lines == ["line 00000000", "line 00000001", "line 00000002"]  # as on the host
+    wait_until(lambda: not followers(daemon), timeout=10, what="no logs -f left")
+
+
+def follow_then_interrupt(daemon: Daemon, args: list[str], count: int) -> list[str]:
+    """Start a following CLI, read `count` lines, SIGINT it (only it: a `kill -INT`, not the
+    terminal's Ctrl-C that ssh would get too); it must end with 0, as `logs -f` does."""
     proc = subprocess.Popen(
-        [*argv, "logs", "web", "-f", "-n", "1"],
+        [sys.executable, "-m", "twinvisor", *args],
         env=daemon.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
     )
     assert proc.stdout is not None and proc.stderr is not None
-    with proc.stdout, proc.stderr:
-        seen = {proc.stdout.readline().decode().split()[0] for _ in range(2)}
-        assert seen == {sshd.url.removeprefix("ssh://"), "tv-good"}
+    try:
+        lines = [proc.stdout.readline().decode().rstrip("\n") for _ in range(count)]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0, proc.stderr.read()
-    wait_until(lambda: not followers(daemon, second), timeout=10, what="no logs -f left")
+    finally:
+        if proc.poll() is None:  # a hang is the failure: report it, leak nothing
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    return lines
 
 
 def followers(*daemons: Daemon) -> list[psutil.Process]:

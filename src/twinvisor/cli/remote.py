@@ -172,8 +172,9 @@ def _one(ssh: list[str], target: Any, forward: list[str], args: argparse.Namespa
                 sys.stderr.buffer.flush()
                 said += line
                 del said[:-16384]  # the end says why; keep it bounded
-        except KeyboardInterrupt:  # the terminal's Ctrl-C reached ssh too: it is ending
+        except KeyboardInterrupt:  # a Ctrl-C at the terminal reached ssh too, a kill -INT not
             interrupted = True
+            proc.terminate()
     rc = proc.wait()
     if interrupted:
         return 0 if args.command == "logs" else 130

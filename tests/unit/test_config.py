@@ -888,7 +888,7 @@ def test_depends_on_problems(tmp_path: Path) -> None:
         ),
         (6, "program.web.depends_on[3]"): (
             "invalid condition 'helthy' in \"cache:helthy\"; expected one of started, ready, "
-            "healthy; did you mean 'healthy'?"
+            "healthy, completed; did you mean 'healthy'?"
         ),
         (6, "program.web.depends_on[4]"): "expected 'NAME' or 'NAME:CONDITION', got \"\"",
         (6, "program.web.depends_on[5]"): "'cache' is listed twice",

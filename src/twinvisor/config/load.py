@@ -42,9 +42,12 @@ from twinvisor.config.specs import (
     DaemonSpec,
     DependCondition,
     Dependency,
+    ExitAction,
+    FatalAction,
     HealthSpec,
     LogSpec,
     ProgramSpec,
+    ProgramType,
     ReadySpec,
     RestartPolicy,
 )
@@ -86,6 +89,7 @@ class _DaemonTable(msgspec.Struct, forbid_unknown_fields=True):
     log_dir: _Path | None = None
     socket: _Path | None = None
     http: dict[str, Any] | None = None  # checked by config/http.py
+    console: bool | Literal["json"] = False  # the programs' default for `console`
 
 
 class _IncludeTable(msgspec.Struct, forbid_unknown_fields=True):
@@ -134,6 +138,16 @@ class _ProgramTable(msgspec.Struct, forbid_unknown_fields=True):
     socket_owner: str | None = None
     find: str | None = None
     pidfile: _Path | None = None
+    type: Literal["service", "oneshot"] = "service"
+    on_exit: Literal["restart", "shutdown", "ignore"] | None = None
+    on_fatal: Literal["ignore", "shutdown"] | None = None
+    essential: bool = False  # on_exit (services) and on_fatal default to "shutdown"
+    gates_ready: bool = True
+    console: bool | Literal["json"] | None = None  # None: [daemon] console
+
+
+# stdout_file / stderr_file values that mean the daemon's own stdout/stderr
+CONSOLE_FILES = {"console": None, "/dev/stdout": "stdout", "/dev/stderr": "stderr"}
 
 
 class _HealthTable(msgspec.Struct, forbid_unknown_fields=True):
@@ -297,6 +311,7 @@ class _Resolved:
     health: HealthSpec | None = None
     depends_on: list[tuple[int, Dependency]] = field(default_factory=list)  # (index, dep)
     socket_mode: int = 0o660
+    console: str = ""  # "", "text" or "json": the program's console key, or [daemon]'s
 
 
 def _resolve_command(value: str | list[str] | None) -> tuple[tuple[str, ...], str | None]:
@@ -465,6 +480,7 @@ class _Node:
     src: Source
     depends_on: list[tuple[int, Dependency]]  # (index in the depends_on list, dependency)
     has_health: bool
+    oneshot: bool = False
 
 
 def _program_specs(
@@ -486,8 +502,10 @@ def _program_specs(
     valid = check_table(table, _ProgramTable, src, base, pr)
     prog = msgspec.convert(valid, type=_ProgramTable)  # each value already passed alone
     resolved = _check_meaning(prog, set(valid), set(table), src, base, pr)
+    resolved.console = daemon.console if prog.console is None else _console_mode(prog.console)
     # a health table with problems still counts: "healthy" on it is not a second problem
-    nodes[name] = _Node(src, resolved.depends_on, isinstance(table.get("health"), dict))
+    has_health = isinstance(table.get("health"), dict)
+    nodes[name] = _Node(src, resolved.depends_on, has_health, prog.type == "oneshot")
     if len(pr.items) > before:
         return []
     return _instances(name, prog, resolved, src, daemon)
@@ -505,6 +523,14 @@ def _check_dependencies(nodes: dict[str, _Node], known: list[str], pr: Problems)
                 continue
             graph[name].append(dep.program)
             target = nodes.get(dep.program)  # None: that program's table is unusable
+            if dep.condition is DependCondition.COMPLETED and target and not target.oneshot:
+                pr.at(
+                    node.src,
+                    where,
+                    f'{dep.program!r} is not a oneshot (type = "oneshot"), so it never '
+                    f"completes; make it one, or depend on '{dep.program}:ready'",
+                    suffix,
+                )
             if dep.condition is DependCondition.HEALTHY and target and not target.has_health:
                 pr.at(
                     node.src,
@@ -522,11 +548,37 @@ def _check_dependencies(nodes: dict[str, _Node], known: list[str], pr: Problems)
 
 
 def _log(
-    value: str | None, default: str, prog: _ProgramTable, resolved: _Resolved, src: Source
+    value: str | None,
+    default: str,
+    stream: str,
+    prog: _ProgramTable,
+    resolved: _Resolved,
+    src: Source,
 ) -> LogSpec:
-    # "" means discard (supergo: empty = no output); absent means a file in log_dir
+    # "" means discard (supergo: empty = no output); absent means a file in log_dir, or the
+    # console when `console` (or [daemon] console) says so; "console", /dev/stdout and
+    # /dev/stderr mean the daemon's own stream (the container's), never the file itself
+    sizes = (resolved.log_max_bytes, prog.log_backups, prog.log_timestamps)
+    mode = resolved.console
+    if value in CONSOLE_FILES or (value is None and mode):
+        target = CONSOLE_FILES.get(value or "console") or stream
+        return LogSpec(None, *sizes, console=target, console_json=mode == "json")
     path = default if value is None else (_abspath(value, src) if value else None)
-    return LogSpec(path, resolved.log_max_bytes, prog.log_backups, prog.log_timestamps)
+    return LogSpec(path, *sizes)
+
+
+def _console_mode(value: bool | str) -> str:
+    return "json" if value == "json" else ("text" if value is True else "")
+
+
+def _exit_policy(prog: _ProgramTable) -> tuple[ExitAction, FatalAction]:
+    """`essential = true` is the shorthand: a service's exit and anyone's giving up stop
+    the daemon (a oneshot's success is its job done); keys written out win."""
+    on_exit = prog.on_exit
+    if on_exit is None:
+        on_exit = "shutdown" if prog.essential and prog.type == "service" else "restart"
+    on_fatal = prog.on_fatal or ("shutdown" if prog.essential else "ignore")
+    return ExitAction(on_exit), FatalAction(on_fatal)
 
 
 def _restart_policy(prog: _ProgramTable) -> RestartPolicy:
@@ -552,6 +604,7 @@ def _instances(
     name: str, prog: _ProgramTable, resolved: _Resolved, src: Source, daemon: DaemonSpec
 ) -> list[ProgramSpec]:
     policy = _restart_policy(prog)
+    on_exit, on_fatal = _exit_policy(prog)
     specs = []
     for i in range(prog.numprocs):
         instance = name if prog.numprocs == 1 else f"{name}:{i}"
@@ -572,8 +625,12 @@ def _instances(
                 group=prog.group,
                 instance=i,
                 numprocs=prog.numprocs,
-                stdout=_log(prog.stdout_file, log_base + ".stdout.log", prog, resolved, src),
-                stderr=_log(prog.stderr_file, log_base + ".stderr.log", prog, resolved, src),
+                stdout=_log(
+                    prog.stdout_file, log_base + ".stdout.log", "stdout", prog, resolved, src
+                ),
+                stderr=_log(
+                    prog.stderr_file, log_base + ".stderr.log", "stderr", prog, resolved, src
+                ),
                 listen_addrs=tuple(prog.listen_addrs),
                 restart=policy,
                 ready=resolved.ready,
@@ -586,6 +643,10 @@ def _instances(
                 socket_owner=prog.socket_owner,
                 find=prog.find,
                 pidfile=None if prog.pidfile is None else _abspath(prog.pidfile, src),
+                type=ProgramType(prog.type),
+                on_exit=on_exit,
+                on_fatal=on_fatal,
+                gates_ready=prog.gates_ready,
                 source=src.where(("program", name)),
             )
         )
@@ -614,7 +675,8 @@ def _daemon_spec(root: Source, pr: Problems) -> DaemonSpec:
             "(AF_UNIX limit); set a shorter [daemon] run_dir or socket",
         )
     http = http_spec(root, table.get("http") if isinstance(table, dict) else None, pr)
-    return DaemonSpec(run_dir=run_dir, log_dir=log_dir, socket=socket, http=http)
+    console = _console_mode(d.console)
+    return DaemonSpec(run_dir=run_dir, log_dir=log_dir, socket=socket, http=http, console=console)
 
 
 def _daemon_path(root: Source, key: str, value: str | None, default: str, pr: Problems) -> str:

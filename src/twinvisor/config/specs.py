@@ -75,6 +75,27 @@ class DependCondition(Enum):
     STARTED = "started"  # spawned
     READY = "ready"  # RUNNING (readiness reached)
     HEALTHY = "healthy"  # RUNNING and its last health check passed
+    COMPLETED = "completed"  # a oneshot that exited with one of its exit_codes
+
+
+class ProgramType(Enum):
+    SERVICE = "service"  # runs until stopped; an exit is handled by the restart policy
+    ONESHOT = "oneshot"  # runs to completion: an exit in exit_codes is success (EXITED, done)
+
+
+class ExitAction(Enum):
+    """What a program's own exit (not one asked for) does to the whole daemon."""
+
+    RESTART = "restart"  # the restart policy decides (auto_restart, exit_codes, max_retry)
+    SHUTDOWN = "shutdown"  # stop every program and exit with a code derived from this exit
+    IGNORE = "ignore"  # stay EXITED, whatever the restart policy says
+
+
+class FatalAction(Enum):
+    """What giving up on a program (FATAL) does to the whole daemon."""
+
+    IGNORE = "ignore"  # stay FATAL until started again
+    SHUTDOWN = "shutdown"  # stop every program and exit with the last exit's code
 
 
 @dataclass(frozen=True)
@@ -91,6 +112,10 @@ class LogSpec:
     max_bytes: int = 10 * 1024 * 1024
     backups: int = 5
     timestamps: bool = False
+    # the daemon's own stdout or stderr ("stdout"/"stderr", the container's), None: not there;
+    # each line prefixed with the instance name, or as a JSON object per line
+    console: str | None = None
+    console_json: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,6 +153,10 @@ class ProgramSpec:
     socket_owner: str | None = None  # "user" or "user:group" for unix: listen_addrs
     find: str | None = None  # adopt a running copy found by "cmdline", "cwd" or "exe"
     pidfile: str | None = None  # absolute path of the program's pid file (seed 001's pid lock)
+    type: ProgramType = ProgramType.SERVICE
+    on_exit: ExitAction = ExitAction.RESTART
+    on_fatal: FatalAction = FatalAction.IGNORE
+    gates_ready: bool = True  # counts for GET /health?level=ready
     # "file:line" of the [program.NAME] header, for messages; moving a section is no change
     source: str = field(default="", compare=False)
 
@@ -168,6 +197,7 @@ class DaemonSpec:
     log_dir: str  # default place of program logs and the daemon's own log
     socket: str  # control socket path
     http: HttpSpec | None = None  # off unless configured
+    console: str = ""  # the programs' default: "" (log files), "text" or "json" (console)
 
     @property
     def lock_path(self) -> str:
@@ -184,6 +214,7 @@ class DaemonSpec:
 
 # what a hook can be run on: the journal's event kinds, and two narrower ones
 HOOK_EVENTS = (
+    "shutdown",  # a program's exit policy stops the daemon
     "unexpected_exit",  # an exit the program's policy did not expect (not a stop, not exit_codes)
     "fatal",  # gave up (FATAL)
     "exit",

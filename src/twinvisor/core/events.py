@@ -236,6 +236,16 @@ class StateChanged:
 
 
 @dataclass(frozen=True)
+class ShutdownRequested:
+    """This program's exit policy (on_exit / on_fatal = "shutdown", essential) asks for the
+    whole daemon to stop, every program in dependency order, then exit with `code`."""
+
+    name: str
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class LogLine:
     name: str
     message: str
@@ -251,5 +261,6 @@ Action = (
     | StartProbe
     | Restarting
     | StateChanged
+    | ShutdownRequested
     | LogLine
 )

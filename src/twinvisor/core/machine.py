@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol, assert_never
 
-from twinvisor.config.specs import AfterGiveUp, ProgramSpec, ReadyMode
+from twinvisor.config.specs import (
+    AfterGiveUp,
+    ExitAction,
+    FatalAction,
+    ProgramSpec,
+    ProgramType,
+    ReadyMode,
+)
 from twinvisor.core import policy
 from twinvisor.core.events import (
     Action,
@@ -38,6 +45,7 @@ from twinvisor.core.events import (
     RestartRequested,
     SendSignal,
     SetTimer,
+    ShutdownRequested,
     Spawn,
     Spawned,
     SpawnFailed,
@@ -105,6 +113,7 @@ class Proc:
     health_failures: int = 0
     exit_times: tuple[float, ...] = ()  # within flap_window: the crash rate
     flapping: bool = False  # the current back-off comes from the crash rate
+    completed: bool = False  # a oneshot whose last run succeeded (EXITED with an exit_code)
 
     def start_outcome(self) -> Outcome:
         """For a caller waiting on `start`/`restart`."""
@@ -116,7 +125,7 @@ class Proc:
             or (self.retiring and self.state is S.RUNNING)
         ):
             return Outcome.PENDING  # a restart is still swapping generations
-        if self.state is S.RUNNING:
+        if self.state is S.RUNNING or self.completed:
             return Outcome.OK
         if self.state in (S.FATAL, S.EXITED, S.STOPPED) or self.given_up:
             return Outcome.FAILED
@@ -165,6 +174,8 @@ class ProcView(Protocol):
     def health_failures(self) -> int: ...
     @property
     def flapping(self) -> bool: ...
+    @property
+    def completed(self) -> bool: ...
     def start_outcome(self) -> Outcome: ...
     def stop_outcome(self) -> Outcome: ...
 
@@ -310,6 +321,7 @@ class Core:
         proc.given_up = False
         proc.last_error = None
         proc.exit_times, proc.flapping = (), False
+        proc.completed = False
         self._spawn(proc, out)
 
     def _on_stop(self, proc: Proc, out: list[Action]) -> None:
@@ -369,11 +381,13 @@ class Core:
         proc.reloading = False
         proc.healthy = None
         proc.health_failures = 0
+        proc.completed = False
         self._set(proc, S.STARTING, out)
         self._log(proc, f"spawned pid {pid}", out)
         ready = proc.spec.ready
         if ready.mode is ReadyMode.SPAWN:
-            if proc.spec.restart.min_uptime <= 0:
+            # a oneshot proves itself by its exit, not by staying up: running is ready
+            if proc.spec.restart.min_uptime <= 0 or proc.spec.type is ProgramType.ONESHOT:
                 self._became_ready(proc, out)
             else:
                 self._timer(proc, proc.spec.restart.min_uptime, out)
@@ -406,7 +420,7 @@ class Core:
         proc.last_error = reason
         proc.pid = None
         proc.failures += 1
-        self._after_run(proc, None, out, RestartReason.SPAWN_FAILED)
+        self._after_run(proc, None, out, RestartReason.SPAWN_FAILED, policy.EXIT_NOT_STARTED)
 
     def _on_exited(self, proc: Proc, ev: Exited, now: float, out: list[Action]) -> None:
         if ev.pid in proc.retiring or ev.pid == proc.old_pid:
@@ -441,15 +455,19 @@ class Core:
             else:
                 self._set(proc, S.STOPPED, out)
             return
-        self._count_run(proc, failed=self._run_failed(proc, run_time))
+        self._count_run(proc, failed=self._run_failed(proc, run_time, ev.exit_code))
         proc.exit_times = policy.recent_exits(proc.spec.restart, (*proc.exit_times, now), now)
-        self._after_run(proc, ev.exit_code, out)
+        code = policy.exit_status(ev.exit_code, ev.signal)
+        self._after_run(proc, ev.exit_code, out, RestartReason.EXIT, code)
 
     @staticmethod
-    def _run_failed(proc: Proc, run_time: float) -> bool:
+    def _run_failed(proc: Proc, run_time: float, exit_code: int | None) -> bool:
         """Exiting before ready is a failure. In spawn/delay mode RUNNING itself proves the
         program stayed up min_uptime (re-measuring could misjudge a timer firing a hair
-        early); with notify/probes a program can be ready sooner, so the time counts."""
+        early); with notify/probes a program can be ready sooner, so the time counts.
+        A oneshot is judged by its exit code alone: a quick success is what it is for."""
+        if proc.spec.type is ProgramType.ONESHOT:
+            return not policy.exit_expected(proc.spec.restart, exit_code)
         if proc.state is S.STARTING:
             return True
         if proc.spec.ready.mode in (ReadyMode.SPAWN, ReadyMode.DELAY):
@@ -468,20 +486,37 @@ class Core:
         proc: Proc,
         exit_code: int | None,
         out: list[Action],
-        reason: RestartReason = RestartReason.EXIT,
+        reason: RestartReason,
+        code: int,
     ) -> None:
+        """`code`: what the daemon exits with if this run's end stops it (exit policy)."""
+        spec = proc.spec
+        oneshot = spec.type is ProgramType.ONESHOT
+        decide = policy.decide_oneshot if oneshot else policy.decide
         recent = len(proc.exit_times)
-        decision = policy.decide(proc.spec.restart, exit_code, proc.failures, recent)
+        decision = decide(spec.restart, exit_code, proc.failures, recent)
+        if spec.on_exit is not ExitAction.RESTART:
+            decision = policy.Stay()
         self._note_flapping(proc, decision, recent, out)
         match decision:
             case policy.Stay():
                 self._cancel_timer(proc)
+                if oneshot and policy.exit_expected(spec.restart, exit_code):
+                    proc.completed = True
+                    self._log(proc, "completed", out)
+                elif oneshot:
+                    proc.last_error = f"failed: {self._how(proc)}"
                 self._set(proc, S.EXITED, out)
+                if spec.on_exit is ExitAction.SHUTDOWN:
+                    self._shutdown(proc, code, f"{spec.name} {self._how(proc)}", out)
             case policy.GiveUp():
                 self._cancel_timer(proc)
                 proc.given_up = True
                 self._set(proc, S.FATAL, out)
                 self._log(proc, f"gave up after {proc.failures} consecutive failures", out, "error")
+                if spec.on_fatal is FatalAction.SHUTDOWN:
+                    why = f"{spec.name} gave up after {proc.failures} failures ({self._how(proc)})"
+                    self._shutdown(proc, code, why, out)
             case policy.Restart(delay=delay):
                 proc.restarts += 1
                 out.append(Restarting(proc.spec.name, reason, delay))
@@ -511,6 +546,14 @@ class Core:
             proc.last_error = None  # the rate is back under the limit
         proc.flapping = flapping
 
+    @staticmethod
+    def _how(proc: Proc) -> str:
+        return proc.last_exit.describe() if proc.last_exit else (proc.last_error or "failed")
+
+    def _shutdown(self, proc: Proc, code: int, why: str, out: list[Action]) -> None:
+        self._log(proc, f"exit policy: {why}: stopping everything (exit code {code})", out, "error")
+        out.append(ShutdownRequested(proc.spec.name, code, why))
+
     def _abandon(self, proc: Proc, why: str, reason: RestartReason, out: list[Action]) -> None:
         """The current generation is hung (not ready in time, watchdog): kill it in the
         background and go through the restart policy as for a failed run."""
@@ -521,7 +564,7 @@ class Core:
         proc.pid = None
         proc.watchdog_token += 1
         proc.failures += 1
-        self._after_run(proc, None, out, reason)
+        self._after_run(proc, None, out, reason, policy.EXIT_ABANDONED)
 
     # -- timers -----------------------------------------------------------------------------------
 

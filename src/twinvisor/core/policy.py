@@ -81,3 +81,27 @@ def decide(
         return GiveUp()
     failed, flap = backoff_delay(policy, consecutive_failures), flap_delay(policy, recent)
     return Restart(max(failed, flap), flapping=flap > failed)
+
+
+def decide_oneshot(
+    policy: RestartPolicy, exit_code: int | None, consecutive_failures: int, recent: int = 0
+) -> Decision:
+    """A run-to-completion program: an exit in exit_codes is its success (it stays EXITED,
+    however short the run); any other exit is a failed run, retried up to max_retry."""
+    if exit_expected(policy, exit_code):
+        return Stay()
+    return decide(policy, exit_code, consecutive_failures, recent)
+
+
+EXIT_NOT_STARTED = 127  # a program that could not be started at all (as a shell says it)
+EXIT_ABANDONED = 1  # killed by us: hung (not ready in time, watchdog)
+
+
+def exit_status(exit_code: int | None, signal: int | None) -> int:
+    """The code `up --foreground` exits with when a program's exit stops the daemon: its own
+    exit code, 128+N when signal N killed it (as shells and tini report it)."""
+    if signal is not None:
+        return 128 + signal
+    if exit_code is not None:
+        return exit_code
+    return EXIT_ABANDONED

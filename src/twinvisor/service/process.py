@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from twinvisor.config.load import load_config
@@ -153,6 +154,8 @@ class _Service:
         self.link, self.handed = _connect_guard(config)
         self.runtime = Runtime(config)
         self.runtime.link = self.link
+        self.runtime.on_shutdown = self._exit_policy
+        self.exit_code: int | None = None  # set by a program's exit policy
         if self.link is not None:
             self.link.on_replaced = self._guard_replaced
         self.server: ControlServer | None = None
@@ -188,6 +191,8 @@ class _Service:
         await server.close(unlink=False if self.detached.is_set() else None)
         self.runtime.close(keep_sockets=self.detached.is_set())
         log.info("twinvisor down")
+        if self.exit_code is not None:
+            return self.exit_code
         return 0 if self.shutdown_result.get("ok") else 1
 
     def _guard_replaced(self, guard_pid: int | None) -> None:
@@ -241,9 +246,11 @@ class _Service:
 
     def _install_signals(self) -> None:
         loop, runtime = self.loop, self.runtime
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.shutdown()))
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(_reload(runtime)))
+        # SIGQUIT too: images that set STOPSIGNAL SIGQUIT (nginx's) mean a graceful stop by it
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            loop.add_signal_handler(sig, lambda: _background_task(self.shutdown()))
+        loop.add_signal_handler(signal.SIGHUP, lambda: _background_task(_reload(runtime)))
+        loop.add_signal_handler(signal.SIGUSR1, lambda: _log_status(runtime))
         loop.add_signal_handler(signal.SIGUSR2, runtime.reopen_logs)  # as supervisord: logrotate
         if self.link is None and kernel.set_child_subreaper():
             loop.add_signal_handler(signal.SIGCHLD, runtime.reap_orphans)
@@ -296,6 +303,7 @@ class _Service:
         """`down`, SIGTERM, SIGINT: stop every program, answer, then end."""
         from twinvisor.lib.sd import notify
 
+        self.runtime.closing = True
         if not self.shutdown_result:
             notify("STOPPING=1")
             log.info("shutting down: stopping all programs")
@@ -308,6 +316,23 @@ class _Service:
             # answer the caller first, then close the server
             self.loop.call_soon(self.stopping.set)
         return self.shutdown_result
+
+    def _exit_policy(self, name: str, code: int, reason: str) -> None:
+        """A program's exit policy stops the daemon: the first one names the exit code,
+        written into the stop marker so that the guard ends with it too."""
+        if self.exit_code is not None or self.runtime.closing:
+            return
+        self.exit_code = code
+        log.error("%s: stopping every program; the daemon exits with %d", reason, code)
+        if self.link is not None:
+            from twinvisor.twin import stopmark
+            from twinvisor.twin.guard import stop_marker
+
+            try:
+                stopmark.write(stop_marker(self.config.daemon), code)
+            except OSError as e:
+                log.error("cannot write the stop marker: %s", e)
+        _background_task(self.shutdown())
 
     async def upgrade(self) -> dict[str, Any]:
         """Leave the programs running and let the guard bring up the installed code."""
@@ -337,7 +362,27 @@ def _restore_socket(server: ControlServer, link: GuardLink | None) -> None:
         _background.discard(task)
 
 
-_background: set[asyncio.Future[None]] = set()
+_background: set[asyncio.Future[Any]] = set()
+
+
+def _background_task(coro: Coroutine[Any, Any, Any]) -> None:
+    """Run `coro` on the loop, referenced until done (the loop holds tasks only weakly)."""
+    task = asyncio.ensure_future(coro)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+def _log_status(runtime: Runtime) -> None:
+    """SIGUSR1: every program's state in the log (and the console in the foreground)."""
+    for row in runtime.status():
+        log.info(
+            "status: %s %s pid=%s restarts=%s%s",
+            row["name"],
+            row["state"],
+            row["pid"],
+            row["restarts"],
+            f" error={row['error']}" if row["error"] else "",
+        )
 
 
 async def _reload(runtime: Runtime) -> None:

@@ -32,6 +32,8 @@ async def start(rt: Engine, names: list[str], timeout: float | None = None) -> d
     results: dict[str, Outcome] = {}
     failed: set[str] = set()
     for level in deps.start_levels(graph, needed):
+        if rt.closing:  # the exit policy stops the daemon meanwhile: start nothing more
+            break
         level_names: list[str] = []
         outcome: dict[str, OutcomeOf] = {}
         for program in level:
@@ -50,7 +52,9 @@ async def start(rt: Engine, names: list[str], timeout: float | None = None) -> d
                 outcome[n] = check
                 level_names.append(n)
         for n in level_names:
-            rt.dispatch(StartRequested(n))
+            # a oneshot that completed is not run again for a dependent, only when named
+            if n in names or not rt.procs[n].completed:
+                rt.dispatch(StartRequested(n))
         got = await rt.wait(level_names, _per_name(outcome), timeout)
         results.update(got)
         failed.update(rt.procs[n].spec.program for n, v in got.items() if v is not Outcome.OK)
@@ -138,6 +142,8 @@ def _condition(rt: Engine, program: str, among: set[str]) -> OutcomeOf:
         for d in p.spec.depends_on
         if d.program == program
     }
+    if DependCondition.COMPLETED in wanted:
+        return _completed_outcome
     if DependCondition.HEALTHY in wanted:
         return _healthy_outcome
     if DependCondition.READY in wanted or not wanted:
@@ -164,6 +170,15 @@ def _started_outcome(proc: ProcView) -> Outcome:
     if proc.state in (ProcessState.STARTING, ProcessState.RUNNING):
         return Outcome.OK
     return proc.start_outcome()
+
+
+def _completed_outcome(proc: ProcView) -> Outcome:
+    """A oneshot gate: done when it exited with success; failed when it will not be."""
+    if proc.completed:
+        return Outcome.OK
+    if proc.state in (ProcessState.EXITED, ProcessState.STOPPED, ProcessState.FATAL):
+        return Outcome.FAILED
+    return Outcome.FAILED if proc.given_up else Outcome.PENDING
 
 
 def _healthy_outcome(proc: ProcView) -> Outcome:

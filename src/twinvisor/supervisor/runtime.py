@@ -78,6 +78,9 @@ class Runtime:
         self._events: deque[events.Event] = deque()
         self._dispatching = False
         self._waiters: list[_Waiter] = []
+        # the exit policy's way out: the service stops everything and exits with the code
+        self.on_shutdown: Callable[[str, int, str], None] | None = None
+        self.closing = False  # a shutdown is under way: start nothing more
         self.loop = asyncio.get_running_loop()
         self.watcher = ChildWatcher(
             self.loop, self._on_exit, self._streams, lambda: self.link, self.fifo_dir, self.children
@@ -223,6 +226,10 @@ class Runtime:
                     log.info("%s: %s -> %s", name, old.value, new.value)
                     self._state_event(name, old, new)
                     self.health.on_state(name, new)
+                case events.ShutdownRequested(name=name, code=code, reason=reason):
+                    self._event(name, "shutdown", code=code, message=reason)
+                    if self.on_shutdown is not None:
+                        self.on_shutdown(name, code, reason)
                 case events.LogLine(name=name, message=message, level=level):
                     log.log(logging.getLevelName(level.upper()), "%s: %s", name, message)
                 case _:
@@ -512,6 +519,8 @@ class Runtime:
                     "restarts": p.restarts,
                     "failures": p.failures,
                     "given_up": p.given_up,
+                    "type": p.spec.type.value,
+                    "completed": p.completed,
                     "last_exit": p.last_exit.describe() if p.last_exit else None,
                     "exit_code": p.last_exit.exit_code if p.last_exit else None,
                     "error": p.last_error,

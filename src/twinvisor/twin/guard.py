@@ -36,6 +36,7 @@ from typing import Any
 from twinvisor.config.specs import AfterGiveUp, DaemonSpec, RestartPolicy
 from twinvisor.core import policy
 from twinvisor.linux import fsutil, kernel
+from twinvisor.twin import stopmark
 
 log = logging.getLogger("twinvisor.guard")
 
@@ -199,8 +200,10 @@ class Guard:
         self.supervisor = self.supervisor_child = None
         self._drop_connection()
         if self.shutdown_requested or os.path.exists(stop_marker(self.daemon)):
-            log.info("supervisor %s exited after a stop: the guard exits too", pid)
-            raise SystemExit(0)
+            # an exit policy's code (an essential program's exit), else 0 for a stop
+            final = stopmark.read_code(stop_marker(self.daemon)) or 0
+            log.info("supervisor %s exited after a stop: the guard exits too (%d)", pid, final)
+            raise SystemExit(final)
         code = os.waitstatus_to_exitcode(status) if status is not None else None
         # final: config error (2), another supervisor holds the lock (3), a start-up failure
         # the operator's `up` already reported (4); retrying would only hide it
@@ -309,11 +312,14 @@ class Guard:
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        # SIGTERM/SIGINT (docker stop, systemctl stop, Ctrl-C) mean `down`: stop marker, then
-        # the supervisor stops the programs; we exit when it has
-        signal.signal(signal.SIGTERM, self._on_stop_signal)
-        signal.signal(signal.SIGINT, self._on_stop_signal)
+        # SIGTERM/SIGINT/SIGQUIT (docker stop, systemctl stop, Ctrl-C) mean `down`: stop
+        # marker, then the supervisor stops the programs; we exit when it has
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            signal.signal(sig, self._on_stop_signal)
+        # HUP (reload the config), USR1 (status to the log), USR2 (reopen the log files)
+        # are the supervisor's: passed on (`docker kill -s HUP` reaches PID 1, the guard)
+        for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(sig, self._forward)
         self.sel.register(wake_r, selectors.EVENT_READ, "signal")
         while True:
             for key, _ in self.sel.select(self._timeout()):
@@ -327,12 +333,16 @@ class Guard:
                 self._reexec()
 
     def _on_stop_signal(self, signum: int, frame: object) -> None:
-        fsutil.write_atomic(stop_marker(self.daemon), f"{os.getpid()}\n")
+        stopmark.write(stop_marker(self.daemon))
         self.shutdown_requested = True
         if self.supervisor is not None:
             kernel.signal_pid(self.supervisor, signal.SIGTERM)
         else:
             raise SystemExit(0)
+
+    def _forward(self, signum: int, frame: object) -> None:
+        if self.supervisor is not None:
+            kernel.signal_pid(self.supervisor, signum)
 
     def _timeout(self) -> float | None:
         deadlines = []

@@ -28,6 +28,11 @@ def shutdowns(actions: list[events.Action]) -> list[tuple[int, str]]:
     return [(a.code, a.reason) for a in actions if isinstance(a, events.ShutdownRequested)]
 
 
+def fire(core: machine.Core, actions: list[events.Action], now: float) -> list[events.Action]:
+    (timer,) = [a for a in actions if isinstance(a, events.SetTimer)]
+    return core.handle(events.TimerFired("p", timer.token), now)
+
+
 def run(core: machine.Core, pid: int = 10, now: float = 0.0) -> list[events.Action]:
     core.handle(events.StartRequested("p"), now)
     return core.handle(events.Spawned("p", pid), now)
@@ -64,8 +69,7 @@ def test_ignore_stays_exited_and_restart_follows_the_policy() -> None:
     out = core.handle(events.Exited("p", 10, 1), 5.0)
     assert core.procs["p"].state is S.EXITED and shutdowns(out) == []
     core = core_with()
-    run(core)
-    core.handle(events.TimerFired("p", core.procs["p"].token), 1.0)  # min_uptime: RUNNING
+    fire(core, run(core), 1.0)  # min_uptime: RUNNING
     out = core.handle(events.Exited("p", 10, 1), 5.0)
     assert any(isinstance(a, events.Spawn) for a in out)  # a crash after min_uptime: at once
 
@@ -74,8 +78,8 @@ def test_giving_up_stops_the_daemon_only_with_on_fatal_shutdown() -> None:
     for on_fatal, expected in ((FatalAction.IGNORE, []), (FatalAction.SHUTDOWN, [(4, "p")])):
         core = core_with(on_fatal=on_fatal)
         run(core)
-        core.handle(events.Exited("p", 10, 4), 0.1)  # before min_uptime: a failure, retried
-        core.handle(events.TimerFired("p", core.procs["p"].token), 0.6)  # the backoff
+        out = core.handle(events.Exited("p", 10, 4), 0.1)  # before min_uptime: failed, retried
+        fire(core, out, 0.6)  # the backoff
         core.handle(events.Spawned("p", 11), 0.6)
         out = core.handle(events.Exited("p", 11, 4), 0.7)  # second failure > max_retry=1
         assert core.procs["p"].state is S.FATAL
@@ -108,7 +112,7 @@ def test_a_oneshot_failure_is_retried_then_fatal_and_reported() -> None:
     run(core)
     out = core.handle(events.Exited("p", 10, 2), 30.0)  # long run: still a failure
     assert core.procs["p"].state is S.BACKOFF and core.procs["p"].failures == 1
-    core.handle(events.TimerFired("p", core.procs["p"].token), 31.0)
+    fire(core, out, 31.0)
     core.handle(events.Spawned("p", 11), 31.0)
     out = core.handle(events.Exited("p", 11, 2), 60.0)
     p = core.procs["p"]

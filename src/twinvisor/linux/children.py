@@ -68,8 +68,8 @@ class SpawnOptions:
 
 def spawn(spec: ProgramSpec, options: SpawnOptions = SpawnOptions()) -> Child:
     """Start one instance. Raises SpawnError with a message naming what went wrong."""
-    capture_out = spec.stdout.path is not None
-    capture_err = spec.stderr.path is not None
+    capture_out = spec.stdout.path is not None or spec.stdout.console is not None
+    capture_err = spec.stderr.path is not None or spec.stderr.console is not None
     fifo_dir = options.fifo_dir
     fifos: list[OutputFifo | None] = [
         OutputFifo.create(fifo_dir, spec.name, stream) if fifo_dir and wanted else None
@@ -84,8 +84,8 @@ def spawn(spec: ProgramSpec, options: SpawnOptions = SpawnOptions()) -> Child:
 
 
 def _popen(spec: ProgramSpec, options: SpawnOptions, fifos: list[OutputFifo | None]) -> Child:
-    capture_out = spec.stdout.path is not None
-    capture_err = spec.stderr.path is not None
+    capture_out = spec.stdout.path is not None or spec.stdout.console is not None
+    capture_err = spec.stderr.path is not None or spec.stderr.console is not None
     out_target = (
         fifos[0].child_fd if fifos[0] else (subprocess.PIPE if capture_out else subprocess.DEVNULL)
     )

@@ -121,6 +121,23 @@ def run(config_path: str, foreground: bool) -> int:
         os.close(lock_fd)
 
 
+def _console_fds() -> tuple[int, int]:
+    """Where `console` programs write: the guard's stdout and stderr when it handed them
+    down (the container's, the same for every supervisor it starts), else our own."""
+    from twinvisor.linux.console import CONSOLE_ENV
+
+    raw = os.environ.pop(CONSOLE_ENV, "")
+    out, _, err = raw.partition(",")
+    if out.isdigit() and err.isdigit():
+        for fd in (int(out), int(err)):
+            try:
+                os.set_inheritable(fd, False)  # programs must not inherit them
+            except OSError:
+                return 1, 2
+        return int(out), int(err)
+    return 1, 2
+
+
 def _connect_guard(config: Config) -> tuple[GuardLink | None, dict[str, int]]:
     """As a twin: reach our guard and take back what it holds for us."""
     from twinvisor.twin.guard import GUARD_ENV
@@ -152,7 +169,7 @@ class _Service:
         self.reporter = reporter
         self.loop = asyncio.get_running_loop()
         self.link, self.handed = _connect_guard(config)
-        self.runtime = Runtime(config)
+        self.runtime = Runtime(config, console_fds=_console_fds())
         self.runtime.link = self.link
         self.runtime.on_shutdown = self._exit_policy
         self.exit_code: int | None = None  # set by a program's exit policy

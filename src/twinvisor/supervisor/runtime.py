@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from typing import assert_never
 
 from twinvisor.config.signals import describe_signal
-from twinvisor.config.specs import Config, ProgramSpec, ReadyMode
+from twinvisor.config.specs import Config, LogSpec, ProgramSpec, ReadyMode
 from twinvisor.core import events, machine
 from twinvisor.core.machine import ProcView
 from twinvisor.core.states import Outcome, ProcessState
 from twinvisor.errors import SpawnError
 from twinvisor.linux import children, kernel, readiness, sockets, statefile
 from twinvisor.linux.children import Child
+from twinvisor.linux.console import Console, ConsoleStream, open_nonblocking
 from twinvisor.linux.logs import LogFile
 from twinvisor.supervisor import orchestration, persistence, pidfiles, recovery
 from twinvisor.supervisor.health import Health
@@ -50,8 +51,17 @@ class _Waiter:
 
 
 class Runtime:
-    def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: Config,
+        clock: Callable[[], float] = time.monotonic,
+        console_fds: tuple[int, int] = (1, 2),
+    ) -> None:
+        """`console_fds`: the daemon's own stdout and stderr, where `console` programs write
+        (the guard's, handed down, when running as a twin: the container's)."""
         self.config = config
+        self._console_fds = console_fds
+        self._consoles: dict[str, Console] = {}
         self.core = machine.Core()
         self.clock = clock
         self.children: dict[
@@ -119,6 +129,12 @@ class Runtime:
         self.notify.close(forget=not keep_sockets)
         if not keep_sockets:  # an upgrade hands unix sockets on: their files must stay
             self.listeners.close()
+        self.watcher.close()
+        for console in self._consoles.values():
+            console.flush()  # what is left of it, as far as the console takes it now
+            self.loop.remove_writer(console.fd)
+            os.close(console.fd)
+        self._consoles.clear()
         if self.cgroups is not None:  # only what is empty: programs may outlive us (upgrade)
             for leaf in _subdirs(self.cgroups):
                 kernel.cgroup_remove(leaf)
@@ -133,8 +149,31 @@ class Runtime:
     def _add(self, spec: ProgramSpec) -> None:
         self.core.add(spec)
         self._streams[spec.name] = Streams(
-            LogFile(spec.stdout, self._log_problem), LogFile(spec.stderr, self._log_problem)
+            self._sink(spec.name, "stdout", spec.stdout),
+            self._sink(spec.name, "stderr", spec.stderr),
         )
+
+    def _sink(self, name: str, stream: str, spec: LogSpec) -> LogFile | ConsoleStream:
+        if spec.console is None:
+            return LogFile(spec, self._log_problem)
+        width = max(len(p.name) for p in self.config.programs)
+        return ConsoleStream(self._console(spec.console), name, stream, spec.console_json, width)
+
+    def _console(self, which: str) -> Console:
+        """The daemon's stdout or stderr, made non-blocking, shared by every program."""
+        if which not in self._consoles:
+            fd = open_nonblocking(self._console_fds[0 if which == "stdout" else 1])
+            console = Console(fd)
+
+            def watch(pending: bool) -> None:
+                if pending:
+                    self.loop.add_writer(fd, console.flush)
+                else:
+                    self.loop.remove_writer(fd)
+
+            console.on_pending = watch
+            self._consoles[which] = console
+        return self._consoles[which]
 
     def _forget(self, name: str) -> None:
         self.core.remove(name)

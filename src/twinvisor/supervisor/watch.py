@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from twinvisor.linux import children, fsutil, kernel
 from twinvisor.linux.children import Child
+from twinvisor.linux.console import ConsoleStream, PipePeek
 from twinvisor.linux.logs import LogFile
 from twinvisor.supervisor.seams import FdKeeper
 
@@ -27,8 +28,8 @@ OnExit = Callable[[str, int, int | None, int | None], None]  # (instance, pid, e
 class Streams:
     """Where one instance's output goes."""
 
-    stdout: LogFile
-    stderr: LogFile
+    stdout: LogFile | ConsoleStream
+    stderr: LogFile | ConsoleStream
 
 
 ADOPTED_POLL = 1.0  # seconds; only without pidfds, only for processes we did not start
@@ -56,6 +57,7 @@ class ChildWatcher:
         self._pipe_keys: dict[int, str] = {}  # pipe fd -> key it is held under by the guard
         self._fifo_paths: dict[int, str] = {}  # pipe fd -> its FIFO in the run dir
         self._sigchld_fallback = False
+        self._peek: PipePeek | None = None  # made for the first console stream
 
     def watch(self, name: str, child: Child) -> None:
         """Hand the child's pipes to the guard, log its output, report its exit."""
@@ -140,16 +142,17 @@ class ChildWatcher:
             if fd is not None:
                 self.loop.add_reader(fd, self._read_pipe, fd, sink)
 
-    def _read_pipe(self, fd: int, sink: LogFile) -> None:
+    def _read_pipe(self, fd: int, sink: LogFile | ConsoleStream) -> None:
         try:
-            data = os.read(fd, 65536)
+            data = self._take(fd, sink)
         except BlockingIOError:
             return
         except OSError:
             data = b""
         if data:
-            sink.write(data)
             return
+        if isinstance(sink, ConsoleStream):
+            sink.end(fd)
         self.loop.remove_reader(fd)
         os.close(fd)
         key = self._pipe_keys.pop(fd, None)
@@ -159,6 +162,31 @@ class ChildWatcher:
         fifo = self._fifo_paths.pop(fd, None)
         if fifo is not None:  # every writer is gone: nothing will ever wait in it again
             fsutil.remove_quietly(fifo)
+
+    def _take(self, fd: int, sink: LogFile | ConsoleStream) -> bytes:
+        """Read a chunk and hand it to the sink; b"" at the end of the pipe.
+
+        For the console, whole lines are first peeked at, written out, and only then
+        consumed: a supervisor killed in between leaves them for the next one to write."""
+        if isinstance(sink, ConsoleStream):
+            if self._peek is None:
+                self._peek = PipePeek()
+            seen = self._peek.peek(fd)
+            if seen:
+                end = seen.rfind(b"\n") + 1 or len(seen)  # no newline yet: the sink keeps it
+                sink.write(seen[:end], fd)
+                return os.read(fd, end)
+            data = os.read(fd, 65536)
+            sink.write(data, fd)
+            return data
+        data = os.read(fd, 65536)
+        sink.write(data)
+        return data
+
+    def close(self) -> None:
+        if self._peek is not None:
+            self._peek.close()
+            self._peek = None
 
     def _drain_output(self, name: str, child: Child) -> None:
         """Read what is already in the pipes, so output lands before the exit is logged.
@@ -171,9 +199,8 @@ class ChildWatcher:
                 continue
             for _ in range(64):  # bounded: a grandchild writing endlessly must not stall us
                 try:
-                    data = os.read(fd, 65536)
+                    data = self._take(fd, sink)
                 except OSError:
                     break
                 if not data:
                     break
-                sink.write(data)

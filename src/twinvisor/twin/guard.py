@@ -36,6 +36,7 @@ from typing import Any
 from twinvisor.config.specs import AfterGiveUp, DaemonSpec, RestartPolicy
 from twinvisor.core import policy
 from twinvisor.linux import fsutil, kernel
+from twinvisor.linux.console import CONSOLE_ENV
 from twinvisor.twin import stopmark
 
 log = logging.getLogger("twinvisor.guard")
@@ -153,6 +154,10 @@ class Guard:
         if ready_fd is not None:
             env["TWINVISOR_READY_FD"] = str(ready_fd)
             pass_fds = (ready_fd,)
+        console = _console_dups()
+        if console:  # programs with `console` write to our stdout/stderr (the container's)
+            env[CONSOLE_ENV] = ",".join(map(str, console))
+            pass_fds += tuple(console)
         out = _open_out(self.daemon)
         try:
             child = subprocess.Popen(
@@ -170,6 +175,8 @@ class Guard:
             return
         finally:
             os.close(out)
+            for fd in console:
+                os.close(fd)
         log.info("started supervisor pid %d", child.pid)
         self._watch_supervisor(child.pid, child)
         self.supervisor_started = time.monotonic()
@@ -397,6 +404,19 @@ class Guard:
             [sys.executable, "-m", "twinvisor", "guard", "-c", self.config_path],
             env,
         )
+
+
+def _console_dups() -> list[int]:
+    """Copies of our stdout and stderr for the supervisor, or none if either is closed."""
+    dups: list[int] = []
+    for fd in (1, 2):
+        try:
+            dups.append(os.dup(fd))
+        except OSError:
+            for d in dups:
+                os.close(d)
+            return []
+    return dups
 
 
 def _open_out(daemon: DaemonSpec) -> int:

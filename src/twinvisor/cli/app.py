@@ -325,14 +325,38 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     path = _config_path(args.config)
+    config = _load_config(path)
+    _require_writable(config.daemon)
     if args.foreground:
         return _run_foreground(path, twin=not args.no_twin)
     from twinvisor.cli.launch import start_background
 
     sys.stdout = open(os.devnull, "w") if args.quiet else sys.stdout  # noqa: SIM115
 
-    config = _load_config(path)
     return start_background(config, timeout=args.timeout, twin=not args.no_twin)
+
+
+def _require_writable(daemon: Any) -> None:
+    """The run dir (lock, socket, state) and the log dir must be writable: on a read-only
+    root (a container's readOnlyRootFilesystem) say which path and what to do about it."""
+    from twinvisor.linux import fsutil
+
+    for what, path in (("run dir", daemon.run_dir), ("log dir", daemon.log_dir)):
+        try:
+            if what == "run dir":
+                fsutil.make_private_dir(path)
+            else:
+                os.makedirs(path, mode=0o750, exist_ok=True)
+            probe = os.path.join(path, f".write-test-{os.getpid()}")
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            os.unlink(probe)
+        except OSError as e:
+            raise _Fail(
+                f"the {what} {path} is not writable ({e.strerror or e}); twinvisor needs one "
+                "writable directory: set TWINVISOR_RUN_DIR to one (e.g. /tmp/twinvisor on an "
+                "emptyDir or tmpfs volume) or [daemon] run_dir in the config",
+                EXIT_FAILED,
+            ) from None
 
 
 def _run_foreground(path: str, twin: bool) -> int:

@@ -3,7 +3,9 @@ open, metrics. Kubernetes probes and load balancers read `/health`:
 
     GET /health?level=alive   200 while the supervisor's loop answers
     GET /health?level=ready   200 when every autostart program the user has not stopped is
-                              RUNNING (ready by its readiness check), else 503 naming them
+                              RUNNING (ready by its readiness check), or a oneshot that
+                              completed, else 503 naming them; a program with
+                              `gates_ready = false` never counts
 
 Both answer a small JSON body: {"ok": true|false, "level": "...", "not_ready": [...]}.
 """
@@ -22,7 +24,10 @@ def not_ready(runtime: Runtime) -> list[str]:
     return [
         name
         for name, p in runtime.procs.items()
-        if wanted.get(name, p.spec.autostart) and p.state is not ProcessState.RUNNING
+        if p.spec.gates_ready
+        and wanted.get(name, p.spec.autostart)
+        and p.state is not ProcessState.RUNNING
+        and not p.completed
     ]
 
 

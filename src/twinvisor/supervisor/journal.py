@@ -36,14 +36,14 @@ class EventRecord(msgspec.Struct, frozen=True, omit_defaults=True):
 
     id: int
     time: float  # wall clock, seconds since the epoch
-    kind: str  # state | exit | restart | ready | health | config | takeover | guard
+    kind: str  # state | exit | restart | ready | health | config | takeover | guard | shutdown
     instance: str | None = None
     program: str | None = None
     pid: int | None = None
     state: str | None = None  # kind=state: the new state
     previous: str | None = None  # kind=state: the old one
     ready: bool | None = None  # kind=ready
-    exit_code: int | None = None  # kind=exit
+    exit_code: int | None = None  # kind=exit; kind=shutdown: the code the daemon exits with
     signal: str | None = None  # kind=exit, e.g. "SIGKILL"
     expected: bool | None = None  # kind=exit: a stop, or an exit code the program declares
     reason: str | None = None  # kind=restart: exit|spawn_failed|ready_timeout|watchdog|...

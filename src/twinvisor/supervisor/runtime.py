@@ -266,7 +266,7 @@ class Runtime:
                     self._state_event(name, old, new)
                     self.health.on_state(name, new)
                 case events.ShutdownRequested(name=name, code=code, reason=reason):
-                    self._event(name, "shutdown", code=code, message=reason)
+                    self._event(name, "shutdown", exit_code=code, message=reason)
                     if self.on_shutdown is not None:
                         self.on_shutdown(name, code, reason)
                 case events.LogLine(name=name, message=message, level=level):

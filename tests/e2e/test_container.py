@@ -5,6 +5,7 @@ supervisor SIGKILL, health flips with readiness. The command is the example Dock
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import signal
@@ -224,6 +225,10 @@ time.sleep(600)
 """
 
 
+def finished(pid1: Pid1, name: str) -> bool:
+    return "end" in console(pid1, name)
+
+
 @needs_namespaces
 def test_console_lines_are_prefixed_whole_and_in_order_across_a_supervisor_kill(
     tmp: Path,
@@ -241,7 +246,7 @@ def test_console_lines_are_prefixed_whole_and_in_order_across_a_supervisor_kill(
         first.kill()  # mid-stream
         wait_until(lambda: pid1.supervisor().pid != first.pid, 30, "a new supervisor")
         for n in ("a", "bb"):
-            wait_until(lambda n=n: "end" in console(pid1, n), 60, f"{n} done")
+            wait_until(functools.partial(finished, pid1, n), 60, f"{n} done")
         pid1.signal(signal.SIGTERM)
         assert pid1.wait(30) == 0
     for name in ("a", "bb"):

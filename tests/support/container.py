@@ -111,9 +111,10 @@ class Pid1:
     def processes(self) -> list[psutil.Process]:
         """Everything in the namespace but its init (all of it descends from PID 1)."""
         try:
-            return self.init().children(recursive=True)
+            found: list[psutil.Process] = self.init().children(recursive=True)
         except psutil.NoSuchProcess:
             return []
+        return found
 
     def zombies(self) -> list[int]:
         out = []

@@ -84,6 +84,8 @@ class Console:
             self.dropped_bytes += len(lines)
             return False
         was_pending = self.pending
+        if self._unannounced != (0, 0):  # the drops came before these lines: say so first
+            self._queue_notice()
         self._queue.append(lines)
         self._queued += len(lines)
         if not was_pending:  # else the writer callback is on its way
@@ -92,12 +94,16 @@ class Console:
 
     def flush(self) -> None:
         """Write what the console takes without blocking; tell on_pending what is left."""
-        while self._queue:
-            if self._unannounced != (0, 0) and not self._announce():
+        while True:
+            if not self._queue and self._unannounced != (0, 0):
+                self._queue_notice()  # everything kept before the drops is out
+            if not self._queue:
                 break
             chunk = _batch(self._queue)
             n = self._write(chunk)
             if n is None:
+                if not self.broken:
+                    self._queue.appendleft(chunk)  # the console takes nothing now: later
                 break
             self._queued -= n
             if n < len(chunk):  # the rest first next time, before anything else
@@ -107,14 +113,12 @@ class Console:
             self._watching = self.pending
             self.on_pending(self.pending)
 
-    def _announce(self) -> bool:
+    def _queue_notice(self) -> None:
         lines, size = self._unannounced
         note = f"[twinvisor] console: {lines} lines ({size} bytes) dropped, the reader was slow\n"
-        n = self._write(note.encode())
-        if n is None:
-            return False
+        self._queue.append(note.encode())
+        self._queued += len(note)
         self._unannounced = (0, 0)
-        return True
 
     def _write(self, data: bytes) -> int | None:
         """Bytes written, or None when the console takes nothing now."""

@@ -404,3 +404,22 @@ def test_nothing_writable_is_a_clear_error_naming_the_path(tmp: Path) -> None:
     run_dir = config.parent / ".twinvisor"
     assert message.startswith(f"twinvisor: the run dir {run_dir}/twinvisor-")
     assert "Read-only file system" in message and "set TWINVISOR_RUN_DIR" in message
+
+
+@needs_namespaces
+def test_pid1_passes_hup_usr1_and_usr2_to_the_supervisor(tmp: Path) -> None:
+    one = '[program.app]\ncommand = ["sleep", "600"]\n'
+    config = write(tmp, one)
+    with Pid1(config, tmp / "run") as pid1:
+        pid1.wait_state("app", "RUNNING")
+        log = tmp / "run" / "log" / "twinvisor.log"
+        pid1.signal(signal.SIGUSR1)  # every program's state to the log
+        wait_until(lambda: "status: app RUNNING" in log.read_text(), 10, "the status")
+        pid1.signal(signal.SIGUSR2)  # reopen the log files
+        wait_until(lambda: "log files reopened" in log.read_text(), 10, "the reopen")
+        config.write_text(one + '[program.more]\ncommand = ["sleep", "600"]\n')
+        pid1.signal(signal.SIGHUP)  # reload: the new program starts
+        pid1.wait_state("more", "RUNNING")
+        assert pid1.init().is_running()  # none of them ended PID 1
+        pid1.signal(signal.SIGTERM)
+        assert pid1.wait(30) == 0

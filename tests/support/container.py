@@ -158,10 +158,10 @@ class Pid1:
     def wait_state(self, name: str, *states: str, timeout: float = 30) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
             try:
-                row = self.status()[name]
+                row = self.status().get(name)
             except (OSError, ControlError):
                 return None  # not up yet, or between supervisors
-            return row if row["state"] in states else None
+            return row if row is not None and row["state"] in states else None
 
         return wait_until(check, timeout, f"{name} in {states}")
 

@@ -169,12 +169,14 @@ class _Service:
         self.reporter = reporter
         self.loop = asyncio.get_running_loop()
         self.link, self.handed = _connect_guard(config)
-        self.runtime = Runtime(config, console_fds=_console_fds())
+        console = _console_fds()
+        self.runtime = Runtime(config, console_fds=console)
         self.runtime.link = self.link
         self.runtime.on_shutdown = self._exit_policy
         self.exit_code: int | None = None  # set by a program's exit policy
         if self.link is not None:
             self.link.on_replaced = self._guard_replaced
+            self.link.console = console
         self.server: ControlServer | None = None
         self.http: TcpListener | None = None  # [daemon.http], when configured
         self.stopping = asyncio.Event()

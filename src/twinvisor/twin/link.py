@@ -24,6 +24,7 @@ log = logging.getLogger("twinvisor")
 class GuardLink:
     def __init__(self, path: str, config_path: str) -> None:
         self.on_replaced: Callable[[int | None], None] | None = None  # events, metrics
+        self.console: tuple[int, int] | None = None  # the daemon's stdout/stderr fds
         self.path = path
         self.config_path = config_path
         self.sock: socket.socket | None = None
@@ -156,11 +157,13 @@ class GuardLink:
             "--watch",
             str(os.getpid()),
         ]
+        out, err = self.console if self.console is not None else (None, None)
         proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            # the console it hands to the next supervisors: the one the dead guard had
+            stdout=subprocess.DEVNULL if out is None else out,
+            stderr=subprocess.DEVNULL if err is None else err,
             start_new_session=True,
         )
         proc.returncode = 0  # it lives on its own; we watch it by pidfd once connected

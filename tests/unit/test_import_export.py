@@ -216,3 +216,18 @@ def test_export_unknown_command(tmp_path: Path) -> None:
     units, notes = export_units(load_config(str(path)))
     assert "ExecStart=no-such-program-here --flag" in units[0].text
     assert any("not found here" in n for n in notes)
+
+
+def test_export_a_oneshot_and_console_output(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "tv.toml",
+        '[daemon]\nconsole = true\n[program.migrate]\ncommand = "/bin/true"\ntype = "oneshot"\n'
+        '[program.web]\ncommand = "/bin/sleep 9"\ndepends_on = ["migrate:completed"]\n',
+    )
+    units, _ = export_units(load_config(str(path)))
+    by = {u.name: u.text.splitlines() for u in units}
+    migrate, web = by["migrate.service"], by["web.service"]
+    for line in ("Type=oneshot", "RemainAfterExit=yes", "Restart=on-failure"):
+        assert line in migrate, line
+    assert "StandardOutput=journal" in web and "StandardError=journal" in web  # the console
+    assert "After=migrate.service" in web and "Requires=migrate.service" in web

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from twinvisor.config.specs import AutoRestart, Config, ProgramSpec, ReadyMode
+from twinvisor.config.specs import AutoRestart, Config, LogSpec, ProgramSpec, ProgramType, ReadyMode
 from twinvisor.linux.discovery import resolve_program
 
 __all__ = [
@@ -98,8 +98,17 @@ def _resolved_command(spec: ProgramSpec, notes: list[str]) -> list[str]:
     return [os.path.abspath(first), *spec.command[1:]]
 
 
+def _unit_type(spec: ProgramSpec) -> str:
+    if spec.type is ProgramType.ONESHOT:
+        return "oneshot"
+    return "notify" if spec.ready.mode is ReadyMode.NOTIFY else "simple"
+
+
 def _restart_lines(spec: ProgramSpec) -> list[str]:
     policy = spec.restart
+    if spec.type is ProgramType.ONESHOT:  # systemd allows only these two for a oneshot
+        restart = "no" if policy.auto_restart is AutoRestart.NEVER else "on-failure"
+        return [f"Restart={restart}", f"RestartSec={_seconds(policy.backoff_initial)}"]
     restart = {
         AutoRestart.ALWAYS: "always",
         AutoRestart.UNEXPECTED: "on-failure",
@@ -149,9 +158,11 @@ def _service_section(spec: ProgramSpec, notes: list[str], socket: str | None) ->
     service = [
         "",
         "[Service]",
-        f"Type={'notify' if spec.ready.mode is ReadyMode.NOTIFY else 'simple'}",
+        f"Type={_unit_type(spec)}",
         f"ExecStart={exec_line(_resolved_command(spec, notes))}",
     ]
+    if spec.type is ProgramType.ONESHOT:  # `NAME:completed` dependents wait for its end
+        service.append("RemainAfterExit=yes")
     if spec.directory:
         service.append(f"WorkingDirectory={specifiers(spec.directory)}")
     env = [*spec.environment, ("TWINVISOR_PROGRAM", spec.name)]
@@ -165,8 +176,8 @@ def _service_section(spec: ProgramSpec, notes: list[str], socket: str | None) ->
         f"TimeoutStopSec={_seconds(spec.stop_timeout)}",
         f"KillSignal=SIG{spec.stop_signal}",
         "KillMode=control-group",
-        _output("StandardOutput", spec.stdout.path),
-        _output("StandardError", spec.stderr.path),
+        _output("StandardOutput", spec.stdout),
+        _output("StandardError", spec.stderr),
     ]
     if spec.ready.mode is ReadyMode.NOTIFY:
         service.append(f"TimeoutStartSec={_seconds(spec.ready.timeout)}")
@@ -177,8 +188,10 @@ def _service_section(spec: ProgramSpec, notes: list[str], socket: str | None) ->
     return service
 
 
-def _output(key: str, path: str | None) -> str:
-    return f"{key}=append:{specifiers(path)}" if path else f"{key}=null"
+def _output(key: str, log: LogSpec) -> str:
+    if log.console is not None:  # the daemon's own stream: under systemd, the journal
+        return f"{key}=journal"
+    return f"{key}=append:{specifiers(log.path)}" if log.path else f"{key}=null"
 
 
 def _dependency_units(spec: ProgramSpec, config: Config, prefix: str) -> list[str]:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import signal
+import subprocess
 import sys
 import tempfile
 import urllib.error
@@ -24,6 +26,7 @@ import yaml
 from tests.support.container import (
     EXAMPLE,
     Pid1,
+    container_argv,
     dockerfile_command,
     dockerfile_env,
     needs_namespaces,
@@ -83,8 +86,7 @@ signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 for _ in range(3):
     if os.fork() == 0:
         if os.fork() == 0:
-            time.sleep(1.5)
-            os._exit(0)
+            os.execvp("sleep", ["sleep", "1.5"])
         os._exit(0)
     os.wait()
 print("forked", flush=True)
@@ -423,3 +425,63 @@ def test_pid1_passes_hup_usr1_and_usr2_to_the_supervisor(tmp: Path) -> None:
         assert pid1.init().is_running()  # none of them ended PID 1
         pid1.signal(signal.SIGTERM)
         assert pid1.wait(30) == 0
+
+
+# ---- the same, not as PID 1 ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("twin", [True, False])
+def test_not_pid1_the_guard_subreaps_and_the_exit_code_is_the_same(tmp: Path, twin: bool) -> None:
+    """Outside a PID namespace (`docker run --init`, a plain shell) the guard is a child
+    subreaper: the orphans are its own; --no-twin: the supervisor is, and exits itself."""
+    config = write(
+        tmp,
+        "[daemon]\nconsole = true\n"
+        '[program.forker]\ncommand = ["python", "forker.py"]\ndirectory = "."\n'
+        '[program.main]\ncommand = ["python", "main.py"]\ndirectory = "."\nessential = true\n',
+        forker=FORKER,
+        main="import os, time\nwhile not os.path.exists('stop'):\n    time.sleep(0.02)\n"
+        "raise SystemExit(7)\n",
+    )
+    env = dict(os.environ, TWINVISOR_CONFIG=str(config), TWINVISOR_RUN_DIR=str(tmp / "run"))
+    env["PATH"] = f"{os.path.dirname(sys.executable)}:{env.get('PATH', '')}"
+    argv = container_argv() + ([] if twin else ["--no-twin"])
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        me = psutil.Process(proc.pid)
+
+        def grandchildren() -> list[int]:
+            """The forker's orphans, now children of the subreaper we started."""
+            return [p.pid for p in me.children() if _cmdline(p) == ["sleep", "1.5"]]
+
+        wait_until(lambda: len(grandchildren()) == 3, 30, "orphans adopted by the subreaper")
+
+        def zombies() -> list[int]:
+            return [p.pid for p in me.children(recursive=True) if _zombie(p)]
+
+        wait_until(lambda: not grandchildren() and not zombies(), 10, "orphans reaped")
+        assert zombies() == []
+        (tmp / "stop").write_text("")
+        assert proc.wait(30) == 7
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stdout is not None
+        out = proc.stdout.read().decode()
+        proc.stdout.close()
+    assert "forker | forked\n" in out
+
+
+def _zombie(p: psutil.Process) -> bool:
+    try:
+        return bool(p.status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _cmdline(p: psutil.Process) -> list[str]:
+    try:
+        return list(p.cmdline())
+    except psutil.NoSuchProcess:
+        return []

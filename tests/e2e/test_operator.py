@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -138,3 +139,188 @@ def test_counters_count_manual_restarts_survive_takeovers_and_reset_after_down(
     daemon.up({"p": {"command": child("run")}})  # a fresh start: fresh counters
     row = daemon.wait_state("p", "RUNNING")
     assert (row["restarts"], row["last_exit"]) == (0, None)
+
+
+def test_check_config_prints_a_table_and_warnings_json_behind_the_flag(daemon: Daemon) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        daemon.write_config(
+            {
+                "web": {
+                    "command": ["nosuch-command-xyz", "--serve"],
+                    "listen_addrs": [f"127.0.0.1:{port}"],
+                    "ready": "delay:0.5",
+                },
+                "gone": {"command": child("run"), "directory": daemon.path("missing")},
+                "who": {"command": child("run"), "numprocs": 2},
+            }
+        )
+        r = daemon.cli("check-config")
+        data = json.loads(daemon.cli("check-config", "--json").out)
+    assert r.rc == 0, r  # warnings, not errors: the file is valid
+    lines = r.out.splitlines()
+    assert lines[0].split() == ["PROGRAM", "INSTANCES", "COMMAND", "SOCKETS", "READY"], r.out
+    assert any(line.split()[:2] == ["who", "2"] for line in lines), r.out
+    assert f"127.0.0.1:{port}" in r.out and "delay 0.5s" in r.out
+    assert len(r.out.splitlines()) < 20  # a summary, not the resolved config
+    for warning in (
+        "web: command 'nosuch-command-xyz' is not found on PATH",
+        f"web: listen_addrs '127.0.0.1:{port}': cannot bind now",
+        f"gone: directory {daemon.path('missing')} does not exist",
+    ):
+        assert warning in r.out, (warning, r.out)
+    assert [p["name"] for p in data["programs"]] == ["web", "gone", "who:0", "who:1"]
+    assert any("nosuch-command-xyz" in w for w in data["warnings"])
+    # an unknown user is an error of the file (exit 2, at its line), not only a warning
+    daemon.write_config({"who": {"command": child("run"), "user": "nosuch-user-xyz"}})
+    r = daemon.cli("check-config")
+    assert r.rc == 2 and "nosuch-user-xyz" in r.err and "does not exist" in r.err, r
+
+
+def _labelled_pids(text: str) -> dict[str, int]:
+    found = {}
+    for line in text.splitlines():
+        label, _, value = line.strip().partition(":")
+        if label in ("supervisor pid", "guard pid") and value.strip().isdigit():
+            found[label] = int(value)
+    return found
+
+
+def test_up_prints_supervisor_and_guard_pids_labelled(daemon: Daemon) -> None:
+    first = daemon.up({"p": {"command": child("run")}})
+    pids = _labelled_pids(first.out)
+    assert set(pids) == {"supervisor pid", "guard pid"}, first.out
+    assert pids["supervisor pid"] == _supervisor_pid(daemon)
+    guard_file = Path(daemon.run_dir, "guard.pid").read_text().strip()
+    assert pids["guard pid"] == int(guard_file)
+    second = daemon.cli("up")
+    assert second.rc == 0 and "already running" in second.out, second
+    assert _labelled_pids(second.out) == pids  # the same two, labelled the same way
+
+
+def test_up_foreground_with_a_daemon_running_says_where_and_fails(daemon: Daemon) -> None:
+    daemon.up({"p": {"command": child("run")}})
+    r = daemon.cli("up", "--foreground", timeout=30)
+    assert r.rc == 1, r  # not 3 ("no daemon running"): documented in the README
+    assert "a daemon already runs for" in r.err and daemon.config in r.err, r
+    assert "supervisor pid:" in r.err and "guard pid:" in r.err and daemon.socket in r.err
+    assert "down" in r.err
+    assert daemon.status()["p"]["state"] == "RUNNING"  # the running one untouched
+
+
+def test_a_busy_port_fails_only_its_program_and_up_says_so(daemon: Daemon) -> None:
+    with socket.socket() as foreign:
+        foreign.bind(("127.0.0.1", 0))
+        foreign.listen()
+        port = foreign.getsockname()[1]
+        daemon.write_config(
+            {
+                "web": {"command": child("run"), "listen_addrs": [f"127.0.0.1:{port}"]},
+                "other": {"command": child("run")},
+            }
+        )
+        r = daemon.cli("up")
+        assert r.rc == 1, r  # the daemon is up, one program is not
+        assert "supervisor pid:" in r.out, r
+        assert "not started:    web" in r.err and "in use" in r.err, r
+        assert "keeps running" in r.err
+        rows = daemon.status()
+        assert rows["other"]["state"] == "RUNNING"
+        assert rows["web"]["state"] == "FATAL", rows["web"]
+        assert f"127.0.0.1:{port}" in rows["web"]["error"] and "in use" in rows["web"]["error"]
+    # the port is free again: starting it now works, in the same daemon
+    assert daemon.cli("start", "web").rc == 0
+    assert daemon.status()["web"]["state"] == "RUNNING"
+
+
+def test_no_daemon_running_either_way_and_a_stale_socket_is_cleaned(daemon: Daemon) -> None:
+    daemon.up({"p": {"command": child("run")}})
+    pid = daemon.wait_state("p", "RUNNING")["pid"]
+    guard = int(Path(daemon.run_dir, "guard.pid").read_text())
+    supervisor = _supervisor_pid(daemon)
+    assert supervisor is not None
+    for sig in (signal.SIGSTOP, signal.SIGKILL):  # both at once: neither revives the other
+        os.kill(guard, sig)
+        os.kill(supervisor, sig)
+    wait_until(lambda: gone(guard) and gone(supervisor), what="both twins gone")
+    assert os.path.exists(daemon.socket)  # left behind by kill -9
+    r = daemon.cli("status")
+    assert r.rc == 3 and "no daemon running" in r.err, r
+    assert "removed its stale socket" in r.err
+    assert not os.path.exists(daemon.socket)
+    r = daemon.cli("down")
+    assert r.rc == 3 and "no daemon running" in r.err, r
+    os.kill(pid, signal.SIGKILL)  # the orphaned program (the fixture checks nothing is left)
+    wait_until(lambda: gone(pid), what="program gone")
+
+
+def test_every_json_output_is_json_errors_included(daemon: Daemon) -> None:
+    daemon.write_config({"p": {"command": child("run")}})
+    for verb in (["status"], ["down"], ["restart", "p"], ["signal", "HUP", "p"], ["upgrade"]):
+        r = daemon.cli("--json", *verb)
+        doc = json.loads(r.out)
+        assert (doc["ok"], doc["exit_code"], r.rc) == (False, 3, 3), (verb, r)
+        assert "no daemon running" in doc["error"]
+    r = daemon.cli("--json", "up")
+    doc = json.loads(r.out)
+    assert (
+        doc["ok"] is True
+        and doc["exit_code"] == 0
+        and any("supervisor pid" in line for line in doc["output"])
+    ), doc
+    assert isinstance(json.loads(daemon.cli("--json", "status").out), list)  # its own shape
+    r = daemon.cli("--json", "restart", "wbe")
+    doc = json.loads(r.out)
+    assert (doc["exit_code"], r.rc) == (2, 2) and "no such program" in doc["error"]
+    assert json.loads(daemon.cli("--json", "down").out)["ok"] is True
+    daemon.write_raw("[program.p]\ncomand = 'x'\n")
+    r = daemon.cli("--json", "check-config")
+    doc = json.loads(r.out)
+    assert doc["exit_code"] == 2, doc
+    assert any("did you mean 'command'?" in p for p in doc["problems"]), doc
+    assert json.loads(daemon.cli("--json", "version").out)["output"][0].startswith("twinvisor ")
+
+
+def test_foreground_prints_program_state_changes_as_they_happen(daemon: Daemon) -> None:
+    daemon.write_config(
+        {
+            "good": {"command": child("run")},
+            "bad": {
+                "command": [sys.executable, "-c", "import sys; sys.exit(3)"],
+                "max_retry": 1,
+            },
+        }
+    )
+    proc = subprocess.Popen(
+        [*daemon.cli_argv(), "up", "--foreground"],
+        env=daemon.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    wanted = ("good: ready (pid", "bad: gave up")
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # bounded: the test fails on its own timeout otherwise
+            lines.append(line.rstrip())
+            if all(any(w in seen for seen in lines) for w in wanted):
+                break
+    finally:
+        proc.send_signal(signal.SIGTERM)  # Ctrl-C / docker stop: the whole daemon ends
+        proc.wait(timeout=60)
+        if proc.stderr is not None:
+            proc.stderr.close()
+    text = "\n".join(lines)
+    for expected in (
+        "good: started (pid",
+        "good: ready (pid",
+        "bad: pid ",
+        "exited with code 3",
+        "bad: restarting in ",
+        "bad: gave up (FATAL)",
+    ):
+        assert expected in text, (expected, text)

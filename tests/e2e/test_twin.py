@@ -329,7 +329,7 @@ def test_both_killed_then_up_adopts_the_running_programs(daemon: Daemon) -> None
     before = {n: daemon.wait_state(n, "RUNNING")["pid"] for n in ("a", "b")}
     kill_both(daemon)
     r = daemon.cli("up")
-    assert r.rc == 0 and "twinvisor up: pid" in r.out, r
+    assert r.rc == 0 and "supervisor pid:" in r.out, r
     after = {n: daemon.wait_state(n, "RUNNING")["pid"] for n in ("a", "b")}
     assert after == before
     assert_one_each(daemon, ("a", "b"))

@@ -172,7 +172,7 @@ class Daemon:
         self.write_config(programs, daemon_extra)
         r = self.cli("up")
         assert r.rc in (0, 1), r
-        assert "twinvisor up: pid" in r.out, r
+        assert "supervisor pid:" in r.out, r
         return r
 
     # -- state --------------------------------------------------------------------------------

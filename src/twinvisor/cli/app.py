@@ -34,9 +34,10 @@ def _config_path(arg: str | None) -> str:
 
 
 class _Fail(Exception):
-    def __init__(self, message: str, code: int) -> None:
+    def __init__(self, message: str, code: int, problems: list[str] | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.problems = problems  # a config's, one "file:line: [key] message" each (--json)
 
 
 def _http_fail(code: int, body: Any) -> _Fail:
@@ -53,7 +54,7 @@ def _load_config(path: str) -> Any:
     try:
         return load_config(path)
     except ConfigError as e:
-        raise _Fail(f"{e}", EXIT_USAGE) from None
+        raise _Fail(f"{e}", EXIT_USAGE, [str(p) for p in e.problems]) from None
     except OSError as e:
         raise _Fail(f"cannot read config {path}: {e.strerror}", EXIT_USAGE) from None
 
@@ -96,7 +97,7 @@ def _call(
     try:
         code, answer = ControlClient(socket, timeout=timeout).call(method, path, body, query)
     except DaemonNotRunning as e:
-        raise _Fail(f"{e}\n(start it with: twinvisor up)", EXIT_NOT_RUNNING) from None
+        raise _Fail(_not_running(args, socket, e), EXIT_NOT_RUNNING) from None
     except ControlError as e:
         if method == "GET" and "timed out" in str(e).lower():
             log = os.path.join(os.path.dirname(socket), "log", "twinvisor.log")
@@ -315,11 +316,36 @@ def cmd_version(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _not_running(args: argparse.Namespace, socket: str, error: Exception) -> str:
+    """ "no daemon running", whether the socket file is missing or stale (both twins were
+    killed): a stale one is removed, once no lock says a daemon or guard still runs."""
+    from twinvisor.cli.liveness import clean_stale
+
+    run_dir = None if args.socket or os.environ.get("TWINVISOR_SOCKET") else _run_dir(args)
+    removed = clean_stale(run_dir, socket) if run_dir else []
+    stale = "; removed its stale socket and pid files" if socket in removed else ""
+    why = str(error).rpartition(": ")[2]
+    return (
+        f"no daemon running (nothing answers on {socket}: {why}{stale})\n"
+        "(start it with: twinvisor up)"
+    )
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
+    """A table and warnings; the resolved config (and the warnings) with --json."""
+    from twinvisor.cli import checkconfig
+    from twinvisor.cli.liveness import daemon_running
     from twinvisor.config.load import config_to_dict
 
     config = _load_config(_config_path(args.config))
-    _print_json(config_to_dict(config))
+    warnings = checkconfig.warnings(config, daemon_running(config.daemon.run_dir))
+    if args.json:
+        _print_json({**config_to_dict(config), "warnings": warnings})
+        return EXIT_OK
+    print(checkconfig.table(config))
+    print(f"config {config.path}: OK, {len(config.programs)} instance(s)")
+    for warning in warnings:
+        print(f"warning: {warning}")
     return EXIT_OK
 
 
@@ -328,6 +354,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     config = _load_config(path)
     _require_writable(config.daemon)
     if args.foreground:
+        _refuse_second_foreground(path)
         return _run_foreground(path, twin=not args.no_twin)
     from twinvisor.cli.launch import start_background
 
@@ -357,6 +384,24 @@ def _require_writable(daemon: Any) -> None:
                 "emptyDir or tmpfs volume) or [daemon] run_dir in the config",
                 EXIT_FAILED,
             ) from None
+
+
+def _refuse_second_foreground(path: str) -> None:
+    """A foreground `up` must be the daemon (systemd, a container waits on it): with one
+    already running for this config, say where, and fail (1) instead of exiting silently."""
+    from twinvisor.cli.liveness import anything_running, pids_text
+    from twinvisor.config.paths import daemon_table_paths
+
+    paths = daemon_table_paths(path)
+    if paths is None or not anything_running(paths.run_dir):
+        return
+    lines = [
+        f"a daemon already runs for {os.path.abspath(path)}; not starting a second one",
+        *pids_text(paths.run_dir),
+        f"  control socket: {paths.socket}",
+        f"stop it with `twinvisor -c {path} down`, or use it (`status`, `logs`)",
+    ]
+    raise _Fail("\n".join(lines), EXIT_FAILED)
 
 
 def _run_foreground(path: str, twin: bool) -> int:
@@ -584,7 +629,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not internal and remote.wanted(args):
         return remote.run(parser, args, argv)
+    from twinvisor.cli import jsonout
+
     try:
+        if jsonout.wrapped(args):  # --json: one JSON document on stdout, errors included
+            return jsonout.run(args.func, args, _Fail)
         return int(args.func(args))
     except _Fail as e:
         print(f"twinvisor: {e}", file=sys.stderr)

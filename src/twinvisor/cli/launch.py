@@ -44,7 +44,7 @@ def start_background(config: Config, timeout: float, twin: bool = True) -> int:
         message = _read_report(read_end, timeout)
     finally:
         os.close(read_end)
-    return _render_report(message, daemon.log_dir, proc)
+    return _render_report(message, daemon.log_dir, proc, daemon.run_dir, twin)
 
 
 def _read_report(fd: int, timeout: float) -> dict[str, Any] | None:
@@ -70,7 +70,11 @@ def _read_report(fd: int, timeout: float) -> dict[str, Any] | None:
 
 
 def _render_report(
-    message: dict[str, Any] | None, log_dir: str, proc: subprocess.Popen[bytes]
+    message: dict[str, Any] | None,
+    log_dir: str,
+    proc: subprocess.Popen[bytes],
+    run_dir: str = "",
+    twin: bool = True,
 ) -> int:
     out_file = os.path.join(log_dir, "twinvisor.out")
     if message is None:
@@ -83,16 +87,12 @@ def _render_report(
         return 1
     proc.returncode = 0  # detached: it is not ours to wait for
     if message.get("ok"):
-        print(f"twinvisor up: pid {message['pid']}")
+        print("twinvisor up")
+        print(f"  supervisor pid: {message['pid']}")
+        print(f"  guard pid:      {proc.pid if twin else '- (--no-twin)'}")
         print(f"  control socket: {message['socket']}")
         print(f"  logs:           {message['log_dir']}")
-        failed = message.get("failed") or []
-        if failed:
-            print(
-                f"  not started:    {', '.join(failed)} (see `twinvisor status`)", file=sys.stderr
-            )
-            return 1
-        return 0
+        return _render_failed(message)
     error = message.get("error")
     if error == "bind":
         print(
@@ -100,7 +100,11 @@ def _render_report(
         )
         return 1
     if error == "running":
-        print(f"twinvisor: already running (pid {message.get('pid')}); nothing started")
+        from twinvisor.cli.liveness import pids_text
+
+        print("twinvisor: already running; nothing started")
+        for line in pids_text(run_dir) or [f"  pid:            {message.get('pid')}"]:
+            print(line)
         return 0
     if error == "config":
         print("twinvisor: the config has errors:", file=sys.stderr)
@@ -109,6 +113,22 @@ def _render_report(
         return 2
     print(f"twinvisor: the daemon did not report ready in time; see {out_file}", file=sys.stderr)
     return 1
+
+
+def _render_failed(message: dict[str, Any]) -> int:
+    """Programs that did not start: the daemon runs on with the others (exit 1)."""
+    failed = message.get("failed") or []
+    why = message.get("why") or {}
+    for name in failed:
+        reason = f" ({why[name]})" if why.get(name) else ""
+        print(f"  not started:    {name}{reason}", file=sys.stderr)
+    if failed:
+        print(
+            "  the daemon keeps running the others: `twinvisor status`; "
+            "fix and `twinvisor start NAME`, or `twinvisor down`",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
 
 
 def stop_daemon(socket_path: str, timeout: float, run_dir: str | None = None) -> int:
@@ -132,7 +152,15 @@ def stop_daemon(socket_path: str, timeout: float, run_dir: str | None = None) ->
             print(f"twinvisor: {error or f'the daemon answered HTTP {code}'}", file=sys.stderr)
             return 1
     except DaemonNotRunning as e:
-        print(f"twinvisor: {e}", file=sys.stderr)
+        from twinvisor.cli.liveness import clean_stale
+
+        removed = clean_stale(run_dir, socket_path) if run_dir is not None else []
+        stale = "; removed its stale socket and pid files" if socket_path in removed else ""
+        why = str(e).rpartition(": ")[2]
+        print(
+            f"twinvisor: no daemon running (nothing answers on {socket_path}: {why}{stale})",
+            file=sys.stderr,
+        )
         return 3
     except ControlError as e:
         print(f"twinvisor: {e}", file=sys.stderr)
@@ -154,14 +182,21 @@ def stop_daemon(socket_path: str, timeout: float, run_dir: str | None = None) ->
 def upgrade_daemon(socket_path: str, timeout: float) -> int:
     """Ask the supervisor to hand over to the installed code; wait for the new one to answer."""
     from twinvisor.control.client import ControlClient
-    from twinvisor.errors import ControlError
+    from twinvisor.errors import ControlError, DaemonNotRunning
 
     client = ControlClient(socket_path, timeout=timeout + 5)
     try:
         code, result = client.call("POST", "/upgrade")
+    except DaemonNotRunning as e:
+        why = str(e).rpartition(": ")[2]
+        print(
+            f"twinvisor: no daemon running (nothing answers on {socket_path}: {why})",
+            file=sys.stderr,
+        )
+        return 3
     except ControlError as e:
         print(f"twinvisor: {e}", file=sys.stderr)
-        return 3
+        return 1
     if code != 200:
         print(f"twinvisor: upgrade refused: {result.get('error')}", file=sys.stderr)
         return 1

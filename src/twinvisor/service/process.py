@@ -24,6 +24,7 @@ from twinvisor.config.specs import Config, DaemonSpec
 from twinvisor.control.server import ControlServer
 from twinvisor.errors import AlreadyRunning, ConfigError
 from twinvisor.linux import fsutil, kernel
+from twinvisor.supervisor import console as terminal  # not the programs' console fds
 from twinvisor.supervisor.runtime import Runtime
 
 if TYPE_CHECKING:  # imported when needed: a guard to connect to, a listener configured
@@ -174,6 +175,8 @@ class _Service:
         self.runtime.link = self.link
         self.runtime.on_shutdown = self._exit_policy
         self.exit_code: int | None = None  # set by a program's exit policy
+        if terminal.wanted():  # under a foreground guard: state changes on the terminal
+            terminal.attach(self.runtime.journal)
         if self.link is not None:
             self.link.on_replaced = self._guard_replaced
             self.link.console = console
@@ -314,6 +317,7 @@ class _Service:
                 "socket": daemon.socket,
                 "log_dir": daemon.log_dir,
                 "failed": failed,
+                "why": {n: runtime.procs[n].last_error for n in failed},  # shown by `up`
             }
         )
         notify("READY=1")

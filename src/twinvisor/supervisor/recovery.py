@@ -8,7 +8,6 @@ CountersRestored); nothing here writes core state.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import socket
@@ -150,7 +149,10 @@ def claim_sockets(rt: Recoverable, unbound: list[str]) -> None:
     for addr in unbound:
         sock = _claim_from_programs(rt, addr)
         if sock is None:
-            raise OSError(errno.EADDRINUSE, f"listen_addrs {addr!r} is in use by another process")
+            # held by someone else: only the programs that need it fail (their spawn tries to
+            # bind and reports why); the daemon and every other program go on
+            log.warning("listen_addrs %r is in use by another process", addr)
+            continue
         rt.sockets.adopt(addr, sock)
         if rt.link is not None:
             rt.link.hold(f"listen:{addr}", sock.fileno())

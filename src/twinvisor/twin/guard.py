@@ -41,6 +41,7 @@ from twinvisor.twin import stopmark
 
 log = logging.getLogger("twinvisor.guard")
 
+FOREGROUND_ENV = "TWINVISOR_FOREGROUND"  # as supervisor/console.py (a neighbour: not imported)
 GUARD_ENV = "TWINVISOR_GUARD"  # tells a supervisor where its guard listens
 HEARTBEAT = 3.0  # the supervisor pings this often, one way (a third of a wake-up per second each)
 HEARTBEAT_TIMEOUT = 7.0  # no ping for this long: the supervisor is hung or stopped
@@ -164,7 +165,9 @@ class Guard:
                 supervisor_command(self.config_path),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
-                stderr=out,
+                # under a foreground guard the supervisor tells the terminal what its programs
+                # do (supervisor/console.py); its own stdout stays in twinvisor.out
+                stderr=None if os.environ.get(FOREGROUND_ENV) == "1" else out,
                 pass_fds=pass_fds,
                 env=env,
                 start_new_session=True,
@@ -464,6 +467,8 @@ def run_guard(config_path: str, watch_pid: int | None, foreground: bool = False)
         )
         return 3
     _setup_logging(daemon, foreground)
+    if foreground:
+        os.environ[FOREGROUND_ENV] = "1"  # inherited by each supervisor this guard starts
     kernel.set_child_subreaper()
     fsutil.write_atomic(guard.pid_path, f"{os.getpid()}\n")
     guard.listen(inherited.pop("__listener__", None))

@@ -48,13 +48,13 @@ def test_check_config_errors_name_file_line_and_suggest(daemon: Daemon) -> None:
     assert "stop_timeout" in r.err
 
 
-def test_check_config_ok_prints_resolved_config(daemon: Daemon) -> None:
+def test_check_config_json_prints_resolved_config(daemon: Daemon) -> None:
     daemon.write_config({"w": {"command": "sleep 1", "numprocs": 2}})
-    r = daemon.cli("check-config")
+    r = daemon.cli("check-config", "--json")  # the table is the default
     assert r.rc == 0, r
     data = json.loads(r.out)
     assert "w:0" in r.out and "w:1" in r.out
-    assert data
+    assert [p["name"] for p in data["programs"]] == ["w:0", "w:1"]
 
 
 def test_missing_config_file_is_usage_error(daemon: Daemon) -> None:

@@ -319,16 +319,11 @@ def cmd_version(args: argparse.Namespace) -> int:
 def _not_running(args: argparse.Namespace, socket: str, error: Exception) -> str:
     """ "no daemon running", whether the socket file is missing or stale (both twins were
     killed): a stale one is removed, once no lock says a daemon or guard still runs."""
-    from twinvisor.cli.liveness import clean_stale
+    from twinvisor.cli.liveness import clean_stale, not_running_text
 
     run_dir = None if args.socket or os.environ.get("TWINVISOR_SOCKET") else _run_dir(args)
     removed = clean_stale(run_dir, socket) if run_dir else []
-    stale = "; removed its stale socket and pid files" if socket in removed else ""
-    why = str(error).rpartition(": ")[2]
-    return (
-        f"no daemon running (nothing answers on {socket}: {why}{stale})\n"
-        "(start it with: twinvisor up)"
-    )
+    return not_running_text(socket, error, removed) + "\n(start it with: twinvisor up)"
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

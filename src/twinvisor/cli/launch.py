@@ -152,15 +152,10 @@ def stop_daemon(socket_path: str, timeout: float, run_dir: str | None = None) ->
             print(f"twinvisor: {error or f'the daemon answered HTTP {code}'}", file=sys.stderr)
             return 1
     except DaemonNotRunning as e:
-        from twinvisor.cli.liveness import clean_stale
+        from twinvisor.cli.liveness import clean_stale, not_running_text
 
         removed = clean_stale(run_dir, socket_path) if run_dir is not None else []
-        stale = "; removed its stale socket and pid files" if socket_path in removed else ""
-        why = str(e).rpartition(": ")[2]
-        print(
-            f"twinvisor: no daemon running (nothing answers on {socket_path}: {why}{stale})",
-            file=sys.stderr,
-        )
+        print(f"twinvisor: {not_running_text(socket_path, e, removed)}", file=sys.stderr)
         return 3
     except ControlError as e:
         print(f"twinvisor: {e}", file=sys.stderr)
@@ -188,11 +183,9 @@ def upgrade_daemon(socket_path: str, timeout: float) -> int:
     try:
         code, result = client.call("POST", "/upgrade")
     except DaemonNotRunning as e:
-        why = str(e).rpartition(": ")[2]
-        print(
-            f"twinvisor: no daemon running (nothing answers on {socket_path}: {why})",
-            file=sys.stderr,
-        )
+        from twinvisor.cli.liveness import not_running_text
+
+        print(f"twinvisor: {not_running_text(socket_path, e)}", file=sys.stderr)
         return 3
     except ControlError as e:
         print(f"twinvisor: {e}", file=sys.stderr)

@@ -65,3 +65,11 @@ def clean_stale(run_dir: str, socket_path: str) -> list[str]:
             continue
         removed.append(path)
     return removed
+
+
+def not_running_text(socket_path: str, error: Exception, removed: list[str] | None = None) -> str:
+    """One wording whether the socket file is missing or stale ("Connection refused"); it
+    keeps the client's own phrase, which scripts (the Ansible module) look for."""
+    why = str(error).rpartition(": ")[2]
+    stale = "; removed its stale socket and pid files" if removed and socket_path in removed else ""
+    return f"no daemon running: no twinvisor daemon is answering on {socket_path} ({why}){stale}"

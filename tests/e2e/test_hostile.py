@@ -250,3 +250,24 @@ def test_a_process_of_another_uid_wearing_the_tag_is_not_adopted(
     finally:
         fake.kill()
         fake.wait()
+
+
+def test_a_look_alike_of_another_uid_is_not_adopted_by_find(daemon: Daemon) -> None:
+    """Item 8, same claim by another road: `find = "cmdline"` adopted a copy of the command
+    started by uid 65534 (and root would signal it on down)."""
+    report = daemon.path("report")
+    os.chmod(daemon.root, 0o777)  # the look-alike reports here
+    command = child("run", "--report", report, "--role", "look-alike")
+    env = {k: v for k, v in daemon.env.items() if k != "TV_TEST_TAG"}
+    fake = subprocess.Popen([*NOBODY, *command], env=env, cwd="/", start_new_session=True)
+    try:
+        wait_report(report, lambda ev: any(e["pid"] == fake.pid for e in ev))
+        daemon.up({"p": {"command": command, "find": "cmdline"}})
+        assert daemon.wait_state("p", "RUNNING")["pid"] != fake.pid
+        log = Path(daemon.log_dir, "twinvisor.log").read_text()
+        assert f"not adopting pid {fake.pid}" in log
+        assert daemon.cli("down").rc == 0
+        assert fake.poll() is None
+    finally:
+        fake.kill()
+        fake.wait()

@@ -32,7 +32,7 @@ from twinvisor.linux import children, kernel, readiness, sockets, statefile
 from twinvisor.linux.children import Child
 from twinvisor.linux.console import Console, ConsoleStream, open_nonblocking
 from twinvisor.linux.logs import LogFile
-from twinvisor.supervisor import orchestration, persistence, pidfiles, recovery
+from twinvisor.supervisor import orchestration, persistence, pidfiles, recovery, trust
 from twinvisor.supervisor.health import Health
 from twinvisor.supervisor.hooks import HookRunner
 from twinvisor.supervisor.journal import Counters, Journal
@@ -337,6 +337,12 @@ class Runtime:
         ours = set(self.children) | {os.getpid()}
         for match in discovery.find_matches(spec, spec.find, exclude_pids=ours):
             if self._owned_elsewhere(match.pid):
+                continue
+            why = trust.refusal(spec, match.pid, None)  # a look-alike of another uid's
+            if why is not None:
+                log.warning(
+                    "%s: not adopting pid %d found by %s: %s", name, match.pid, spec.find, why
+                )
                 continue
             child = Child(match.pid, match.start_time, None, None)
             self.children[match.pid] = (name, child)

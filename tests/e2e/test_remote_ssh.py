@@ -67,7 +67,7 @@ def test_up_status_restart_logs_over_ssh_url(daemon: Daemon, sshd: Sshd) -> None
     daemon.write_config({"web": flood(daemon), "idle": {"command": child("run")}})
     r = remote_cli(daemon, *over(sshd), "-c", daemon.config, "up")
     assert r.rc == 0, r  # returns: the daemon keeps none of the ssh session's pipes
-    assert "twinvisor up: pid" in r.out
+    assert "supervisor pid:" in r.out
     first = daemon.wait_state("web", "RUNNING")["pid"]
     daemon.wait_state("idle", "RUNNING")
 

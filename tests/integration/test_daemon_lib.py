@@ -212,6 +212,18 @@ def test_daemon_forwards_stop_signal(server: Server, tmp_path: Path, sig: int) -
     assert f"with signal {int(sig)}" in text
 
 
+def test_daemon_kills_a_worker_that_outlives_stop_timeout(server: Server, tmp_path: Path) -> None:
+    log = tmp_path / "d.log"
+    proc = start_daemon(server, log, 0, 3, 0, "--foreground", "--ignore-term")
+    conn, facts = server.accept()  # reported after it set SIGTERM to ignored
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    wait_gone(facts["pid"])
+    conn.close()
+    text = log.read_text()
+    assert "stopped by signal 15" in text and "with signal 9" in text
+
+
 def test_daemon_in_background_stops_on_sigterm(server: Server, tmp_path: Path) -> None:
     log = tmp_path / "d.log"
     assert start_daemon(server, log, 0, 3, 0).wait(timeout=30) == 0

@@ -125,6 +125,19 @@ def test_remove_kills_process_group_children_included() -> None:
         )
 
 
+def test_remove_kills_a_worker_that_ignores_term_at_stop_timeout() -> None:
+    ignores = (
+        "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ready', flush=True); signal.pause()"
+    )
+    got = Collector()
+    with Pool(got.on_output, stop_timeout=0.2) as pool:
+        pool.start("w", [sys.executable, "-c", ignores])
+        assert got.line() == ("w", "ready")
+        end = pool.remove("w")
+        assert end.removed and end.returncode == -9
+
+
 def test_hundred_workers_without_a_thread_each() -> None:
     async def main() -> None:
         threads = threading.active_count()

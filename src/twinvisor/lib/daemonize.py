@@ -43,6 +43,7 @@ from twinvisor.config.specs import RestartPolicy
 from twinvisor.core.policy import GiveUp, Restart, Stay, decide, run_failed
 from twinvisor.errors import AlreadyRunning, SpawnError
 from twinvisor.linux.kernel import pidfd_open, signal_group, wait_gone
+from twinvisor.linux.stopping import StopPlan, stop
 
 __all__ = ["BackgroundProcess", "Daemon", "background"]
 
@@ -447,27 +448,31 @@ class Daemon:
         return _Run(popen.pid, started, time.monotonic() - started_at, popen.returncode or 0)
 
     def _supervise(self, popen: subprocess.Popen[bytes], handshake: int) -> bool:
-        """Wait for the worker's exit, forwarding stop signals; True if it reached run()."""
+        """Wait for the worker's exit, stopping it on a stop signal; True if it reached run()."""
         pidfd = pidfd_open(popen.pid)
         if pidfd is None:
             return self._supervise_blocking(popen, handshake)
-        started = False
-        watched = [handshake, self._wake_r, pidfd]
-        kill_at: float | None = None
         try:
-            while popen.poll() is None:  # reaps once the pidfd said it exited
-                if self._stop_signal is not None and kill_at is None:
-                    signal_group(popen.pid, self._stop_signal)
-                    kill_at = time.monotonic() + self.stop_timeout
-                timeout = None if kill_at is None else max(0.0, kill_at - time.monotonic())
-                ready, _, _ = select.select(watched, [], [], timeout)
-                if not ready:  # the worker ignored the stop signal for stop_timeout
-                    signal_group(popen.pid, signal.SIGKILL)
-                    kill_at = float("inf")
-                    continue
-                started |= self._drain(ready, handshake, watched)
+            started = self._until_exit_or_stop(handshake, pidfd)
         finally:
             os.close(pidfd)
+        if self._stop_signal is not None and popen.poll() is None:
+            stop(StopPlan(popen.pid, self._stop_signal, self.stop_timeout))
+            ready, _, _ = select.select([handshake], [], [], 0)  # reported while stopping?
+            started |= self._drain(ready, handshake, [handshake])
+        popen.wait()
+        return started
+
+    def _until_exit_or_stop(self, handshake: int, pidfd: int) -> bool:
+        """Drain the handshake and the wake-up fd until the worker exits or we are told to
+        stop; True if the worker reported it reached run()."""
+        started = False
+        watched = [handshake, self._wake_r, pidfd]
+        while self._stop_signal is None:
+            ready, _, _ = select.select(watched, [], [])
+            if pidfd in ready:
+                return started | self._drain(ready, handshake, watched)
+            started |= self._drain(ready, handshake, watched)
         return started
 
     def _supervise_blocking(self, popen: subprocess.Popen[bytes], handshake: int) -> bool:

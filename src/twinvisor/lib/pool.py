@@ -36,6 +36,7 @@ from twinvisor.config.specs import RestartPolicy
 from twinvisor.core.policy import GiveUp, Restart, Stay, decide, run_failed
 from twinvisor.errors import SpawnError, TwinvisorError
 from twinvisor.linux.kernel import group_alive, pidfd_open, signal_group
+from twinvisor.linux.stopping import StopPlan, stop_async
 
 log = logging.getLogger("twinvisor.pool")
 
@@ -125,7 +126,8 @@ class _Worker:
         self.wake = asyncio.Event()  # cuts a restart back-off short on removal
         self.reply: tuple[int, asyncio.Future[str]] | None = None
         self.request_lock = asyncio.Lock()
-        self.kill_timer: asyncio.TimerHandle | None = None
+        self.exited: asyncio.Future[int] | None = None  # resolves with the returncode
+        self.stopping: asyncio.Task[bool] | None = None  # TERM, then KILL at the timeout
         self.done: asyncio.Future[WorkerEnd] = asyncio.get_running_loop().create_future()
 
     # -- one process
@@ -145,6 +147,7 @@ class _Worker:
         )
         assert popen.stdin is not None and popen.stdout is not None
         self.popen, self.error = popen, None
+        self.exited, self.stopping = _exit_future(popen.pid), None
         reader = asyncio.StreamReader(limit=self.line_limit)
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), popen.stdout)
         transport, protocol = await loop.connect_write_pipe(
@@ -155,12 +158,11 @@ class _Worker:
 
     async def run_to_end(self) -> tuple[int | None, float]:
         """Deliver the current process's output until it exits; (returncode, run time)."""
-        assert self.popen is not None
+        assert self.popen is not None and self.exited is not None
         started = time.monotonic()
-        exited = _exit_future(self.popen.pid)
         reading = asyncio.create_task(self._read_lines())
         dispatcher = asyncio.create_task(self._dispatch())
-        returncode = await exited
+        returncode = await self.exited
         self.popen.returncode = returncode  # reaped by us: keep Popen from reaping again
         run_time = time.monotonic() - started
         # Leftovers of its group die with it; they may hold the stdout pipe open
@@ -168,13 +170,12 @@ class _Worker:
             signal_group(self.popen.pid, signal.SIGKILL)
         await reading
         await dispatcher
+        if self.stopping is not None:
+            await self.stopping  # done: it waited for the same exit
         self._after_exit()
         return returncode, run_time
 
     def _after_exit(self) -> None:
-        if self.kill_timer is not None:
-            self.kill_timer.cancel()
-            self.kill_timer = None
         if self.writer is not None:
             self.writer.close()
         if self.reply is not None and not self.reply[1].done():
@@ -227,14 +228,11 @@ class _Worker:
 
     def stop(self, timeout: float) -> None:
         """TERM to the whole group now, KILL at `timeout` if anything is left."""
-        popen = self.popen
-        if popen is None or popen.returncode is not None:
-            return
-        signal_group(popen.pid, signal.SIGTERM)
-        signal_group(popen.pid, signal.SIGCONT)  # a stopped process cannot act on TERM
-        loop = asyncio.get_running_loop()
-        if self.kill_timer is None:
-            self.kill_timer = loop.call_later(timeout, signal_group, popen.pid, signal.SIGKILL)
+        popen, exited = self.popen, self.exited
+        if popen is None or exited is None or exited.done() or self.stopping is not None:
+            return  # not running, or being stopped already
+        plan = StopPlan(popen.pid, signal.SIGTERM, timeout)
+        self.stopping = asyncio.create_task(stop_async(plan, exited))
 
     async def write(self, line: str) -> None:
         if self.writer is None or self.popen is None or self.popen.returncode is not None:

@@ -14,10 +14,13 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twinvisor import __version__
 from twinvisor.cli import remote
+
+if TYPE_CHECKING:
+    from twinvisor.config.specs import DaemonSpec
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 READ_TIMEOUT = 10.0  # seconds a read (status, logs lookup) waits for the daemon
@@ -321,8 +324,8 @@ def _not_running(args: argparse.Namespace, socket: str, error: Exception) -> str
     killed): a stale one is removed, once no lock says a daemon or guard still runs."""
     from twinvisor.cli.liveness import clean_stale, not_running_text
 
-    run_dir = None if args.socket or os.environ.get("TWINVISOR_SOCKET") else _run_dir(args)
-    removed = clean_stale(run_dir, socket) if run_dir else []
+    daemon = None if args.socket or os.environ.get("TWINVISOR_SOCKET") else _daemon_table(args)
+    removed = clean_stale(daemon.run_dir, socket) if daemon is not None else []
     return not_running_text(socket, error, removed) + "\n(start it with: twinvisor up)"
 
 
@@ -410,17 +413,17 @@ def _run_foreground(path: str, twin: bool) -> int:
     from twinvisor.twin import guard
 
     config = _load_config(path)
-    fsutil.remove_quietly(guard.stop_marker(config.daemon))
+    fsutil.remove_quietly(config.daemon.stop_marker)
     return guard.run_guard(path, None, foreground=True)
 
 
 def cmd_down(args: argparse.Namespace) -> int:
     from twinvisor.cli.launch import stop_daemon
 
-    return stop_daemon(_socket_path(args), timeout=args.timeout, run_dir=_run_dir(args))
+    return stop_daemon(_socket_path(args), timeout=args.timeout, daemon=_daemon_table(args))
 
 
-def _run_dir(args: argparse.Namespace) -> str | None:
+def _daemon_table(args: argparse.Namespace) -> DaemonSpec | None:
     from twinvisor.config.paths import daemon_table_paths
 
     try:
@@ -429,8 +432,7 @@ def _run_dir(args: argparse.Namespace) -> str | None:
         if args.socket or os.environ.get("TWINVISOR_SOCKET"):
             return None  # `down --socket S` needs no config: the daemon is told by its socket
         raise
-    paths = daemon_table_paths(config)
-    return None if paths is None else paths.run_dir
+    return daemon_table_paths(config)
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ import glob
 import math
 import os
 import tomllib
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from enum import Enum
 from typing import Annotated, Any, Literal
 
@@ -33,7 +33,7 @@ from twinvisor.config.locate import (
     read_regular,
     toml_error_line,
 )
-from twinvisor.config.paths import default_run_dir
+from twinvisor.config.paths import daemon_spec
 from twinvisor.config.signals import signal_name, signal_number
 from twinvisor.config.specs import (
     AfterGiveUp,
@@ -663,10 +663,13 @@ def _daemon_spec(root: Source, pr: Problems) -> DaemonSpec:
         check_table(table, _DaemonTable, root, ("daemon",), pr) if isinstance(table, dict) else {}
     )
     d = msgspec.convert(valid, type=_DaemonTable)
-    default_run = default_run_dir(root.path)  # the one rule, shared with config.paths
-    run_dir = _daemon_path(root, "run_dir", d.run_dir, default_run, pr)
-    log_dir = _daemon_path(root, "log_dir", d.log_dir, os.path.join(run_dir, "log"), pr)
-    socket = _daemon_path(root, "socket", d.socket, os.path.join(run_dir, "twinvisor.sock"), pr)
+    spec = daemon_spec(
+        root.path,
+        _daemon_path(root, "run_dir", d.run_dir, pr),
+        _daemon_path(root, "socket", d.socket, pr),
+        _daemon_path(root, "log_dir", d.log_dir, pr),
+    )
+    socket = spec.socket
     if len(os.fsencode(socket)) > UNIX_PATH_MAX:
         pr.at(
             root,
@@ -676,14 +679,14 @@ def _daemon_spec(root: Source, pr: Problems) -> DaemonSpec:
         )
     http = http_spec(root, table.get("http") if isinstance(table, dict) else None, pr)
     console = _console_mode(d.console)
-    return DaemonSpec(run_dir=run_dir, log_dir=log_dir, socket=socket, http=http, console=console)
+    return replace(spec, http=http, console=console)
 
 
-def _daemon_path(root: Source, key: str, value: str | None, default: str, pr: Problems) -> str:
-    path = default if value is None else _abspath(value, root)
-    if path is None:
+def _daemon_path(root: Source, key: str, value: str | None, pr: Problems) -> str | None:
+    """The path as set, made absolute; None when unset (or unusable: the default applies)."""
+    path = None if value is None else _abspath(value, root)
+    if value is not None and path is None:
         pr.at(root, ("daemon", key), "path contains a NUL byte")
-        return default
     return path
 
 

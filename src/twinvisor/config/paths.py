@@ -1,8 +1,10 @@
-"""Where a daemon lives, from the [daemon] table alone (run dir, log dir, control socket).
+"""Where a daemon lives: the one place that decides the run dir, log dir and control socket.
 
-For the callers that must be light and must work while the rest of the config has errors:
-the CLI finding its socket, and the guard. `default_run_dir` is the one rule, which the full
-loader (config/load.py) uses too, so both always agree.
+`daemon_spec` applies the defaults (`default_run_dir`, and the socket and logs inside the run
+dir) to what a [daemon] table sets; the full loader (config/load.py) calls it after validating
+the table, and `daemon_table_paths` reads the [daemon] table alone for the callers that must
+be light and must work while the rest of the config has errors: the CLI finding its socket,
+and the guard. So both always agree.
 """
 
 from __future__ import annotations
@@ -11,18 +13,14 @@ import hashlib
 import os
 import re
 import tomllib
-from typing import Any, NamedTuple
+from typing import Any
+
+from twinvisor.config.specs import DaemonSpec
 
 # a table header line: [daemon] opens the table, any other [...] line ends it
 _HEADER = re.compile(rb"^[ \t]*\[")
 _DAEMON_HEADER = re.compile(rb"^[ \t]*\[[ \t]*daemon[ \t]*\][ \t]*(#.*)?$")
 MAX_READ = 64 * 1024 * 1024  # past this the full loader refuses the file anyway
-
-
-class DaemonPaths(NamedTuple):
-    run_dir: str
-    socket: str
-    log_dir: str
 
 
 RUN_DIR_ENV = "TWINVISOR_RUN_DIR"
@@ -42,7 +40,19 @@ def default_run_dir(config_path: str, env: dict[str, str] | None = None) -> str:
     return os.path.join(os.path.dirname(path), ".twinvisor", f"{stem}-{digest}")
 
 
-def daemon_table_paths(path: str) -> DaemonPaths | None:
+def daemon_spec(
+    config_path: str, run_dir: str | None, socket: str | None, log_dir: str | None
+) -> DaemonSpec:
+    """The paths a [daemon] table sets (already absolute; None: unset) with the defaults."""
+    run_dir = default_run_dir(config_path) if run_dir is None else run_dir
+    return DaemonSpec(
+        run_dir=run_dir,
+        log_dir=os.path.join(run_dir, "log") if log_dir is None else log_dir,
+        socket=os.path.join(run_dir, "twinvisor.sock") if socket is None else socket,
+    )
+
+
+def daemon_table_paths(path: str) -> DaemonSpec | None:
     """None when even the [daemon] table cannot be read (the full loader then says why).
 
     A syntax error, binary garbage or absurd nesting elsewhere in the file does not matter:
@@ -55,15 +65,12 @@ def daemon_table_paths(path: str) -> DaemonPaths | None:
         return None
     here = os.path.dirname(os.path.abspath(path))
 
-    def resolve(value: str) -> str:
-        return os.path.normpath(os.path.join(here, os.path.expanduser(value)))
+    def given(key: str) -> str | None:
+        if key not in daemon:
+            return None
+        return os.path.normpath(os.path.join(here, os.path.expanduser(daemon[key])))
 
-    run_dir = resolve(daemon["run_dir"]) if "run_dir" in daemon else default_run_dir(path)
-    socket = (
-        resolve(daemon["socket"]) if "socket" in daemon else os.path.join(run_dir, "twinvisor.sock")
-    )
-    log_dir = resolve(daemon["log_dir"]) if "log_dir" in daemon else os.path.join(run_dir, "log")
-    return DaemonPaths(run_dir, socket, log_dir)
+    return daemon_spec(path, given("run_dir"), given("socket"), given("log_dir"))
 
 
 def _daemon_table(path: str) -> Any:

@@ -193,6 +193,8 @@ class HttpSpec:
 
 @dataclass(frozen=True)
 class DaemonSpec:
+    """Where a daemon lives (config/paths.py decides the defaults): the files in it, by name."""
+
     run_dir: str  # lock, control socket, state file
     log_dir: str  # default place of program logs and the daemon's own log
     socket: str  # control socket path
@@ -210,6 +212,28 @@ class DaemonSpec:
     @property
     def log_path(self) -> str:
         return f"{self.log_dir}/twinvisor.log"
+
+    @property
+    def out_path(self) -> str:
+        """The daemon's own stdout/stderr (tracebacks before its logging is set up)."""
+        return f"{self.log_dir}/twinvisor.out"
+
+    @property
+    def stop_marker(self) -> str:
+        """Seed 000's stop file: while it exists, nothing revives the supervisor."""
+        return f"{self.run_dir}/stop"
+
+    @property
+    def guard_socket(self) -> str:
+        return f"{self.run_dir}/guard.sock"
+
+    @property
+    def guard_lock_path(self) -> str:
+        return f"{self.run_dir}/guard.lock"
+
+    @property
+    def guard_pid_path(self) -> str:
+        return f"{self.run_dir}/guard.pid"
 
 
 # what a hook can be run on: the journal's event kinds, and two narrower ones

@@ -1,10 +1,9 @@
-"""Small file-system helpers: private dirs, atomic writes, pid files, a log handler that
-survives a full disk. Nothing here may raise on a full disk where the caller is the daemon."""
+"""Small file-system helpers: private dirs, atomic writes, pid files. Nothing here may raise
+on a full disk where the caller is the daemon."""
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import tempfile
 
@@ -72,22 +71,3 @@ def open_log(path: str) -> int:
         if st.st_uid == os.geteuid() and st.st_mode & 0o777 != LOG_MODE:
             os.fchmod(fd, LOG_MODE)
     return fd
-
-
-class ResilientFileHandler(logging.FileHandler):
-    """A FileHandler whose write errors (ENOSPC, deleted dir) are counted, not printed:
-    the daemon's own log must never be the thing that takes it down."""
-
-    def __init__(self, filename: str) -> None:
-        super().__init__(filename, delay=True)
-        self.failed_records = 0
-
-    def _open(self):  # type: ignore[no-untyped-def]  # typeshed: -> TextIOWrapper
-        return os.fdopen(open_log(self.baseFilename), "a", encoding=self.encoding)
-
-    def handleError(self, record: logging.LogRecord) -> None:
-        self.failed_records += 1
-        if self.stream is not None:
-            with contextlib.suppress(OSError):
-                self.stream.close()
-            self.stream = None  # reopened by the next emit

@@ -1,16 +1,15 @@
 """The daemon process: run-dir lock, pid file, logging, control server, signals, shutdown.
 
-`twinvisor up` starts this in the background and waits on a pipe (fd in
-TWINVISOR_READY_FD) for one JSON line: the daemon is up with its autostart programs
-started, or why it is not. Whether a daemon already runs is decided by an flock on the
-run dir's lock file, never by looking at pid files or sockets.
+`twinvisor up` starts this in the background and waits for its start-up report (see
+twin/startup_report.py): the daemon is up with its autostart programs started, or why not.
+Whether a daemon already runs is decided by an flock on the run dir's lock file, never by
+looking at pid files or sockets.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
-import json
 import logging
 import os
 import signal
@@ -23,9 +22,11 @@ from twinvisor.config.load import load_config
 from twinvisor.config.specs import Config, DaemonSpec
 from twinvisor.control.server import ControlServer
 from twinvisor.errors import AlreadyRunning, ConfigError
-from twinvisor.linux import fsutil, kernel
+from twinvisor.exitcodes import Exit
+from twinvisor.linux import daemonlog, fsutil, kernel
 from twinvisor.supervisor import console as terminal  # not the programs' console fds
 from twinvisor.supervisor.runtime import Runtime
+from twinvisor.twin import startup_report
 
 if TYPE_CHECKING:  # imported when needed: a guard to connect to, a listener configured
     from twinvisor.control.tcp import TcpListener
@@ -33,9 +34,7 @@ if TYPE_CHECKING:  # imported when needed: a guard to connect to, a listener con
 
 log = logging.getLogger("twinvisor")
 
-READY_FD_ENV = "TWINVISOR_READY_FD"
 STARTUP_TIMEOUT = 60.0
-EXIT_STARTUP_REPORTED = 4  # start-up failed and the waiting `up` was told why
 
 
 def acquire_lock(daemon: DaemonSpec) -> int:
@@ -54,66 +53,21 @@ def acquire_lock(daemon: DaemonSpec) -> int:
     return fd
 
 
-def _setup_logging(daemon: DaemonSpec, foreground: bool) -> None:
-    os.makedirs(daemon.log_dir, mode=0o750, exist_ok=True)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
-    handlers: list[logging.Handler] = [fsutil.ResilientFileHandler(daemon.log_path)]
-    if foreground:
-        handlers.append(logging.StreamHandler(sys.stderr))
-    root = logging.getLogger()
-    for h in handlers:
-        h.setFormatter(fmt)
-        root.addHandler(h)
-    root.setLevel(logging.INFO)
-
-
-class _Reporter:
-    """Tells the waiting `twinvisor up` (and systemd, if it started us) how start-up went."""
-
-    def __init__(self) -> None:
-        self.told = False
-        raw = os.environ.pop(READY_FD_ENV, None)
-        self.fd = int(raw) if raw and raw.isdigit() else None
-        if self.fd is not None:
-            try:
-                os.set_inheritable(self.fd, False)  # programs must not inherit it
-            except OSError:
-                self.fd = None
-
-    def send(self, message: dict[str, Any]) -> None:
-        if self.fd is None:
-            return
-        try:
-            os.write(self.fd, (json.dumps(message) + "\n").encode())
-            os.close(self.fd)
-            self.told = True
-        except OSError:
-            pass  # the caller gave up waiting; that must not stop the daemon
-        self.fd = None
-
-    def failed(self, message: dict[str, Any]) -> int:
-        """Report a start-up failure; the exit status says whether an operator was told.
-        A guard does not retry a failure the `up` that started it has already reported:
-        it would go on behind the operator's back."""
-        self.send({"ok": False, **message})
-        return EXIT_STARTUP_REPORTED if self.told else 1
-
-
 def run(config_path: str, foreground: bool) -> int:
-    reporter = _Reporter()
+    reporter = startup_report.Reporter()
     try:
         config = load_config(config_path)
     except ConfigError as e:
-        reporter.send({"ok": False, "error": "config", "problems": [str(p) for p in e.problems]})
+        reporter.send(startup_report.config_errors([str(p) for p in e.problems]))
         print(str(e), file=sys.stderr)
-        return 2
+        return Exit.USAGE
     try:
         lock_fd = acquire_lock(config.daemon)
     except AlreadyRunning as e:
-        reporter.send({"ok": False, "error": "running", "message": str(e), "pid": e.pid})
+        reporter.send(startup_report.already_running(str(e), e.pid))
         print(f"twinvisor: {e} (pid {e.pid})", file=sys.stderr)
-        return 3
-    _setup_logging(config.daemon, foreground)
+        return Exit.ALREADY_RUNNING
+    daemonlog.setup(config.daemon, foreground)
     fsutil.write_atomic(config.daemon.pid_path, f"{os.getpid()}\n")
     try:
         return asyncio.run(_serve(config, reporter))
@@ -141,8 +95,8 @@ def _console_fds() -> tuple[int, int]:
 
 def _connect_guard(config: Config) -> tuple[GuardLink | None, dict[str, int]]:
     """As a twin: reach our guard and take back what it holds for us."""
-    from twinvisor.twin.guard import GUARD_ENV
     from twinvisor.twin.link import GuardLink
+    from twinvisor.twin.protocol import GUARD_ENV
 
     path = os.environ.pop(GUARD_ENV, None)
     if not path:
@@ -157,7 +111,7 @@ def _connect_guard(config: Config) -> tuple[GuardLink | None, dict[str, int]]:
     return link, handed
 
 
-async def _serve(config: Config, reporter: _Reporter) -> int:
+async def _serve(config: Config, reporter: startup_report.Reporter) -> int:
     return await _Service(config, reporter).serve()
 
 
@@ -165,7 +119,7 @@ class _Service:
     """One supervisor process's life: take the guard's fds back, bind, answer the control
     socket, adopt or start the programs, report to `up`, then serve until down or upgrade."""
 
-    def __init__(self, config: Config, reporter: _Reporter) -> None:
+    def __init__(self, config: Config, reporter: startup_report.Reporter) -> None:
         self.config = config
         self.reporter = reporter
         self.loop = asyncio.get_running_loop()
@@ -215,7 +169,7 @@ class _Service:
         log.info("twinvisor down")
         if self.exit_code is not None:
             return self.exit_code
-        return 0 if self.shutdown_result.get("ok") else 1
+        return Exit.OK if self.shutdown_result.get("ok") else Exit.FAILED
 
     def _guard_replaced(self, guard_pid: int | None) -> None:
         count = self.runtime.counters.count("guard_restarts")
@@ -349,10 +303,9 @@ class _Service:
         log.error("%s: stopping every program; the daemon exits with %d", reason, code)
         if self.link is not None:
             from twinvisor.twin import stopmark
-            from twinvisor.twin.guard import stop_marker
 
             try:
-                stopmark.write(stop_marker(self.config.daemon), code)
+                stopmark.write(self.config.daemon.stop_marker, code)
             except OSError as e:
                 log.error("cannot write the stop marker: %s", e)
         _background_task(self.shutdown())

@@ -11,11 +11,7 @@ them back and carries on: connections wait in the kernel's queues meanwhile, pip
 waits in the pipe buffers. When the guard dies the supervisor starts a new one (`--watch PID`
 mode) and hands it the fds again.
 
-Protocol: one JSON object per datagram, fds attached where the op carries them.
-  supervisor -> guard: hello, hold{key}+fd, release{key}, ping, shutdown, upgrade
-  guard -> supervisor: fds{keys}+fds (answer to hello, in batches), fds_end
-Pings go one way only (a reply would double the wake-ups of an idle pair): the guard detects
-a hung supervisor by missing pings; the supervisor detects a stopped guard by its /proc state.
+The wire protocol is in protocol.py.
 """
 
 from __future__ import annotations
@@ -35,18 +31,28 @@ from typing import Any
 
 from twinvisor.config.specs import AfterGiveUp, DaemonSpec, RestartPolicy
 from twinvisor.core import policy
-from twinvisor.linux import fsutil, kernel
+from twinvisor.exitcodes import FINAL_AT_STARTUP, Exit
+from twinvisor.linux import daemonlog, fsutil, kernel
 from twinvisor.linux.console import CONSOLE_ENV
-from twinvisor.twin import stopmark
+from twinvisor.linux.stopping import StopPlan
+from twinvisor.twin import startup_report, stopmark
+from twinvisor.twin.protocol import (
+    FDS_PER_MESSAGE,
+    GUARD_ENV,
+    HEARTBEAT_TIMEOUT,
+    command,
+    peer,
+    recv_message,
+    send_message,
+)
 
 log = logging.getLogger("twinvisor.guard")
 
 FOREGROUND_ENV = "TWINVISOR_FOREGROUND"  # as supervisor/console.py (a neighbour: not imported)
-GUARD_ENV = "TWINVISOR_GUARD"  # tells a supervisor where its guard listens
-HEARTBEAT = 3.0  # the supervisor pings this often, one way (a third of a wake-up per second each)
-HEARTBEAT_TIMEOUT = 7.0  # no ping for this long: the supervisor is hung or stopped
-MAX_MESSAGE = 64 * 1024
-FDS_PER_MESSAGE = 200  # SCM_MAX_FD is 253
+# an upgrade re-executes the guard in place, handing itself its fds through these
+_FDS_ENV = "TWINVISOR_GUARD_FDS"  # {key: fd}, the listener under _LISTENER_KEY
+_WATCH_ENV = "TWINVISOR_GUARD_WATCH"  # the supervisor's pid
+_LISTENER_KEY = "__listener__"
 # restart policy for the supervisor itself: quick retries, then slower, never a tight loop
 # (never giving up: a guard that stops reviving would leave the programs unsupervised)
 SUPERVISOR_POLICY = RestartPolicy(
@@ -59,52 +65,12 @@ SUPERVISOR_POLICY = RestartPolicy(
 )
 
 
-def guard_paths(daemon: DaemonSpec) -> tuple[str, str, str]:
-    run = daemon.run_dir
-    return f"{run}/guard.sock", f"{run}/guard.lock", f"{run}/guard.pid"
-
-
-def stop_marker(daemon: DaemonSpec) -> str:
-    """Seed 000's stop signal file: while it exists, nothing revives the supervisor."""
-    return f"{daemon.run_dir}/stop"
-
-
-def send_message(
-    sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None
-) -> None:
-    data = json.dumps(message).encode()
-    if fds:
-        socket.send_fds(sock, [data], fds)
-    else:
-        sock.send(data)
-
-
-def recv_message(sock: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
-    """One message and its fds; None when the peer is gone."""
-    try:
-        data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, FDS_PER_MESSAGE)
-    except (ConnectionResetError, BrokenPipeError):
-        return None
-    if not data:
-        for fd in fds:
-            os.close(fd)
-        return None
-    try:
-        message = json.loads(data)
-    except ValueError:
-        message = {}
-    return (message if isinstance(message, dict) else {}), fds
-
-
-def supervisor_command(config_path: str) -> list[str]:
-    return [sys.executable, "-m", "twinvisor", "daemon", "-c", config_path]
-
-
 class Guard:
     def __init__(self, config_path: str, daemon: DaemonSpec) -> None:
         self.config_path = config_path
         self.daemon = daemon
-        self.sock_path, self.lock_path, self.pid_path = guard_paths(daemon)
+        self.sock_path, self.lock_path = daemon.guard_socket, daemon.guard_lock_path
+        self.pid_path = daemon.guard_pid_path
         self.held: dict[str, int] = {}
         self.sel = selectors.DefaultSelector()
         self.conn: socket.socket | None = None
@@ -146,15 +112,18 @@ class Guard:
         self.listener = listener
         self.sel.register(listener, selectors.EVENT_READ, "accept")
 
+    def take_over(self, handed: dict[str, int]) -> None:
+        """Listen (on the socket a previous guard handed down, if any) and hold its fds."""
+        self.listen(handed.pop(_LISTENER_KEY, None))
+        self.held = handed
+        for fd in self.held.values():
+            os.set_inheritable(fd, False)
+
     # -- the supervisor ------------------------------------------------------------------
 
     def spawn_supervisor(self, ready_fd: int | None = None) -> None:
         env = dict(os.environ, **{GUARD_ENV: self.sock_path})
-        env.pop("TWINVISOR_READY_FD", None)
-        pass_fds: tuple[int, ...] = ()
-        if ready_fd is not None:
-            env["TWINVISOR_READY_FD"] = str(ready_fd)
-            pass_fds = (ready_fd,)
+        pass_fds = startup_report.hand_down(env, ready_fd)
         console = _console_dups()
         if console:  # programs with `console` write to our stdout/stderr (the container's)
             env[CONSOLE_ENV] = ",".join(map(str, console))
@@ -162,7 +131,7 @@ class Guard:
         out = _open_out(self.daemon)
         try:
             child = subprocess.Popen(
-                supervisor_command(self.config_path),
+                command("daemon", self.config_path),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 # under a foreground guard the supervisor tells the terminal what its programs
@@ -209,15 +178,15 @@ class Guard:
             self.supervisor_pidfd = None
         self.supervisor = self.supervisor_child = None
         self._drop_connection()
-        if self.shutdown_requested or os.path.exists(stop_marker(self.daemon)):
+        if self.shutdown_requested or os.path.exists(self.daemon.stop_marker):
             # an exit policy's code (an essential program's exit), else 0 for a stop
-            final = stopmark.read_code(stop_marker(self.daemon)) or 0
+            final = stopmark.read_code(self.daemon.stop_marker) or 0
             log.info("supervisor %s exited after a stop: the guard exits too (%d)", pid, final)
             raise SystemExit(final)
         code = os.waitstatus_to_exitcode(status) if status is not None else None
-        # final: config error (2), another supervisor holds the lock (3), a start-up failure
-        # the operator's `up` already reported (4); retrying would only hide it
-        if code in (2, 3, 4):
+        # final: config errors, another supervisor holds the lock, a start-up failure the
+        # operator's `up` already reported; retrying would only hide it
+        if code in FINAL_AT_STARTUP:
             log.error("supervisor %s exited with %s at start-up: the guard exits too", pid, code)
             raise SystemExit(code)
         log.warning("supervisor pid %s died (status %s): restarting it", pid, status)
@@ -237,16 +206,13 @@ class Guard:
             self.next_spawn = time.monotonic() + decision.delay
             return
         log.error("the supervisor failed %d times in a row; the guard gives up", self.failures)
-        raise SystemExit(1)
+        raise SystemExit(Exit.FAILED)
 
     # -- connection with the supervisor ----------------------------------------------------
 
     def _accept(self) -> None:
         conn, _ = self.listener.accept()
-        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-        pid, uid, _gid = (
-            int.from_bytes(creds[i : i + 4], sys.byteorder, signed=True) for i in (0, 4, 8)
-        )
+        pid, uid = peer(conn)
         if uid not in (os.geteuid(), 0):
             conn.close()
             return
@@ -318,6 +284,16 @@ class Guard:
 
     # -- main loop ----------------------------------------------------------------------------
 
+    def serve(self) -> int:
+        """Run until the guard exits; its exit status."""
+        try:
+            self.run()
+        except SystemExit as e:
+            fsutil.remove_quietly(self.pid_path)
+            fsutil.remove_quietly(self.sock_path)
+            return int(e.code or Exit.OK)
+        return Exit.OK
+
     def run(self) -> None:
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w)
@@ -343,12 +319,12 @@ class Guard:
                 self._reexec()
 
     def _on_stop_signal(self, signum: int, frame: object) -> None:
-        stopmark.write(stop_marker(self.daemon))
+        stopmark.write(self.daemon.stop_marker)
         self.shutdown_requested = True
         if self.supervisor is not None:
-            kernel.signal_pid(self.supervisor, signal.SIGTERM)
+            self._stop_plan(self.supervisor).ask()  # a stop that hangs misses its heartbeats
         else:
-            raise SystemExit(0)
+            raise SystemExit(Exit.OK)
 
     def _forward(self, signum: int, frame: object) -> None:
         if self.supervisor is not None:
@@ -389,24 +365,26 @@ class Guard:
                 "supervisor pid %d missed its heartbeats (stopped or hung): SIGKILL",
                 self.supervisor,
             )
-            kernel.signal_pid(self.supervisor, signal.SIGKILL)
+            self._stop_plan(self.supervisor).force()
             self.last_ping = time.monotonic()
+
+    @staticmethod
+    def _stop_plan(supervisor: int) -> StopPlan:
+        """The supervisor alone (its programs live in their own groups, and it stops them in
+        order); a missed heartbeat is the timeout, so the main loop does the waiting."""
+        return StopPlan(supervisor, signal.SIGTERM, HEARTBEAT_TIMEOUT, group=False)
 
     def _reexec(self) -> None:
         """`twinvisor upgrade`: become the newly installed code, keeping our pid, our child
         (the supervisor), the listener and every held fd."""
-        fds = {**self.held, "__listener__": self.listener.fileno()}
+        fds = {**self.held, _LISTENER_KEY: self.listener.fileno()}
         for fd in fds.values():
             os.set_inheritable(fd, True)
-        env = dict(os.environ, TWINVISOR_GUARD_FDS=json.dumps(fds))
+        env = dict(os.environ, **{_FDS_ENV: json.dumps(fds)})
         if self.supervisor is not None:
-            env["TWINVISOR_GUARD_WATCH"] = str(self.supervisor)
+            env[_WATCH_ENV] = str(self.supervisor)
         log.info("upgrade: re-executing the guard")
-        os.execve(
-            sys.executable,
-            [sys.executable, "-m", "twinvisor", "guard", "-c", self.config_path],
-            env,
-        )
+        os.execve(sys.executable, command("guard", self.config_path), env)
 
 
 def _console_dups() -> list[int]:
@@ -425,7 +403,7 @@ def _console_dups() -> list[int]:
 def _open_out(daemon: DaemonSpec) -> int:
     os.makedirs(daemon.log_dir, mode=0o750, exist_ok=True)
     try:
-        return fsutil.open_log(f"{daemon.log_dir}/twinvisor.out")
+        return fsutil.open_log(daemon.out_path)
     except OSError:
         return os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
 
@@ -434,91 +412,40 @@ def run_guard(config_path: str, watch_pid: int | None, foreground: bool = False)
     """Entry point of `twinvisor guard` (started by `up`, by a supervisor, or by itself)."""
     from twinvisor.config.paths import daemon_table_paths
 
-    ready_fd = _take_ready_fd()
+    reporter = startup_report.Reporter()
     # only the [daemon] table: the guard stays small, and a config with errors elsewhere
     # is for the supervisor to report
-    paths = daemon_table_paths(config_path)
-    if paths is None:
-        _report(
-            ready_fd,
-            {
-                "ok": False,
-                "error": "config",
-                "problems": [f"{config_path}: cannot read the [daemon] table"],
-            },
-        )
-        return 2
-    daemon = DaemonSpec(run_dir=paths.run_dir, log_dir=paths.log_dir, socket=paths.socket)
+    daemon = daemon_table_paths(config_path)
+    if daemon is None:
+        problem = f"{config_path}: cannot read the [daemon] table"
+        reporter.send(startup_report.config_errors([problem]))
+        return Exit.USAGE
     guard = Guard(os.path.abspath(config_path), daemon)
-    inherited = json.loads(os.environ.pop("TWINVISOR_GUARD_FDS", "{}"))
-    watch_env = os.environ.pop("TWINVISOR_GUARD_WATCH", None)
-    if watch_env and watch_env.isdigit():
-        watch_pid = int(watch_env)
-    lock_fd = guard.lock()
-    if lock_fd is None:
-        _report(
-            ready_fd,
-            {
-                "ok": False,
-                "error": "running",
-                "message": "a guard already runs",
-                "pid": fsutil.read_pid(guard.pid_path),
-            },
-        )
-        return 3
-    _setup_logging(daemon, foreground)
+    handed, watched = _take_handoff()
+    if guard.lock() is None:  # else held until we exit
+        holder = fsutil.read_pid(guard.pid_path)
+        reporter.send(startup_report.already_running("a guard already runs", holder))
+        return Exit.ALREADY_RUNNING
+    daemonlog.setup(daemon, foreground, tag="guard")
     if foreground:
         os.environ[FOREGROUND_ENV] = "1"  # inherited by each supervisor this guard starts
     kernel.set_child_subreaper()
     fsutil.write_atomic(guard.pid_path, f"{os.getpid()}\n")
-    guard.listen(inherited.pop("__listener__", None))
-    guard.held = {k: int(v) for k, v in inherited.items()}
-    for fd in guard.held.values():
-        os.set_inheritable(fd, False)
+    guard.take_over(handed)
+    watch_pid = watched if watched is not None else watch_pid
     if watch_pid is not None:
         guard.watch_existing(watch_pid)
     else:
-        guard.spawn_supervisor(ready_fd)
-    if ready_fd is not None:
-        os.close(ready_fd)  # the supervisor reports readiness itself
-    try:
-        guard.run()
-    except SystemExit as e:
-        fsutil.remove_quietly(guard.pid_path)
-        fsutil.remove_quietly(guard.sock_path)
-        return int(e.code or 0)
-    return 0
+        guard.spawn_supervisor(reporter.fd)
+    reporter.close()  # the supervisor reports how start-up went itself
+    return guard.serve()
 
 
-def _take_ready_fd() -> int | None:
-    raw = os.environ.pop("TWINVISOR_READY_FD", None)
-    if not raw or not raw.isdigit():
-        return None
-    fd = int(raw)
-    try:
-        os.set_inheritable(fd, False)
-    except OSError:
-        return None
-    return fd
-
-
-def _report(fd: int | None, message: dict[str, Any]) -> None:
-    if fd is None:
-        return
-    with contextlib.suppress(OSError):
-        os.write(fd, (json.dumps(message) + "\n").encode())
-
-
-def _setup_logging(daemon: DaemonSpec, foreground: bool = False) -> None:
-    os.makedirs(daemon.log_dir, mode=0o750, exist_ok=True)
-    handlers: list[logging.Handler] = [
-        fsutil.ResilientFileHandler(f"{daemon.log_dir}/twinvisor.log")
-    ]
-    if foreground:
-        handlers.append(logging.StreamHandler(sys.stderr))
-    fmt = logging.Formatter("%(asctime)s %(levelname)s guard[%(process)d]: %(message)s")
-    root = logging.getLogger()
-    for handler in handlers:
-        handler.setFormatter(fmt)
-        root.addHandler(handler)
-    root.setLevel(logging.INFO)
+def _take_handoff() -> tuple[dict[str, int], int | None]:
+    """What the guard we were before an upgrade's re-exec handed down: the fds it held (and
+    its listener), and the supervisor to watch. Nothing when we were started afresh."""
+    fds = json.loads(os.environ.pop(_FDS_ENV, "{}"))
+    watch = os.environ.pop(_WATCH_ENV, None)
+    return {str(k): int(v) for k, v in fds.items()}, int(
+        watch
+    ) if watch and watch.isdigit() else None

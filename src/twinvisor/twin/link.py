@@ -1,6 +1,6 @@
 """The supervisor's side of the twin: hand fds to the guard, heartbeat, replace a dead guard.
 
-See twin.py for the guard itself and the protocol.
+See guard.py for the guard itself, protocol.py for what travels between the two.
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Callable
 
 from twinvisor.linux import kernel
-from twinvisor.twin.guard import HEARTBEAT, recv_message, send_message
+from twinvisor.twin.protocol import HEARTBEAT, command, peer, recv_message, send_message
 
 log = logging.getLogger("twinvisor")
 
@@ -42,8 +41,7 @@ class GuardLink:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         sock.settimeout(timeout)
         sock.connect(self.path)
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-        self.guard_pid = int.from_bytes(creds[0:4], sys.byteorder, signed=True)
+        self.guard_pid, _uid = peer(sock)
         self.sock = sock
         send_message(sock, {"op": "hello", "pid": os.getpid()})
         received: dict[str, int] = {}
@@ -147,19 +145,9 @@ class GuardLink:
 
     async def _replace_guard(self) -> None:
         """Start a guard that watches us, reconnect, and hand it every fd again."""
-        cmd = [
-            sys.executable,
-            "-m",
-            "twinvisor",
-            "guard",
-            "-c",
-            self.config_path,
-            "--watch",
-            str(os.getpid()),
-        ]
         out, err = self.console if self.console is not None else (None, None)
         proc = subprocess.Popen(
-            cmd,
+            command("guard", self.config_path, "--watch", str(os.getpid())),
             stdin=subprocess.DEVNULL,
             # the console it hands to the next supervisors: the one the dead guard had
             stdout=subprocess.DEVNULL if out is None else out,

@@ -1,0 +1,64 @@
+"""The guard <-> supervisor wire protocol: one JSON object per SOCK_SEQPACKET datagram, with
+fds attached (SCM_RIGHTS) where the op carries them.
+
+  supervisor -> guard: hello, hold{key}+fd, release{key}, ping, shutdown, upgrade
+  guard -> supervisor: fds{keys}+fds (answer to hello, in batches), fds_end
+
+Pings go one way only (a reply would double the wake-ups of an idle pair): the guard detects
+a hung supervisor by missing pings; the supervisor detects a stopped guard by its /proc state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from typing import Any
+
+GUARD_ENV = "TWINVISOR_GUARD"  # tells a supervisor where its guard listens
+HEARTBEAT = 3.0  # the supervisor pings this often, one way (a third of a wake-up per second each)
+HEARTBEAT_TIMEOUT = 7.0  # no ping for this long: the supervisor is hung or stopped
+MAX_MESSAGE = 64 * 1024
+FDS_PER_MESSAGE = 200  # SCM_MAX_FD is 253
+
+
+def command(verb: str, config_path: str, *extra: str) -> list[str]:
+    """How one side of the twin starts the other: `guard` (the guard, from `up` or from a
+    supervisor whose guard died) or `daemon` (the supervisor, from its guard)."""
+    return [sys.executable, "-m", "twinvisor", verb, "-c", config_path, *extra]
+
+
+# Any: a decoded JSON object, read by key at the edge (the peer may send anything)
+def send_message(
+    sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None
+) -> None:
+    data = json.dumps(message).encode()
+    if fds:
+        socket.send_fds(sock, [data], fds)
+    else:
+        sock.send(data)
+
+
+def recv_message(sock: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
+    """One message and its fds; None when the peer is gone."""
+    try:
+        data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, FDS_PER_MESSAGE)
+    except (ConnectionResetError, BrokenPipeError):
+        return None
+    if not data:
+        for fd in fds:
+            os.close(fd)
+        return None
+    try:
+        message = json.loads(data)
+    except ValueError:
+        message = {}
+    return (message if isinstance(message, dict) else {}), fds
+
+
+def peer(sock: socket.socket) -> tuple[int, int]:
+    """(pid, uid) of the process at the other end (SO_PEERCRED: the kernel vouches for it)."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+    pid, uid = (int.from_bytes(creds[i : i + 4], sys.byteorder, signed=True) for i in (0, 4))
+    return pid, uid

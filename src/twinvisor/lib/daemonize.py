@@ -42,6 +42,7 @@ from typing import NoReturn
 from twinvisor.config.specs import RestartPolicy
 from twinvisor.core.policy import GiveUp, Restart, Stay, decide, run_failed
 from twinvisor.errors import AlreadyRunning, SpawnError
+from twinvisor.exitcodes import Exit
 from twinvisor.linux.kernel import pidfd_open, signal_group, wait_gone
 from twinvisor.linux.stopping import StopPlan, stop
 
@@ -144,7 +145,7 @@ def background(
         [*_lineage.path, _CHILD], log_file, new_session=True, start_timeout=start_timeout
     )
     if exit_parent:
-        _exit_now(0)
+        _exit_now(Exit.OK)
     _lineage.path.append(f"p:{child.pid}")
     return child
 
@@ -176,7 +177,7 @@ def _complete_handoff(pid_file: str | None) -> None:
         except AlreadyRunning as e:
             _report(fd, f"locked {e.pid or 0} {e}\n".encode())
             print(f"twinvisor.daemon: {e}", file=sys.stderr, flush=True)
-            _exit_now(1)
+            _exit_now(Exit.FAILED)
     _report(fd, _HANDSHAKE_OK)
     # The log file is not a tty: keep lines whole and timely in it
     for stream in (sys.stdout, sys.stderr):
@@ -399,19 +400,19 @@ class Daemon:
             run = self._run_worker(child_path)
             if self._stop_signal is not None:
                 self._log(f"stopped by signal {self._stop_signal}; {self._describe(run)}")
-                return 0
+                return Exit.OK
             failed = run is None or run_failed(self.policy, run.run_time if run.started else None)
             failures = failures + 1 if failed else 0
             self._log(f"{self._describe(run)}; consecutive failures {failures}/{self.max_error}")
             if self.max_count and restarts >= self.max_count:
                 self._log(f"restarted {restarts} times (max_count): stopping")
-                return 0
+                return Exit.OK
             delay = self._next_delay(run, failures)
             if delay is None:
-                return 1 if failures else 0
+                return Exit.FAILED if failures else Exit.OK
             if not self._sleep(delay):
                 self._log(f"stopped by signal {self._stop_signal}")
-                return 0
+                return Exit.OK
             restarts += 1
             self._log(f"restart {restarts} after {delay:.2f}s")
 

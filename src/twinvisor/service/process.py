@@ -25,6 +25,7 @@ from twinvisor.errors import AlreadyRunning, ConfigError
 from twinvisor.exitcodes import Exit
 from twinvisor.linux import daemonlog, fsutil, kernel
 from twinvisor.supervisor import console as terminal  # not the programs' console fds
+from twinvisor.supervisor import fdkeys
 from twinvisor.supervisor.runtime import Runtime
 from twinvisor.twin import startup_report
 
@@ -184,12 +185,12 @@ class _Service:
 
         router = build_router(self.runtime, self.shutdown, self.upgrade)
         server = ControlServer(self.config.daemon.socket, router)
-        control_fd = self.handed.pop("control", None)
+        control_fd = self.handed.pop(fdkeys.CONTROL, None)
         if control_fd is not None:  # the guard kept it: no connection was ever refused
             server.adopt_socket(socket.socket(fileno=control_fd))
         await server.start()
         if self.link is not None and server.listening_socket is not None:
-            self.link.hold("control", server.listening_socket.fileno())
+            self.link.hold(fdkeys.CONTROL, server.listening_socket.fileno())
         self.server = server
         return server
 
@@ -331,7 +332,7 @@ def _restore_socket(server: ControlServer, link: GuardLink | None) -> None:
         if sock is not None:
             log.warning("control socket %s was deleted: re-created", server.path)
             if link is not None:
-                link.hold("control", sock.fileno())
+                link.hold(fdkeys.CONTROL, sock.fileno())
 
     _background.add(asyncio.ensure_future(restore()))
     for task in [t for t in _background if t.done()]:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from twinvisor.config.specs import ProgramSpec
 from twinvisor.linux import sockets
+from twinvisor.supervisor import fdkeys
 from twinvisor.supervisor.seams import FdKeeper
 
 
@@ -27,9 +28,11 @@ class Listeners:
     def take_over(self, handed: dict[str, int]) -> None:
         """Adopt the listening sockets among the fds a previous supervisor left with the guard
         (popped from `handed`): they never stopped accepting."""
-        for key in [k for k in handed if k.startswith("listen:")]:
+        for key, addr in [(k, fdkeys.listen_addr(k)) for k in handed]:
+            if addr is None:
+                continue
             sock = socket.socket(fileno=handed.pop(key))
-            self.registry.adopt(key.removeprefix("listen:"), sock)
+            self.registry.adopt(addr, sock)
             link = self._link()
             if link is not None:
                 link.hold(key, sock.fileno())
@@ -52,7 +55,7 @@ class Listeners:
                 continue
             link = self._link()
             if not known and link is not None:
-                link.hold(f"listen:{addr}", fd)
+                link.hold(fdkeys.listen(addr), fd)
             fds.append(fd)
         return fds
 
@@ -63,7 +66,7 @@ class Listeners:
         link = self._link()
         for addr in gone:
             if link is not None:
-                link.release(f"listen:{addr}")
+                link.release(fdkeys.listen(addr))
         self.registry.release_unused(in_use)
         return gone
 

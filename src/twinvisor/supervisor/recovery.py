@@ -16,7 +16,7 @@ import time
 from twinvisor.core.events import Adopted, CountersRestored, ExitRecord, StrayGeneration
 from twinvisor.linux import children, fsutil, kernel, sockets, statefile
 from twinvisor.linux.children import Child
-from twinvisor.supervisor import trust
+from twinvisor.supervisor import fdkeys, trust
 from twinvisor.supervisor.seams import Recoverable
 
 log = logging.getLogger("twinvisor")
@@ -81,8 +81,8 @@ def _trusted(rt: Recoverable, saved: statefile.PersistedState, rec: statefile.Ch
 def _reattach(rt: Recoverable, rec: statefile.ChildRecord, handed: dict[str, int]) -> Child:
     """A Child for a live process, with its output pipes: the guard's copy if it survived,
     else the FIFO by its path (both twins died)."""
-    out = handed.pop(f"pipe:{rec.name}:{rec.pid}:out", None)
-    err = handed.pop(f"pipe:{rec.name}:{rec.pid}:err", None)
+    out = handed.pop(fdkeys.pipe(rec.name, rec.pid, "out"), None)
+    err = handed.pop(fdkeys.pipe(rec.name, rec.pid, "err"), None)
     if out is None:
         out = children.open_fifo(rt.fifo_dir, rec.name, "out", rec.pid)
     if err is None:
@@ -155,7 +155,7 @@ def claim_sockets(rt: Recoverable, unbound: list[str]) -> None:
             continue
         rt.sockets.adopt(addr, sock)
         if rt.link is not None:
-            rt.link.hold(f"listen:{addr}", sock.fileno())
+            rt.link.hold(fdkeys.listen(addr), sock.fileno())
         log.info("took listening socket %s back from a running program", addr)
 
 

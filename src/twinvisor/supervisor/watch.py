@@ -19,6 +19,7 @@ from twinvisor.linux import children, fsutil, kernel
 from twinvisor.linux.children import Child
 from twinvisor.linux.console import ConsoleStream, PipePeek
 from twinvisor.linux.logs import LogFile
+from twinvisor.supervisor import fdkeys
 from twinvisor.supervisor.seams import FdKeeper
 
 OnExit = Callable[[str, int, int | None, int | None], None]  # (instance, pid, exit code, signal)
@@ -128,7 +129,7 @@ class ChildWatcher:
         link = self._link()
         for stream, fd in (("out", child.stdout_fd), ("err", child.stderr_fd)):
             if fd is not None:
-                key = f"pipe:{name}:{child.pid}:{stream}"
+                key = fdkeys.pipe(name, child.pid, stream)
                 self._pipe_keys[fd] = key
                 self._fifo_paths[fd] = children.fifo_path(
                     self._fifo_dir, f"{name}.{stream}", child.pid

@@ -446,6 +446,5 @@ def _take_handoff() -> tuple[dict[str, int], int | None]:
     its listener), and the supervisor to watch. Nothing when we were started afresh."""
     fds = json.loads(os.environ.pop(_FDS_ENV, "{}"))
     watch = os.environ.pop(_WATCH_ENV, None)
-    return {str(k): int(v) for k, v in fds.items()}, int(
-        watch
-    ) if watch and watch.isdigit() else None
+    watch_pid = int(watch) if watch and watch.isdigit() else None
+    return {str(k): int(v) for k, v in fds.items()}, watch_pid

@@ -1,0 +1,31 @@
+"""The names the guard holds our fds under, built and parsed here only.
+
+The guard keeps them as opaque strings: a new supervisor gets them back with their fds and
+reads here which is which.
+
+  control                 the control socket's listener
+  listen:ADDR             a listening socket (one per address, whoever names it)
+  pipe:NAME:PID:out|err   the read end of one program generation's stdout or stderr pipe
+
+They live in the supervisor layer, not in twin/, because the supervisor must not import the
+twin (it only sees the guard as an FdKeeper).
+"""
+
+from __future__ import annotations
+
+CONTROL = "control"
+_LISTEN = "listen:"
+
+
+def listen(addr: str) -> str:
+    return f"{_LISTEN}{addr}"
+
+
+def listen_addr(key: str) -> str | None:
+    """The address of a `listen:` key; None for any other key."""
+    return key.removeprefix(_LISTEN) if key.startswith(_LISTEN) else None
+
+
+def pipe(name: str, pid: int, stream: str) -> str:
+    """`stream`: "out" or "err"."""
+    return f"pipe:{name}:{pid}:{stream}"

@@ -18,11 +18,18 @@ from typing import TYPE_CHECKING, Any
 
 from twinvisor import __version__
 from twinvisor.cli import remote
+from twinvisor.exitcodes import Exit
 
 if TYPE_CHECKING:
     from twinvisor.config.specs import DaemonSpec
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
+# the names the verbs use; the values have one home, exitcodes.Exit
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = (
+    Exit.OK,
+    Exit.FAILED,
+    Exit.USAGE,
+    Exit.NO_DAEMON,
+)
 READ_TIMEOUT = 10.0  # seconds a read (status, logs lookup) waits for the daemon
 
 

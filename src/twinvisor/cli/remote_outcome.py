@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
+from twinvisor.exitcodes import Exit
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = (
+    Exit.OK,
+    Exit.FAILED,
+    Exit.USAGE,
+    Exit.NO_DAEMON,
+)
 SSH_FAILED = 255
 
 _SSH_REASONS = (  # (what ssh says, lower case) -> the reason shown; the first match wins

@@ -4,6 +4,7 @@ The guard keeps them as opaque strings: a new supervisor gets them back with the
 reads here which is which.
 
   control                 the control socket's listener
+  notify                  the NOTIFY_SOCKET datagram socket (its name is random: bound once)
   listen:ADDR             a listening socket (one per address, whoever names it)
   pipe:NAME:PID:out|err   the read end of one program generation's stdout or stderr pipe
 
@@ -14,6 +15,7 @@ twin (it only sees the guard as an FdKeeper).
 from __future__ import annotations
 
 CONTROL = "control"
+NOTIFY = "notify"
 _LISTEN = "listen:"
 
 

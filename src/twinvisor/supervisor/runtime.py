@@ -32,7 +32,7 @@ from twinvisor.linux import children, kernel, readiness, sockets, statefile
 from twinvisor.linux.children import Child
 from twinvisor.linux.console import Console, ConsoleStream, open_nonblocking
 from twinvisor.linux.logs import LogFile
-from twinvisor.supervisor import orchestration, persistence, pidfiles, recovery, trust
+from twinvisor.supervisor import fdkeys, orchestration, persistence, pidfiles, recovery, trust
 from twinvisor.supervisor.health import Health
 from twinvisor.supervisor.hooks import HookRunner
 from twinvisor.supervisor.journal import Counters, Journal
@@ -106,10 +106,10 @@ class Runtime:
         `handed`: fds a previous supervisor left with the guard; listening sockets among them
         are taken over instead of bound again (they never stopped accepting)."""
         handed = {} if handed is None else handed
-        self.notify.start(handed.pop("notify", None))
+        self.notify.start(handed.pop(fdkeys.NOTIFY, None))
         if self.link is not None and self.notify.fileno is not None:
             # held like the listening sockets: the name is never free for another uid to take
-            self.link.hold("notify", self.notify.fileno)
+            self.link.hold(fdkeys.NOTIFY, self.notify.fileno)
         import hashlib  # one cgroup per daemon (run dir), beside whatever else runs here
 
         self._cgroup_tag = hashlib.sha256(os.fsencode(self.config.daemon.run_dir)).hexdigest()[:12]

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
+import time
 
 
 def make_private_dir(path: str) -> None:
@@ -51,6 +53,43 @@ def read_pid(path: str) -> int | None:
     except OSError:
         return None
     return int(text) if text.isdigit() else None
+
+
+class Untrusted(Exception):
+    """A run-dir file that cannot be what it should: the message says why."""
+
+
+def read_untrusted(path: str, limit: int) -> bytes | None:
+    """The content of a file in the run dir, which anyone with our uid (or a bug, or a full
+    disk) may have replaced by anything: None when it is missing; raises Untrusted when it is
+    not a regular file or larger than `limit` (a FIFO would block us, a directory can never be
+    replaced by a rename). Never follows a symlink."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise Untrusted(e.strerror or str(e)) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Untrusted("not a regular file")
+        if st.st_size > limit:
+            raise Untrusted(f"{st.st_size} bytes, more than {limit}")
+        return os.read(fd, limit + 1)
+    finally:
+        os.close(fd)
+
+
+def move_aside(path: str, what: str = "corrupt") -> str:
+    """Rename a bad file (or directory) out of the way, kept for a post-mortem, never deleted;
+    returns where it went (or why it could not be moved)."""
+    aside = f"{path}.{what}-{time.time_ns()}"
+    try:
+        os.replace(path, aside)
+    except OSError as e:
+        return f"(could not be moved aside: {e.strerror})"
+    return aside
 
 
 def remove_quietly(path: str) -> None:

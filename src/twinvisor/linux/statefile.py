@@ -12,18 +12,50 @@ children are gone anyway, and skipping fsync keeps spawning fast.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
+
+import msgspec
 
 from twinvisor.linux import fsutil
 
 log = logging.getLogger("twinvisor")
 
-VERSION = 1
+VERSION: Literal[1] = 1
+MAX_BYTES = 16 * 1024 * 1024  # 200 programs take a few KB
+
+# The file is untrusted input (any process of our uid, a bug or a full disk may have left
+# anything there): a typed schema with bounds, checked by msgspec while it parses, so nested
+# garbage, a pid of 1e400 or a string where a number belongs is a clean error, not a crash.
+_Name = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+_Pid = Annotated[int, msgspec.Meta(ge=1, le=1 << 22)]  # PID_MAX_LIMIT
+_Ticks = Annotated[int, msgspec.Meta(ge=0, le=1 << 62)]
+_Wall = Annotated[float, msgspec.Meta(ge=0, le=1e11)]
+_Count = Annotated[int, msgspec.Meta(ge=0, le=1 << 31)]
+
+
+class _Exit(msgspec.Struct, frozen=True):
+    exit_code: Annotated[int, msgspec.Meta(ge=-(1 << 31), le=1 << 31)] | None = None
+    signal: Annotated[int, msgspec.Meta(ge=0, le=1024)] | None = None
+    signal_name: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    run_time: Annotated[float, msgspec.Meta(ge=0, le=1e11)] = 0.0
+    asked: bool = False
+
+
+class _Wire(msgspec.Struct, frozen=True):
+    version: Literal[1]
+    clean_shutdown: bool
+    desired: dict[_Name, bool]
+    children: list[tuple[_Name, _Pid, _Ticks | None, _Wall]]
+    restarts: dict[_Name, _Count] = {}
+    # instance -> how its last generation ended
+    last_exits: dict[_Name, _Exit] = {}
+    written: float = 0.0
+
+
+_decoder = msgspec.json.Decoder(_Wire)
 
 
 @dataclass(frozen=True)
@@ -44,69 +76,39 @@ class PersistedState:
     last_exits: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        data: dict[str, Any] = {
-            "version": VERSION,
-            "written": time.time(),
-            "clean_shutdown": self.clean_shutdown,
-            "desired": self.desired,
-            "restarts": self.restarts,
-            "last_exits": self.last_exits,
-            "children": [[c.name, c.pid, c.start_ticks, c.started_wall] for c in self.children],
-        }
-        return json.dumps(data, separators=(",", ":"))
+        wire = _Wire(
+            VERSION,
+            self.clean_shutdown,
+            self.desired,
+            [(c.name, c.pid, c.start_ticks, c.started_wall) for c in self.children],
+            self.restarts,
+            {n: msgspec.convert(e, _Exit) for n, e in self.last_exits.items()},
+            time.time(),
+        )
+        return msgspec.json.encode(wire).decode()
 
 
 def load(path: str) -> PersistedState:
-    """The saved state; an empty one when missing. A corrupt file is moved aside (kept for
-    a post-mortem, never deleted) and the daemon starts anyway."""
+    """The saved state; an empty one when missing. A bad file (not JSON, not our schema, not
+    a regular file, too large) is moved aside, kept for a post-mortem, and the daemon starts
+    anyway: adoption does not depend on this file (recovery also finds programs by their tag)."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read(16 * 1024 * 1024)
-    except FileNotFoundError:
+        raw = fsutil.read_untrusted(path, MAX_BYTES)
+        if raw is None:
+            return PersistedState()
+        wire = _decoder.decode(raw)
+    except (fsutil.Untrusted, msgspec.DecodeError) as e:
+        aside = fsutil.move_aside(path)
+        log.error("state file %s is corrupt (%s); moved to %s; starting without it", path, e, aside)
         return PersistedState()
     except OSError as e:
         log.error("cannot read state file %s: %s; starting without it", path, e.strerror)
         return PersistedState()
-    try:
-        return _parse(json.loads(raw))
-    except (ValueError, TypeError, KeyError, AttributeError) as e:
-        aside = f"{path}.corrupt-{int(time.time())}"
-        try:
-            os.replace(path, aside)
-        except OSError:
-            aside = "(could not move it aside)"
-        log.error("state file %s is corrupt (%s); moved to %s; starting without it", path, e, aside)
-        return PersistedState()
-
-
-def _parse(data: Any) -> PersistedState:
-    if not isinstance(data, dict) or data.get("version") != VERSION:
-        raise ValueError("unknown format or version")
-    desired = {str(k): bool(v) for k, v in dict(data["desired"]).items()}
-    restarts = {str(k): int(v) for k, v in dict(data.get("restarts", {})).items()}
-    last_exits = {str(k): _exit(v) for k, v in dict(data.get("last_exits", {})).items()}
-    children = [
-        ChildRecord(str(name), int(pid), None if ticks is None else int(ticks), float(wall))
-        for name, pid, ticks, wall in data["children"]
-    ]
-    return PersistedState(desired, children, bool(data["clean_shutdown"]), restarts, last_exits)
-
-
-def _exit(raw: Any) -> dict[str, Any]:
-    """One last_exits entry, its types checked (an older or edited file must not crash us)."""
-    d = dict(raw)
-
-    def num(key: str) -> int | None:
-        return None if d.get(key) is None else int(d[key])
-
-    name = d.get("signal_name")
-    return {
-        "exit_code": num("exit_code"),
-        "signal": num("signal"),
-        "signal_name": None if name is None else str(name),
-        "run_time": float(d.get("run_time", 0.0)),
-        "asked": bool(d.get("asked", False)),
-    }
+    children = [ChildRecord(n, pid, ticks, wall) for n, pid, ticks, wall in wire.children]
+    exits = {n: msgspec.structs.asdict(e) for n, e in wire.last_exits.items()}
+    return PersistedState(
+        dict(wire.desired), children, wire.clean_shutdown, dict(wire.restarts), exits
+    )
 
 
 def save(path: str, state: PersistedState, durable: bool) -> bool:

@@ -233,29 +233,29 @@ class _Service:
             loop.add_signal_handler(signal.SIGCHLD, runtime.reap_orphans)
 
     def _take_over(self) -> list[str]:
-        """Adopt what a previous supervisor left running; the names still to start."""
+        """Adopt what a previous supervisor left running; the names still to start. Runs at
+        every start, whatever the state file says: it can be lost, corrupt or wrong (a clean
+        shutdown recorded while programs live), and the tag scan finds our programs anyway."""
         from twinvisor.linux import statefile
 
-        runtime, handed = self.runtime, self.handed
+        runtime = self.runtime
         saved = statefile.load(runtime.state_path)
-        if saved.clean_shutdown or not (saved.children or saved.desired):
-            for fd in handed.values():
-                os.close(fd)
-            runtime.remove_stale()
-            return runtime.autostart_names()
-        adopted = runtime.recover(saved, handed)
-        count = runtime.counters.count("takeovers")
-        runtime.journal.emit(
-            "takeover", pid=os.getpid(), message=f"takeover {count}: adopted {len(adopted)}"
-        )
+        if saved.clean_shutdown:  # `down` finished: what the user wanted then is over
+            saved = statefile.PersistedState()
+        adopted = runtime.recover(saved, self.handed)
         to_start = [
             n
             for n in runtime.names()
             if n not in adopted and saved.desired.get(n, runtime.procs[n].spec.autostart)
         ]
-        log.info(
-            "recovered: adopted %s; starting %s", sorted(adopted) or "none", to_start or "none"
-        )
+        if adopted or saved.children or saved.desired:  # there was something to take over
+            count = runtime.counters.count("takeovers")
+            runtime.journal.emit(
+                "takeover", pid=os.getpid(), message=f"takeover {count}: adopted {len(adopted)}"
+            )
+            log.info(
+                "recovered: adopted %s; starting %s", sorted(adopted) or "none", to_start or "none"
+            )
         return to_start
 
     async def _start_programs(self, to_start: list[str]) -> None:

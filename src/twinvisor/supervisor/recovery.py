@@ -14,7 +14,7 @@ import socket
 import time
 
 from twinvisor.core.events import Adopted, CountersRestored, ExitRecord, StrayGeneration
-from twinvisor.linux import children, fsutil, kernel, sockets, statefile
+from twinvisor.linux import children, fsutil, kernel, sockets, statefile, tags
 from twinvisor.linux.children import Child
 from twinvisor.supervisor import fdkeys, trust
 from twinvisor.supervisor.seams import Recoverable
@@ -25,8 +25,8 @@ log = logging.getLogger("twinvisor")
 def recover(rt: Recoverable, saved: statefile.PersistedState, handed: dict[str, int]) -> set[str]:
     """Adopt the live children a previous supervisor left; returns the adopted names.
 
-    A record is trusted only if the pid is alive with the same start time (pid reuse),
-    and a process found by its environment tag only if it leads its own session."""
+    A record is trusted only if the pid is alive with the same start time (pid reuse); a
+    process found by its environment tag only if it is a generation (see `linux.tags`)."""
     procs = rt.procs
     rt.restore_desired({n: v for n, v in saved.desired.items() if n in procs})
     for name in set(saved.restarts) | set(saved.last_exits):
@@ -56,17 +56,19 @@ def recover(rt: Recoverable, saved: statefile.PersistedState, handed: dict[str, 
 
 
 def _candidates(rt: Recoverable, saved: statefile.PersistedState) -> list[statefile.ChildRecord]:
-    """Live children of known instances: the state file's, then the tag scan's."""
+    """Live generations of known instances: the state file's, and those found by their tag,
+    which finds them whatever happened to the state file (lost, corrupt, stale)."""
     procs = rt.procs
     candidates = [r for r in saved.children if r.name in procs and _alive(r)]
-    # the state file is the authority; the tag scan only covers instances it has nothing
-    # alive for (a supervisor killed between a spawn and the save)
+    known = {r.pid for r in candidates}
     covered = {r.name for r in candidates}
-    candidates += [
-        r
-        for r in _tagged_processes(rt.config.daemon.run_dir, {r.pid for r in candidates})
-        if r.name in procs and r.name not in covered and _trusted(rt, saved, r)
-    ]
+    for t in tags.generations(tags.scan(rt.config.daemon.run_dir, known)):
+        # a process from before generation ids is trusted only where the state file has
+        # nothing alive for its instance (it may be a double-forked descendant)
+        if t.name in procs and (t.generation is not None or t.name not in covered):
+            rec = statefile.ChildRecord(t.name, t.pid, t.start_ticks, t.create_time)
+            if _trusted(rt, saved, rec):
+                candidates.append(rec)
     return candidates
 
 
@@ -96,42 +98,6 @@ def _reattach(rt: Recoverable, rec: statefile.ChildRecord, handed: dict[str, int
 
 def _alive(rec: statefile.ChildRecord) -> bool:
     return kernel.is_same_process(rec.pid, rec.start_ticks) and not kernel.is_zombie(rec.pid)
-
-
-def _tagged_processes(run_dir: str, known: set[int]) -> list[statefile.ChildRecord]:
-    """Session leaders whose environment carries our run dir: programs of ours that the state
-    file missed (a supervisor killed between spawn and save). A tagged process whose parent
-    is tagged too is something a program started (say a daemon that called setsid), not a
-    generation of its own."""
-    import psutil
-
-    found = []
-    for p in psutil.process_iter(["pid"]):
-        if p.pid in known or p.pid == os.getpid():
-            continue
-        try:
-            if os.getsid(p.pid) != p.pid:
-                continue
-            env = p.environ()
-            if env.get("TWINVISOR_RUN_DIR") != run_dir or "TWINVISOR_PROGRAM" not in env:
-                continue
-            parent = p.parent()
-            penv = parent.environ() if parent is not None else {}
-            # both keys: the guard may carry TWINVISOR_RUN_DIR (a user may set it), never
-            # TWINVISOR_PROGRAM, which only programs and what they start inherit
-            if penv.get("TWINVISOR_RUN_DIR") == run_dir and "TWINVISOR_PROGRAM" in penv:
-                continue
-            found.append(
-                statefile.ChildRecord(
-                    env["TWINVISOR_PROGRAM"],
-                    p.pid,
-                    kernel.process_start_time(p.pid),
-                    p.create_time(),
-                )
-            )
-        except (psutil.Error, OSError):
-            continue
-    return found
 
 
 def create_time(pid: int) -> float:

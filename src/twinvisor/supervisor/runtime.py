@@ -28,7 +28,7 @@ from twinvisor.core import events, machine
 from twinvisor.core.machine import ProcView
 from twinvisor.core.states import Outcome, ProcessState
 from twinvisor.errors import SpawnError
-from twinvisor.linux import children, kernel, readiness, sockets, statefile
+from twinvisor.linux import children, kernel, readiness, sockets, statefile, tags
 from twinvisor.linux.children import Child
 from twinvisor.linux.console import Console, ConsoleStream, open_nonblocking
 from twinvisor.linux.logs import LogFile
@@ -360,7 +360,7 @@ class Runtime:
 
     def _spawn_options(self, spec: ProgramSpec, leaf: str | None) -> children.SpawnOptions:
         # the tag lets a restarted supervisor recognise its programs (and never duplicate them)
-        env = {"TWINVISOR_RUN_DIR": self.config.daemon.run_dir}
+        env = tags.spawn_tag(self.config.daemon.run_dir)
         if spec.ready.mode is ReadyMode.NOTIFY or spec.watchdog_sec > 0:
             env["NOTIFY_SOCKET"] = self.notify.path
         if spec.watchdog_sec > 0:

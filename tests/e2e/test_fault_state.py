@@ -35,12 +35,18 @@ def _wrong_version(data: dict[str, Any]) -> None:
     data["version"] = 99
 
 
-DAMAGE: dict[str, Callable[[Path], None]] = {
+def _make_a_directory(p: Path) -> None:
+    p.unlink()
+    p.mkdir()
+    (p / "x").write_text("x")
+
+
+DAMAGE: dict[str, Callable[[Path], object]] = {
     "empty": lambda p: p.write_bytes(b""),
     "truncated": lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]),
     "corrupt": lambda p: p.write_bytes(b"\xff\xfe{not json\x00"),
     "deleted": lambda p: p.unlink(),
-    "directory": lambda p: (p.unlink(), p.mkdir(), (p / "x").write_text("x")),
+    "directory": _make_a_directory,
     "garbage-20mb": lambda p: p.write_bytes(os.urandom(1 << 20) * 20),
     "wrong-version": lambda p: _rewrite(p, _wrong_version),
     "wrong-types": lambda p: p.write_text(

@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import os
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -180,6 +181,21 @@ def open_fifo(directory: str, name: str, stream: str, pid: int) -> int | None:
             fifo_path(directory, f"{name}.{stream}", pid),
             os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC,
         )
+    except OSError:
+        return None
+
+
+def open_program_end(pid: int, target_fd: int) -> int | None:
+    """A new read end of the FIFO a live program writes to at `target_fd`, when the FIFO's
+    path is gone (run/pipes removed while no supervisor held it): through /proc/PID/fd,
+    which reaches the pipe without a path. Not pidfd_getfd: that would share the program's
+    open file description, and making it non-blocking for us would make the program's
+    writes fail with EAGAIN."""
+    path = f"/proc/{pid}/fd/{target_fd}"
+    try:
+        if not stat.S_ISFIFO(os.stat(path).st_mode):
+            return None
+        return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
 

@@ -82,15 +82,27 @@ def _trusted(rt: Recoverable, saved: statefile.PersistedState, rec: statefile.Ch
 
 def _reattach(rt: Recoverable, rec: statefile.ChildRecord, handed: dict[str, int]) -> Child:
     """A Child for a live process, with its output pipes: the guard's copy if it survived,
-    else the FIFO by its path (both twins died)."""
-    out = handed.pop(fdkeys.pipe(rec.name, rec.pid, "out"), None)
-    err = handed.pop(fdkeys.pipe(rec.name, rec.pid, "err"), None)
-    if out is None:
-        out = children.open_fifo(rt.fifo_dir, rec.name, "out", rec.pid)
-    if err is None:
-        err = children.open_fifo(rt.fifo_dir, rec.name, "err", rec.pid)
-    child = Child(rec.pid, kernel.process_start_time(rec.pid), out, err)
-    for fd in (child.stdout_fd, child.stderr_fd):
+    else the FIFO by its path (both twins died), else the program's own end of the FIFO
+    (its path was removed too)."""
+    spec = rt.procs[rec.name].spec
+    ends = []
+    for stream, target, captured in (("out", 1, spec.stdout), ("err", 2, spec.stderr)):
+        fd = handed.pop(fdkeys.pipe(rec.name, rec.pid, stream), None)
+        if fd is None:
+            fd = children.open_fifo(rt.fifo_dir, rec.name, stream, rec.pid)
+        if fd is None and captured.path is not None:
+            fd = children.open_program_end(rec.pid, target)
+            if fd is not None:
+                log.warning(
+                    "%s: output FIFO %s was removed: reading it through /proc/%d/fd/%d",
+                    rec.name,
+                    children.fifo_path(rt.fifo_dir, f"{rec.name}.{stream}", rec.pid),
+                    rec.pid,
+                    target,
+                )
+        ends.append(fd)
+    child = Child(rec.pid, kernel.process_start_time(rec.pid), ends[0], ends[1])
+    for fd in ends:
         if fd is not None:
             os.set_blocking(fd, False)
     return child

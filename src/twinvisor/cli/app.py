@@ -203,6 +203,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         if daemon.get("config"):  # which config this daemon runs (several may share a folder)
             print(f"config {daemon['config']} (supervisor pid {daemon.get('pid')})")
         print(_status_table(rows))
+    problems = (body.get("daemon") or {}).get("config_problems") or []
+    if problems:
+        print(
+            "twinvisor: the config file has errors; the daemon runs on the last applied config:",
+            *(f"  {p}" for p in problems),
+            sep="\n",
+            file=sys.stderr,
+        )
     # like `systemctl is-active`: non-zero when something is not running as asked
     bad = [r for r in rows if r["state"] in ("FATAL", "BACKOFF")]
     return EXIT_FAILED if bad else EXIT_OK

@@ -56,7 +56,9 @@ def build_router(
         names, unknown = resolve_names(runtime, patterns) if patterns else (None, [])
         if unknown:
             return _no_such(runtime, unknown)
-        daemon = {"pid": os.getpid(), "config": runtime.config.path}  # which daemon answers
+        daemon: dict[str, Any] = {"pid": os.getpid(), "config": runtime.config.path}
+        if runtime.config_problems:  # the file on disk has errors: we run the last applied one
+            daemon["config_problems"] = runtime.config_problems
         return Response(200, {"programs": runtime.status(names), "daemon": daemon})
 
     def verb(

@@ -25,7 +25,7 @@ from twinvisor.errors import AlreadyRunning, ConfigError
 from twinvisor.exitcodes import Exit
 from twinvisor.linux import daemonlog, fsutil, kernel
 from twinvisor.supervisor import console as terminal  # not the programs' console fds
-from twinvisor.supervisor import fdkeys
+from twinvisor.supervisor import fdkeys, persistence
 from twinvisor.supervisor.runtime import Runtime
 from twinvisor.twin import startup_report
 
@@ -56,12 +56,17 @@ def acquire_lock(daemon: DaemonSpec) -> int:
 
 def run(config_path: str, foreground: bool) -> int:
     reporter = startup_report.Reporter()
+    problems: list[str] = []
     try:
         config = load_config(config_path)
     except ConfigError as e:
-        reporter.send(startup_report.config_errors([str(p) for p in e.problems]))
-        print(str(e), file=sys.stderr)
-        return Exit.USAGE
+        problems = [str(p) for p in e.problems]
+        last = None if reporter.fd is not None else _last_applied(config_path)
+        if last is None:  # an operator waits for the answer (`up`), or nothing to go back to
+            reporter.send(startup_report.config_errors(problems))
+            print(str(e), file=sys.stderr)
+            return Exit.USAGE
+        config = last
     try:
         lock_fd = acquire_lock(config.daemon)
     except AlreadyRunning as e:
@@ -69,9 +74,16 @@ def run(config_path: str, foreground: bool) -> int:
         print(f"twinvisor: {e} (pid {e.pid})", file=sys.stderr)
         return Exit.ALREADY_RUNNING
     daemonlog.setup(config.daemon, foreground)
+    if problems:
+        log.error(
+            "the config file %s has errors; running on the last applied config until it is "
+            "fixed and applied (`twinvisor update`):\n%s",
+            config_path,
+            "\n".join(problems),
+        )
     fsutil.write_atomic(config.daemon.pid_path, f"{os.getpid()}\n")
     try:
-        return asyncio.run(_serve(config, reporter))
+        return asyncio.run(_serve(config, reporter, problems))
     finally:
         fsutil.remove_quietly(config.daemon.pid_path)
         os.close(lock_fd)
@@ -102,7 +114,7 @@ def _connect_guard(config: Config) -> tuple[GuardLink | None, dict[str, int]]:
     path = os.environ.pop(GUARD_ENV, None)
     if not path:
         return None, {}
-    link = GuardLink(path, config.path)
+    link = GuardLink(path, config.path, config.daemon)
     try:
         handed = link.connect()
     except OSError as e:
@@ -112,8 +124,29 @@ def _connect_guard(config: Config) -> tuple[GuardLink | None, dict[str, int]]:
     return link, handed
 
 
-async def _serve(config: Config, reporter: startup_report.Reporter) -> int:
-    return await _Service(config, reporter).serve()
+def _last_applied(config_path: str) -> Config | None:
+    """A supervisor restarted by its guard (nobody waiting on `up`) while the file has
+    errors: the config that was running, saved in the run dir (the guard's socket is there)."""
+    from twinvisor.config import applied
+    from twinvisor.twin.protocol import GUARD_ENV
+
+    guard_sock = os.environ.get(GUARD_ENV)
+    if not guard_sock:
+        return None
+    run_dir = os.path.dirname(guard_sock)
+    path = applied.path(run_dir)
+    try:
+        raw = fsutil.read_untrusted(path, applied.MAX_BYTES)
+        return None if raw is None else applied.decode(raw, os.path.abspath(config_path), run_dir)
+    except (OSError, ValueError, fsutil.Untrusted) as e:
+        print(f"twinvisor: the last applied config {path} is unusable: {e}", file=sys.stderr)
+        return None
+
+
+async def _serve(config: Config, reporter: startup_report.Reporter, problems: list[str]) -> int:
+    service = _Service(config, reporter)
+    service.runtime.config_problems = problems
+    return await service.serve()
 
 
 class _Service:
@@ -153,6 +186,7 @@ class _Service:
             return self._bind_failed(e)
         self._install_signals()
         to_start = self._take_over()
+        persistence.save_applied(self.config)
         try:
             self.runtime.claim_sockets()
         except OSError as e:

@@ -7,11 +7,23 @@ user wants is fsynced, the list of live children is not (after a machine crash t
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 
-from twinvisor.linux import statefile
+from twinvisor.config import applied
+from twinvisor.config.specs import Config
+from twinvisor.linux import fsutil, statefile
 from twinvisor.supervisor.seams import Recoverable
+
+log = logging.getLogger("twinvisor")
+
+
+def save_applied(config: Config) -> None:
+    """The config now running, for a supervisor restarted while the file has errors."""
+    text = applied.encode(config)
+    if not fsutil.write_atomic(applied.path(config.daemon.run_dir), text, 0o600):
+        log.warning("cannot write the applied config to %s", config.daemon.run_dir)
 
 
 class StateFile:

@@ -62,6 +62,8 @@ class Runtime:
         self.config = config
         self._console_fds = console_fds
         self._consoles: dict[str, Console] = {}
+        # the config file's errors when we run on the last applied config instead (takeover)
+        self.config_problems: list[str] = []
         self.core = machine.Core()
         self.clock = clock
         self.children: dict[
@@ -529,6 +531,8 @@ class Runtime:
         # keep config order for status listings
         self.core.reorder(s.name for s in new.programs)
         self.config = new
+        self.config_problems = []
+        persistence.save_applied(new)
         self.hooks.hooks = new.hooks
         self.release_unused_sockets()
         summary = ", ".join(f"{k} {', '.join(v)}" for k, v in diff.items() if v) or "no change"

@@ -37,6 +37,7 @@ from twinvisor.linux.console import CONSOLE_ENV
 from twinvisor.linux.stopping import StopPlan
 from twinvisor.twin import startup_report, stopmark
 from twinvisor.twin.protocol import (
+    DAEMON_PATHS_ENV,
     FDS_PER_MESSAGE,
     GUARD_ENV,
     HEARTBEAT_TIMEOUT,
@@ -414,8 +415,9 @@ def run_guard(config_path: str, watch_pid: int | None, foreground: bool = False)
 
     reporter = startup_report.Reporter()
     # only the [daemon] table: the guard stays small, and a config with errors elsewhere
-    # is for the supervisor to report
-    daemon = daemon_table_paths(config_path)
+    # is for the supervisor to report. Started by a supervisor, it is told the paths: the
+    # file may have errors by now (edited, not applied), which must not cost us the guard
+    daemon = _paths_from_supervisor() or daemon_table_paths(config_path)
     if daemon is None:
         problem = f"{config_path}: cannot read the [daemon] table"
         reporter.send(startup_report.config_errors([problem]))
@@ -448,3 +450,13 @@ def _take_handoff() -> tuple[dict[str, int], int | None]:
     watch = os.environ.pop(_WATCH_ENV, None)
     watch_pid = int(watch) if watch and watch.isdigit() else None
     return {str(k): int(v) for k, v in fds.items()}, watch_pid
+
+
+def _paths_from_supervisor() -> DaemonSpec | None:
+    try:
+        run_dir, log_dir, sock = json.loads(os.environ.pop(DAEMON_PATHS_ENV, ""))
+    except (ValueError, TypeError):
+        return None
+    if not all(isinstance(p, str) and os.path.isabs(p) for p in (run_dir, log_dir, sock)):
+        return None
+    return DaemonSpec(run_dir=run_dir, log_dir=log_dir, socket=sock)

@@ -14,18 +14,27 @@ import socket
 import subprocess
 from collections.abc import Callable
 
+from twinvisor.config.specs import DaemonSpec
 from twinvisor.linux import kernel
-from twinvisor.twin.protocol import HEARTBEAT, command, peer, recv_message, send_message
+from twinvisor.twin.protocol import (
+    HEARTBEAT,
+    command,
+    daemon_paths_env,
+    peer,
+    recv_message,
+    send_message,
+)
 
 log = logging.getLogger("twinvisor")
 
 
 class GuardLink:
-    def __init__(self, path: str, config_path: str) -> None:
+    def __init__(self, path: str, config_path: str, daemon: DaemonSpec | None = None) -> None:
         self.on_replaced: Callable[[int | None], None] | None = None  # events, metrics
         self.console: tuple[int, int] | None = None  # the daemon's stdout/stderr fds
         self.path = path
         self.config_path = config_path
+        self.daemon = daemon  # told to a new guard: the config file may have errors by now
         self.sock: socket.socket | None = None
         self.guard_pid: int | None = None
         self.handed: dict[str, int] = {}  # what the guard holds for us: key -> our own fd
@@ -143,11 +152,16 @@ class GuardLink:
         log.warning("guard pid %s died: starting a new one", self.guard_pid)
         self._replacing = loop.create_task(self._replace_guard())
 
+    def _daemon_env(self) -> dict[str, str]:
+        d = self.daemon
+        return {} if d is None else daemon_paths_env(d.run_dir, d.log_dir, d.socket)
+
     async def _replace_guard(self) -> None:
         """Start a guard that watches us, reconnect, and hand it every fd again."""
         out, err = self.console if self.console is not None else (None, None)
         proc = subprocess.Popen(
             command("guard", self.config_path, "--watch", str(os.getpid())),
+            env=dict(os.environ, **self._daemon_env()),
             stdin=subprocess.DEVNULL,
             # the console it hands to the next supervisors: the one the dead guard had
             stdout=subprocess.DEVNULL if out is None else out,

@@ -23,6 +23,14 @@ MAX_MESSAGE = 64 * 1024
 FDS_PER_MESSAGE = 200  # SCM_MAX_FD is 253
 
 
+DAEMON_PATHS_ENV = "TWINVISOR_GUARD_DAEMON"  # [run_dir, log_dir, socket], from the supervisor
+
+
+def daemon_paths_env(run_dir: str, log_dir: str, socket_path: str) -> dict[str, str]:
+    """Told to a guard the supervisor starts: the config file may have errors by now."""
+    return {DAEMON_PATHS_ENV: json.dumps([run_dir, log_dir, socket_path])}
+
+
 def command(verb: str, config_path: str, *extra: str) -> list[str]:
     """How one side of the twin starts the other: `guard` (the guard, from `up` or from a
     supervisor whose guard died) or `daemon` (the supervisor, from its guard)."""

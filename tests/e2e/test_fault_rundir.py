@@ -3,6 +3,8 @@ held by a surviving program, hostile files where ours should be, the output FIFO
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import socket
@@ -13,6 +15,7 @@ from pathlib import Path
 from tests.support.faults import Subreaper, kill_both, program_processes
 from tests.support.helpers import (
     Daemon,
+    child,
     daemon_fixture,  # noqa: F401
     free_port,
     http_get,
@@ -83,3 +86,58 @@ def test_pipes_removed_while_both_twins_are_down_output_is_still_logged(daemon: 
         assert daemon.cli("down").rc == 0
     lines = _numbered(out)
     assert lines == list(range(1, len(lines) + 1)), "lines lost or repeated"
+
+
+def _make_fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+def test_hostile_run_dir_entries_are_moved_aside_and_up_goes_on(daemon: Daemon) -> None:
+    """Both twins down, then wrong kinds of file at the paths the daemon uses: a regular file
+    at the control socket, a FIFO at the state file (it would block a reader), directories
+    at the stop marker and the guard socket, a file at pipes/. `up` adopts the programs
+    anyway, and what was in the way is kept aside (issue 10, item 4)."""
+    daemon.up({"a": {"command": child("run")}})
+    pid = daemon.wait_state("a", "RUNNING")["pid"]
+    kill_both(daemon)
+    run = Path(daemon.run_dir)
+    Path(daemon.socket).unlink()
+    Path(daemon.socket).write_text("not a socket")
+    _make_fifo(run / "state.json")
+    (run / "stop").mkdir()
+    if (run / "guard.sock").exists():
+        (run / "guard.sock").unlink()
+    (run / "guard.sock").mkdir()
+    shutil.rmtree(run / "pipes", ignore_errors=True)
+    (run / "pipes").write_text("not a directory")
+    r = daemon.cli("up", timeout=40)
+    assert r.rc == 0, r
+    assert daemon.status()["a"]["pid"] == pid
+    aside = sorted(p.name.split(".bad-")[0] for p in run.iterdir() if ".bad-" in p.name)
+    assert aside == ["guard.sock", "pipes", "state.json", "stop", "twinvisor.sock"], aside
+    log = Path(daemon.log_dir, "twinvisor.log").read_text()
+    assert "Traceback" not in log
+    assert daemon.cli("down").rc == 0
+
+
+def test_a_supervisor_that_cannot_start_is_reported_by_up_not_retried(daemon: Daemon) -> None:
+    """A control socket path outside the run dir taken by someone's regular file (not ours to
+    move): `up` says why and returns, and the guard does not restart the supervisor forever."""
+    taken = daemon.path("ctl.sock")
+    Path(taken).write_text("someone else's file")
+    daemon.write_config({"a": {"command": child("run")}}, f"socket = {json.dumps(taken)}")
+    r = daemon.cli("up", timeout=40)  # was: never returned (the guard restarted it forever)
+    assert r.rc != 0 and "not a socket" in r.err, r
+    wait_until(lambda: not program_processes(daemon) and not _twins_alive(daemon), timeout=20)
+    assert Path(taken).read_text() == "someone else's file"
+
+
+def _twins_alive(daemon: Daemon) -> bool:
+    import psutil
+
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmd = proc.info["cmdline"] or []
+        if daemon.config in cmd and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            return True
+    return False

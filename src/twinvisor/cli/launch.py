@@ -105,6 +105,13 @@ def _render_refusal(message: Report, daemon: DaemonSpec) -> int:
         for p in message.get("problems", []):
             print(f"  {p}", file=sys.stderr)
         return Exit.USAGE
+    if error in ("control", "startup"):
+        print(
+            f"twinvisor: the daemon could not start: {message.get('message')}; "
+            f"see {daemon.log_path}",
+            file=sys.stderr,
+        )
+        return Exit.FAILED
     print(
         f"twinvisor: the daemon did not report ready in time; see {daemon.out_path}",
         file=sys.stderr,

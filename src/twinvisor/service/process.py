@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 from twinvisor.config.load import load_config
 from twinvisor.config.specs import Config, DaemonSpec
 from twinvisor.control.server import ControlServer
-from twinvisor.errors import AlreadyRunning, ConfigError
+from twinvisor.errors import AlreadyRunning, ConfigError, TwinvisorError
 from twinvisor.exitcodes import Exit
-from twinvisor.linux import daemonlog, fsutil, kernel
+from twinvisor.linux import daemonlog, fsutil, kernel, rundir
 from twinvisor.supervisor import console as terminal  # not the programs' console fds
 from twinvisor.supervisor import fdkeys, persistence
 from twinvisor.supervisor.runtime import Runtime
@@ -67,6 +67,8 @@ def run(config_path: str, foreground: bool) -> int:
             print(str(e), file=sys.stderr)
             return Exit.USAGE
         config = last
+    daemon = config.daemon
+    moved = rundir.clear_wrong_kinds(daemon.run_dir, rundir.extra(daemon.socket, daemon.log_dir))
     try:
         lock_fd = acquire_lock(config.daemon)
     except AlreadyRunning as e:
@@ -74,6 +76,8 @@ def run(config_path: str, foreground: bool) -> int:
         print(f"twinvisor: {e} (pid {e.pid})", file=sys.stderr)
         return Exit.ALREADY_RUNNING
     daemonlog.setup(config.daemon, foreground)
+    for message in moved:
+        log.warning("run dir: %s", message)
     if problems:
         log.error(
             "the config file %s has errors; running on the last applied config until it is "
@@ -176,10 +180,35 @@ class _Service:
 
     async def serve(self) -> int:
         try:
+            started = await self._start_up()
+        except Exception as e:  # unforeseen: reported and final, never a silent crash loop
+            log.exception("start-up failed")
+            message = f"{type(e).__name__}: {e}"
+            return self.reporter.failed({"error": "startup", "message": message})
+        if isinstance(started, int):
+            return started
+        server = started
+        await self.stopping.wait()
+        if self.http is not None:
+            await self.http.close()
+        await server.close(unlink=False if self.detached.is_set() else None)
+        self.runtime.close(keep_sockets=self.detached.is_set())
+        log.info("twinvisor down")
+        if self.exit_code is not None:
+            return self.exit_code
+        return Exit.OK if self.shutdown_result.get("ok") else Exit.FAILED
+
+    async def _start_up(self) -> ControlServer | int:
+        """Every step up to the report to `up`; an exit status when one of them failed."""
+        try:
             self.runtime.open(self.handed)
         except OSError as e:
             return self._bind_failed(e)
-        server = await self._open_control()
+        try:
+            server = await self._open_control()
+        except (TwinvisorError, OSError) as e:
+            log.error("cannot serve the control socket: %s", e)
+            return self.reporter.failed({"error": "control", "message": str(e)})
         try:
             await self._open_http()
         except OSError as e:
@@ -196,15 +225,9 @@ class _Service:
         self.runtime.freshness_hooks.append(lambda: _restore_socket(server, self.link))
         self.runtime.start_freshness(self.config.daemon.pid_path)
         await self._start_programs(to_start)
-        await self.stopping.wait()
-        if self.http is not None:
-            await self.http.close()
-        await server.close(unlink=False if self.detached.is_set() else None)
-        self.runtime.close(keep_sockets=self.detached.is_set())
-        log.info("twinvisor down")
-        if self.exit_code is not None:
-            return self.exit_code
-        return Exit.OK if self.shutdown_result.get("ok") else Exit.FAILED
+        if self.link is not None:
+            self.link.started()  # the guard counts start-ups that never got this far
+        return server
 
     def _guard_replaced(self, guard_pid: int | None) -> None:
         count = self.runtime.counters.count("guard_restarts")

@@ -32,7 +32,7 @@ from typing import Any
 from twinvisor.config.specs import AfterGiveUp, DaemonSpec, RestartPolicy
 from twinvisor.core import policy
 from twinvisor.exitcodes import FINAL_AT_STARTUP, Exit
-from twinvisor.linux import daemonlog, fsutil, kernel
+from twinvisor.linux import daemonlog, fsutil, kernel, rundir
 from twinvisor.linux.console import CONSOLE_ENV
 from twinvisor.linux.stopping import StopPlan
 from twinvisor.twin import startup_report, stopmark
@@ -54,6 +54,7 @@ FOREGROUND_ENV = "TWINVISOR_FOREGROUND"  # as supervisor/console.py (a neighbour
 _FDS_ENV = "TWINVISOR_GUARD_FDS"  # {key: fd}, the listener under _LISTENER_KEY
 _WATCH_ENV = "TWINVISOR_GUARD_WATCH"  # the supervisor's pid
 _LISTENER_KEY = "__listener__"
+MAX_FAILED_STARTS = 5  # supervisors in a row dead before their start-up was over: give up
 # restart policy for the supervisor itself: quick retries, then slower, never a tight loop
 # (never giving up: a guard that stops reviving would leave the programs unsupervised)
 SUPERVISOR_POLICY = RestartPolicy(
@@ -80,6 +81,8 @@ class Guard:
         self.supervisor_pidfd: int | None = None
         self.supervisor_started = 0.0
         self.failures = 0
+        self.supervisor_ready = False  # it said its start-up is over (op "ready")
+        self.failed_starts = 0  # supervisors in a row that died before that
         self.last_ping = time.monotonic()
         self.next_spawn: float | None = None
         self.shutdown_requested = False
@@ -151,11 +154,13 @@ class Guard:
             for fd in console:
                 os.close(fd)
         log.info("started supervisor pid %d", child.pid)
+        self.supervisor_ready = False
         self._watch_supervisor(child.pid, child)
         self.supervisor_started = time.monotonic()
 
     def watch_existing(self, pid: int) -> None:
         """Guard restarted by a live supervisor: watch it, it is not our child."""
+        self.supervisor_ready = True
         self._watch_supervisor(pid, None)
         self.supervisor_started = time.monotonic() - SUPERVISOR_POLICY.min_uptime
 
@@ -190,6 +195,15 @@ class Guard:
         if code in FINAL_AT_STARTUP:
             log.error("supervisor %s exited with %s at start-up: the guard exits too", pid, code)
             raise SystemExit(code)
+        self.failed_starts = 0 if self.supervisor_ready else self.failed_starts + 1
+        if self.failed_starts >= MAX_FAILED_STARTS:
+            # a start-up that fails every time (a bug, a run dir we cannot use) would go on
+            # behind the operator's back; the next `up` (or the timer's) reports why
+            log.error(
+                "the supervisor failed %d start-ups in a row: the guard gives up (see above)",
+                self.failed_starts,
+            )
+            raise SystemExit(Exit.STARTUP_REPORTED)
         log.warning("supervisor pid %s died (status %s): restarting it", pid, status)
         self._schedule_restart(time.monotonic() - self.supervisor_started)
 
@@ -225,6 +239,7 @@ class Guard:
         self.last_ping = time.monotonic()
         if self.supervisor is None or self.supervisor != pid:
             # a supervisor we did not start (we were restarted, or an upgrade): watch it
+            self.supervisor_ready = True
             if self.supervisor_pidfd is not None:
                 self.sel.unregister(self.supervisor_pidfd)
                 os.close(self.supervisor_pidfd)
@@ -263,6 +278,8 @@ class Guard:
         elif op == "ping":
             if fsutil.read_pid(self.pid_path) != os.getpid():  # deleted by someone: seed 000
                 fsutil.write_atomic(self.pid_path, f"{os.getpid()}\n", fsync=False)
+        elif op == "ready":
+            self.supervisor_ready = True
         elif op == "shutdown":
             self.shutdown_requested = True
         elif op == "upgrade":
@@ -424,6 +441,7 @@ def run_guard(config_path: str, watch_pid: int | None, foreground: bool = False)
         return Exit.USAGE
     guard = Guard(os.path.abspath(config_path), daemon)
     handed, watched = _take_handoff()
+    moved = rundir.clear_wrong_kinds(daemon.run_dir, rundir.extra(daemon.socket, daemon.log_dir))
     if guard.lock() is None:  # else held until we exit
         holder = fsutil.read_pid(guard.pid_path)
         reporter.send(startup_report.already_running("a guard already runs", holder))
@@ -431,6 +449,8 @@ def run_guard(config_path: str, watch_pid: int | None, foreground: bool = False)
     daemonlog.setup(daemon, foreground, tag="guard")
     if foreground:
         os.environ[FOREGROUND_ENV] = "1"  # inherited by each supervisor this guard starts
+    for message in moved:
+        log.warning("run dir: %s", message)
     kernel.set_child_subreaper()
     fsutil.write_atomic(guard.pid_path, f"{os.getpid()}\n")
     guard.take_over(handed)

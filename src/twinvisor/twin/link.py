@@ -92,6 +92,11 @@ class GuardLink:
         self.handed[key] = fd
         self._send({"op": "hold", "key": key}, [fd])
 
+    def started(self) -> None:
+        """Start-up is over: from now on a death is a crash to recover from, not a failed
+        start (which the guard does not retry forever)."""
+        self._send({"op": "ready"})
+
     def release(self, key: str) -> None:
         if self.handed.pop(key, None) is not None:
             self._send({"op": "release", "key": key})

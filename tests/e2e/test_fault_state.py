@@ -72,6 +72,12 @@ def _programs(report: str) -> dict[str, dict[str, Any]]:
 NAMES = ("a", "b:0", "b:1", "t")
 
 
+def _kept_aside(daemon: Daemon) -> int:
+    """Bad state files moved aside: corrupt content, or not a regular file at all."""
+    run = Path(daemon.run_dir)
+    return len([*run.glob("state.json.corrupt-*"), *run.glob("state.json.bad-*")])
+
+
 def _sorted(found: dict[str, list[int]]) -> dict[str, list[int]]:
     return {n: sorted(p) for n, p in found.items()}
 
@@ -100,7 +106,7 @@ def test_state_file_damage_never_gives_a_second_copy(daemon: Daemon, group: str)
             # the scenario of the field report: orphans reparented to a subreaper, not PID 1
             assert {parent_of(pids[n]) for n in NAMES} == {catcher.proc.pid}, damage
             state = Path(daemon.run_dir, "state.json")
-            kept = len(list(Path(daemon.run_dir).glob("state.json.corrupt-*")))
+            kept = _kept_aside(daemon)
             DAMAGE[damage](state)
             r = daemon.cli("up")
             assert r.rc == 0, (damage, r)
@@ -111,7 +117,6 @@ def test_state_file_damage_never_gives_a_second_copy(daemon: Daemon, group: str)
             assert _sorted(program_processes(daemon)) == processes, damage
             assert "Traceback" not in Path(daemon.log_dir, "twinvisor.log").read_text()
             if damage not in ("deleted", "clean-shutdown"):  # kept for a post-mortem
-                now = len(list(Path(daemon.run_dir).glob("state.json.corrupt-*")))
-                assert now == kept + 1, (damage, os.listdir(daemon.run_dir))
+                assert _kept_aside(daemon) == kept + 1, (damage, os.listdir(daemon.run_dir))
         assert daemon.cli("down").rc == 0
         assert program_processes(daemon) == {}

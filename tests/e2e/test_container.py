@@ -185,6 +185,7 @@ def test_an_essential_program_exiting_3_stops_everything_and_exits_3(tmp: Path) 
         web = pid1.wait_state("web", "RUNNING")
         status = pid1.status()
         assert status["migrate"]["state"] == "EXITED" and status["migrate"]["completed"]
+        assert "EXITED (completed)" in pid1.cli("status")
         assert web["pid"] is not None
         lines = [line.split(" | ", 1)[1].strip() for line in pid1.out if " | " in line]
         assert lines.index("migrated") < lines.index("web starting")  # the oneshot gate

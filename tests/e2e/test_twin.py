@@ -363,7 +363,8 @@ def watch_single_supervisor(daemon: Daemon, until: Any) -> None:
     and not stopped (the lock holder)."""
     deadline = time.monotonic() + REPLACED_WITHIN
     while not until():
-        running = [p for p in twins(daemon, "daemon") if p.status() not in (psutil.STATUS_STOPPED,)]
+        # the status read when listed: a supervisor killed meanwhile is gone, not running
+        running = [p for p in twins(daemon, "daemon") if p.info["status"] != psutil.STATUS_STOPPED]
         assert len(running) <= 1, [p.pid for p in running]
         assert time.monotonic() < deadline, "not replaced in time"
         time.sleep(0.02)

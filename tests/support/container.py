@@ -78,6 +78,7 @@ class Pid1:
         env["PATH"] = f"{os.path.dirname(sys.executable)}:{env.get('PATH', '/usr/bin:/bin')}"
         env.pop("TWINVISOR_GUARD", None)
         env.update(extra_env or {})
+        self.env = env
         unshare = ["unshare", "--pid", "--fork", "--mount-proc"]
         if inside:
             unshare.insert(1, "--mount")
@@ -139,6 +140,17 @@ class Pid1:
         return wait_until(find, 30, "the supervisor")
 
     # -- the daemon -------------------------------------------------------------------------
+
+    def cli(self, *args: str) -> str:
+        """`twinvisor ARGS` from outside, as an operator would (`docker exec`): its stdout."""
+        done = subprocess.run(
+            [sys.executable, "-m", "twinvisor", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        return done.stdout
 
     def seen(self, path: Path) -> Path:
         """`path` inside the namespace, as the test (outside its mounts) reaches it."""

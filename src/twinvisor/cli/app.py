@@ -161,6 +161,8 @@ def _state_text(r: dict[str, Any]) -> str:
     state = str(r["state"])
     if r.get("given_up") and state == "BACKOFF":
         return state + " (gave up, slow retry)"
+    if r.get("completed"):
+        return state + " (completed)"  # a oneshot that did its job
     if r.get("previous_pid"):
         return f"{state} (pid {r['previous_pid']} still serving)"  # a restart in progress
     if r.get("healthy") is False:

@@ -5,6 +5,7 @@ supervisor SIGKILL, health flips with readiness. The command is the example Dock
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -465,9 +466,16 @@ def test_not_pid1_the_guard_subreaps_and_the_exit_code_is_the_same(tmp: Path, tw
         (tmp / "stop").write_text("")
         assert proc.wait(30) == 7
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:  # a failed test: a graceful down stops the programs too
+            tree = psutil.Process(proc.pid).children(recursive=True)
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                for p in [psutil.Process(proc.pid), *tree]:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        p.kill()
+                proc.wait()
         assert proc.stdout is not None
         out = proc.stdout.read().decode()
         proc.stdout.close()

@@ -294,6 +294,12 @@ def test_control_api_rejects_bad_requests_and_keeps_answering(daemon: Daemon) ->
     assert b'"error"' in answer
     answer = raw_request(daemon.socket, b"GET /etc/passwd HTTP/1.1\r\nHost: t\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 404"), answer
+    # valid JSON of the wrong shape: a 400 that names the problem, not a handler's crash
+    shapes: list[object] = [[1], {"signal": None}, {"signal": 1.5}, {"signal": "NOPE"}, {}]
+    for shape in shapes:
+        code, reply = daemon.api("POST", "/programs/p/signal", body=shape)
+        assert code == 400 and set(reply) == {"error"}, (shape, code, reply)
+    assert daemon.api("POST", "/programs/p/signal", body={"signal": 0})[0] == 400
     r = daemon.cli("status")
     assert r.rc == 0 and "RUNNING" in r.out
 

@@ -27,13 +27,23 @@ def test_match_instances(patterns: list[str], names: list[str], unknown: list[st
 
 
 def test_status_table_shows_status_text_handover_and_errors() -> None:
-    from twinvisor.cli.app import _status_table
+    import msgspec
 
-    base = {"pid": 7, "uptime": 65.0, "restarts": 1, "given_up": False, "healthy": None}
+    from twinvisor.cli.render import status_table
+    from twinvisor.control.messages import StatusRow
+
+    base: dict[str, object] = {
+        "pid": 7,
+        "uptime": 65.0,
+        "restarts": 1,
+        "given_up": False,
+        "healthy": None,
+    }
     rows = [
         {
             **base,
             "name": "web",
+            "program": "web",
             "state": "STARTING",
             "previous_pid": 5,
             "last_exit": None,
@@ -43,6 +53,7 @@ def test_status_table_shows_status_text_handover_and_errors() -> None:
         {
             **base,
             "name": "db",
+            "program": "db",
             "state": "BACKOFF",
             "given_up": True,
             "pid": None,
@@ -53,6 +64,7 @@ def test_status_table_shows_status_text_handover_and_errors() -> None:
             "previous_pid": None,
         },
     ]
-    web, db = _status_table(rows).splitlines()[1:]
+    # as the daemon sends them, decoded as the CLI does
+    web, db = status_table(msgspec.convert(rows, list[StatusRow])).splitlines()[1:]
     assert "STARTING (pid 5 still serving)" in web and '"warming up"' in web and "0:01:05" in web
     assert "BACKOFF (gave up, slow retry)" in db and "exit 1; command not found: 'x'" in db

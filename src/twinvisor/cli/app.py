@@ -10,202 +10,52 @@ Exit codes: 0 success; 1 the operation failed (a program did not start, a stop t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
 
 from twinvisor import __version__
 from twinvisor.cli import remote
-from twinvisor.exitcodes import Exit
-
-if TYPE_CHECKING:
-    from twinvisor.config.specs import DaemonSpec
-
-# the names the verbs use; the values have one home, exitcodes.Exit
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = (
-    Exit.OK,
-    Exit.FAILED,
-    Exit.USAGE,
-    Exit.NO_DAEMON,
+from twinvisor.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    Fail,
+    Refused,
+    config_path,
+    daemon_table,
+    load_config,
+    print_json,
+    request,
+    socket_path,
 )
-READ_TIMEOUT = 10.0  # seconds a read (status, logs lookup) waits for the daemon
+from twinvisor.cli.render import outcome_text, status_table
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the structs come with msgspec: imported by the verbs that talk to the daemon
+    from twinvisor.config.specs import DaemonSpec
+    from twinvisor.control.messages import ChangesReply, UpdateReply
 
-def _config_path(arg: str | None) -> str:
-    """The one lookup order (config/lookup.py); none found is a usage error naming each try."""
-    from twinvisor.config.lookup import ConfigNotFound, find_config
-
-    try:
-        return find_config(arg)
-    except ConfigNotFound as e:
-        raise _Fail(str(e), EXIT_USAGE) from None
-
-
-class _Fail(Exception):
-    def __init__(self, message: str, code: int, problems: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.problems = problems  # a config's, one "file:line: [key] message" each (--json)
-
-
-def _http_fail(code: int, body: Any) -> _Fail:
-    """The daemon refused a request: 400 (bad signal, bad value) and 404 (no such program)
-    are usage errors (exit 2), anything else a failed operation (exit 1)."""
-    message = body.get("error", f"HTTP {code}") if isinstance(body, dict) else f"HTTP {code}"
-    return _Fail(message, EXIT_USAGE if code in (400, 404) else EXIT_FAILED)
-
-
-def _load_config(path: str) -> Any:
-    from twinvisor.config.load import load_config
-    from twinvisor.errors import ConfigError
-
-    try:
-        return load_config(path)
-    except ConfigError as e:
-        raise _Fail(f"{e}", EXIT_USAGE, [str(p) for p in e.problems]) from None
-    except OSError as e:
-        raise _Fail(f"cannot read config {path}: {e.strerror}", EXIT_USAGE) from None
-
-
-def _socket_path(args: argparse.Namespace) -> str:
-    """The control socket: --socket, $TWINVISOR_SOCKET, or the one the config names."""
-    if args.socket:
-        return str(args.socket)
-    env = os.environ.get("TWINVISOR_SOCKET")
-    if env:
-        return env
-    path = _config_path(args.config)
-    # Only the [daemon] table is read: validating the whole config would cost most of a
-    # `status` call, and a config being edited must not lock the operator out of a running
-    # daemon (`status`, `down`, and `update`, which then reports the problems).
-    from twinvisor.config.paths import (
-        daemon_table_paths,  # tomllib: only when the socket is looked up
-    )
-
-    paths = daemon_table_paths(path)
-    if paths is None:
-        return str(_load_config(path).daemon.socket)  # raises with the config's problems
-    return paths.socket
-
-
-def _call(
-    args: argparse.Namespace,
-    method: str,
-    path: str,
-    body: Any = None,
-    query: dict[str, str] | None = None,
-) -> tuple[int, Any]:
-    from twinvisor.control.client import ControlClient
-    from twinvisor.errors import ControlError, DaemonNotRunning
-
-    socket = _socket_path(args)
-    # a read answers at once when a supervisor is there; the guard keeps the socket open
-    # while it restarts one, so a read that waits longer means that restart is failing
-    timeout = min(args.timeout, READ_TIMEOUT) if method == "GET" else args.timeout + 5
-    try:
-        code, answer = ControlClient(socket, timeout=timeout).call(method, path, body, query)
-    except DaemonNotRunning as e:
-        raise _Fail(_not_running(args, socket, e), EXIT_NOT_RUNNING) from None
-    except ControlError as e:
-        if method == "GET" and "timed out" in str(e).lower():
-            log = os.path.join(os.path.dirname(socket), "log", "twinvisor.log")
-            raise _Fail(
-                f"the daemon at {socket} did not answer within {timeout:g}s: its supervisor "
-                f"may be failing to restart; see {log}",
-                EXIT_NOT_RUNNING,
-            ) from None
-        raise _Fail(str(e), EXIT_FAILED) from None
-    if code == 403 or code >= 500:  # refused, or broken: no verb has anything else to show
-        error = answer.get("error") if isinstance(answer, dict) else None
-        raise _Fail(str(error or f"the daemon answered HTTP {code}"), EXIT_FAILED)
-    return code, answer
-
-
-# ---- rendering ---------------------------------------------------------------------------------
-
-
-def _uptime(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    days, s = divmod(s, 86400)
-    h, s = divmod(s, 3600)
-    m, s = divmod(s, 60)
-    return (f"{days}d " if days else "") + f"{h}:{m:02d}:{s:02d}"
-
-
-def _status_table(rows: list[dict[str, Any]]) -> str:
-    header = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT / STATUS")
-    lines = [header]
-    for r in rows:
-        lines.append(
-            (
-                r["name"],
-                _state_text(r),
-                str(r["pid"] or "-"),
-                _uptime(r["uptime"]),
-                str(r["restarts"]),
-                _notes(r),
-            )
-        )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
-    return "\n".join(
-        "  ".join(col.ljust(w) for col, w in zip(line[:-1], widths, strict=True)) + "  " + line[-1]
-        for line in lines
-    )
-
-
-def _state_text(r: dict[str, Any]) -> str:
-    state = str(r["state"])
-    if r.get("given_up") and state == "BACKOFF":
-        return state + " (gave up, slow retry)"
-    if r.get("completed"):
-        return state + " (completed)"  # a oneshot that did its job
-    if r.get("previous_pid"):
-        return f"{state} (pid {r['previous_pid']} still serving)"  # a restart in progress
-    if r.get("healthy") is False:
-        return state + " (unhealthy)"
-    return state
-
-
-def _notes(r: dict[str, Any]) -> str:
-    """Last exit, the last error, and the program's own sd_notify STATUS= text. Beside a
-    live generation the last exit is the previous one's, and says so."""
-    last = r.get("last_exit")
-    if last and r.get("state") in ("STARTING", "RUNNING", "STOPPING"):
-        last = f"previous run: {last}"
-    parts = [p for p in (last, r.get("error")) if p]
-    if r.get("status_text"):
-        parts.append(f'"{r["status_text"]}"')
-    return "; ".join(parts) or "-"
-
-
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, sort_keys=True))
-
+Command = Callable[[argparse.Namespace], int]  # a verb: its parsed arguments in, exit code out
 
 # ---- verbs ---------------------------------------------------------------------------------------
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     if getattr(args, "watch", False):
-        code: int = _observe("watch")(args)
-        return code
+        return _observe("watch")(args)
+    from twinvisor.control.messages import ProcessState, StatusReply
+
     query = {"names": ",".join(args.names)} if args.names else None
-    code, body = _call(args, "GET", "/status", query=query)
-    if code != 200:
-        raise _http_fail(code, body)
-    rows = body["programs"]
+    reply = request(args, "GET", "/status", StatusReply, query=query)
+    rows = reply.programs
     if args.json:
-        _print_json(rows)
+        print_json(rows)
     else:
-        daemon = body.get("daemon") or {}
-        if daemon.get("config"):  # which config this daemon runs (several may share a folder)
-            print(f"config {daemon['config']} (supervisor pid {daemon.get('pid')})")
-        print(_status_table(rows))
-    problems = (body.get("daemon") or {}).get("config_problems") or []
+        if reply.daemon:  # which config this daemon runs (several may share a folder)
+            print(f"config {reply.daemon.config} (supervisor pid {reply.daemon.pid})")
+        print(status_table(rows))
+    problems = reply.daemon.config_problems if reply.daemon else []
     if problems:
         print(
             "twinvisor: the config file has errors; the daemon runs on the last applied config:",
@@ -214,105 +64,87 @@ def cmd_status(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     # like `systemctl is-active`: non-zero when something is not running as asked
-    bad = [r for r in rows if r["state"] in ("FATAL", "BACKOFF")]
+    bad = [r for r in rows if r.state in (ProcessState.FATAL, ProcessState.BACKOFF)]
     return EXIT_FAILED if bad else EXIT_OK
 
 
 def cmd_verb(args: argparse.Namespace) -> int:
+    from twinvisor.control.messages import VerbReply
+
     query = {"timeout": str(args.timeout)}
     path = f"/programs/{','.join(args.names)}/{args.verb}"
-    code, body = _call(args, "POST", path, query=query)
-    if code == 404:
-        raise _http_fail(code, body)
+    reply = request(args, "POST", path, VerbReply, query=query, accept=(200, 409))
     if args.json:
-        _print_json(body)
+        print_json(reply)
     else:
-        by_name = {r["name"]: r for r in body.get("programs", [])}
-        already = set(body.get("already", ()))
-        for name, outcome in body.get("results", {}).items():
-            row = by_name.get(name, {})
-            detail = _outcome_text(args.verb, outcome, row, name in already)
-            print(f"{name}: {detail}")
-    return EXIT_OK if body.get("ok") else EXIT_FAILED
-
-
-def _outcome_text(verb: str, outcome: str, row: dict[str, Any], already: bool = False) -> str:
-    done = {"start": "started", "restart": "restarted", "stop": "stopped"}[verb]
-    if outcome == "ok":
-        if already:  # nothing was done: say so, not "started"
-            done = "already running" if verb == "start" else "already stopped"
-        return done + (f" (pid {row['pid']})" if row.get("pid") else "")
-    why = row.get("error") or row.get("last_exit") or ""
-    state = row.get("state", "?")
-    if outcome == "timeout":
-        return f"not {done} yet after the timeout (state {state})"
-    return f"ERROR: not {done}: state {state}" + (f" ({why})" if why else "")
+        by_name = {r.name: r for r in reply.programs}
+        already = set(reply.already)
+        for name, outcome in reply.results.items():
+            text = outcome_text(args.verb, outcome, by_name.get(name), name in already)
+            print(f"{name}: {text}")
+    return EXIT_OK if reply.ok else EXIT_FAILED
 
 
 def cmd_signal(args: argparse.Namespace) -> int:
+    from twinvisor.control.messages import SignalReply, SignalRequest
+
     path = f"/programs/{','.join(args.names)}/signal"
-    code, body = _call(args, "POST", path, body={"signal": args.signal})
-    if code in (400, 404):
-        raise _http_fail(code, body)
-    for name, sent in body.get("sent", {}).items():
+    body = SignalRequest(signal=args.signal)
+    reply = request(args, "POST", path, SignalReply, body=body, accept=(200, 409))
+    for name, sent in reply.sent.items():
         print(f"{name}: {'signalled' if sent else 'ERROR: not running'}")
-    return EXIT_OK if body.get("ok") else EXIT_FAILED
+    return EXIT_OK if reply.ok else EXIT_FAILED
 
 
 def cmd_reread(args: argparse.Namespace) -> int:
-    code, body = _call(args, "POST", "/reread")
-    return _render_changes(args, code, body, applied=False)
+    from twinvisor.control.messages import ChangesReply
+
+    try:
+        reply = request(args, "POST", "/reread", ChangesReply)
+    except Refused as e:
+        return _refused(e)
+    return _render_changes(args, reply, applied=False)
 
 
 def cmd_update(args: argparse.Namespace) -> int:
-    code, body = _call(args, "POST", "/update", query={"timeout": str(args.timeout)})
-    return _render_changes(args, code, body, applied=True)
+    from twinvisor.control.messages import UpdateReply
+
+    query = {"timeout": str(args.timeout)}
+    try:
+        reply = request(args, "POST", "/update", UpdateReply, query=query)
+    except Refused as e:
+        return _refused(e)
+    return _render_changes(args, reply, applied=True)
 
 
-def _render_changes(args: argparse.Namespace, code: int, body: Any, applied: bool) -> int:
-    if code != 200:
-        print(body.get("error", f"HTTP {code}"), file=sys.stderr)
-        for problem in body.get("problems", []):
-            print(f"  {problem}", file=sys.stderr)
-        return EXIT_USAGE if code == 400 else EXIT_FAILED
+def _refused(e: Refused) -> int:
+    """A config the daemon would not take: its message and every problem, on stderr."""
+    if e.status == 403 or e.status >= 500:  # refused, or broken: not about the config
+        raise e
+    print(e.reply.error, file=sys.stderr)
+    for problem in e.reply.problems:
+        print(f"  {problem}", file=sys.stderr)
+    return EXIT_USAGE if e.status == 400 else EXIT_FAILED
+
+
+def _render_changes(
+    args: argparse.Namespace, reply: ChangesReply | UpdateReply, applied: bool
+) -> int:
     if args.json:
-        _print_json(body)
+        print_json(reply)
         return EXIT_OK
-    changes = body["changes"]
-    words = ("added", "removed", "changed") if not applied else ("added", "removed", "updated")
-    any_change = False
-    for key, word in zip(("added", "removed", "changed"), words, strict=True):
-        for name in changes[key]:
-            any_change = True
-            print(
-                f"{name}: {word}"
-                if applied
-                else f"{name}: {'available' if key == 'added' else key}"
-            )
-    if not any_change:
-        print("No config updates to processes")
+    changes = reply.changes
+    lines = [f"{n}: {'added' if applied else 'available'}" for n in changes.added]
+    lines += [f"{n}: removed" for n in changes.removed]
+    lines += [f"{n}: {'updated' if applied else 'changed'}" for n in changes.changed]
+    print("\n".join(lines) if lines else "No config updates to processes")
     return EXIT_OK
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    path = _log_path(args)
     from twinvisor.linux import logs
 
-    code, body = _call(args, "GET", "/status", query={"names": args.name})
-    if code != 200:
-        raise _http_fail(code, body)
-    rows = body["programs"]
-    if len(rows) != 1:
-        raise _Fail(
-            f"{args.name} names {len(rows)} instances; pick one of: "
-            + ", ".join(r["name"] for r in rows),
-            EXIT_USAGE,
-        )
-    path = rows[0]["stderr_file" if args.stderr else "stdout_file"]
-    if not path:
-        raise _Fail(
-            f"{args.name}: {'stderr' if args.stderr else 'stdout'} is discarded (set in config)",
-            EXIT_FAILED,
-        )
     out = sys.stdout.buffer
     try:
         for line in logs.tail_lines(path, args.lines):
@@ -325,25 +157,35 @@ def cmd_logs(args: argparse.Namespace) -> int:
                 out.write(chunk)
                 out.flush()
     except FileNotFoundError:
-        raise _Fail(f"no log yet at {path}", EXIT_FAILED) from None
+        raise Fail(f"no log yet at {path}", EXIT_FAILED) from None
     except KeyboardInterrupt:
         pass
     return EXIT_OK
 
 
+def _log_path(args: argparse.Namespace) -> str:
+    """The log file of the one instance `args.name` names, as the daemon reports it."""
+    from twinvisor.control.messages import StatusReply
+
+    rows = request(args, "GET", "/status", StatusReply, query={"names": args.name}).programs
+    if len(rows) != 1:
+        raise Fail(
+            f"{args.name} names {len(rows)} instances; pick one of: "
+            + ", ".join(r.name for r in rows),
+            EXIT_USAGE,
+        )
+    path = rows[0].stderr_file if args.stderr else rows[0].stdout_file
+    if not path:
+        raise Fail(
+            f"{args.name}: {'stderr' if args.stderr else 'stdout'} is discarded (set in config)",
+            EXIT_FAILED,
+        )
+    return path
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"twinvisor {__version__}")
     return EXIT_OK
-
-
-def _not_running(args: argparse.Namespace, socket: str, error: Exception) -> str:
-    """ "no daemon running", whether the socket file is missing or stale (both twins were
-    killed): a stale one is removed, once no lock says a daemon or guard still runs."""
-    from twinvisor.cli.liveness import clean_stale, not_running_text
-
-    daemon = None if args.socket or os.environ.get("TWINVISOR_SOCKET") else _daemon_table(args)
-    removed = clean_stale(daemon.run_dir, socket) if daemon is not None else []
-    return not_running_text(socket, error, removed) + "\n(start it with: twinvisor up)"
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -352,10 +194,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from twinvisor.cli.liveness import daemon_running
     from twinvisor.config.load import config_to_dict
 
-    config = _load_config(_config_path(args.config))
+    config = load_config(config_path(args.config))
     warnings = checkconfig.warnings(config, daemon_running(config.daemon.run_dir))
     if args.json:
-        _print_json({**config_to_dict(config), "warnings": warnings})
+        print_json({**config_to_dict(config), "warnings": warnings})
         return EXIT_OK
     print(checkconfig.table(config))
     print(f"config {config.path}: OK, {len(config.programs)} instance(s)")
@@ -365,8 +207,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    path = _config_path(args.config)
-    config = _load_config(path)
+    path = config_path(args.config)
+    config = load_config(path)
     _require_writable(config.daemon)
     if args.foreground:
         _refuse_second_foreground(path)
@@ -378,7 +220,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     return start_background(config, timeout=args.timeout, twin=not args.no_twin)
 
 
-def _require_writable(daemon: Any) -> None:
+def _require_writable(daemon: DaemonSpec) -> None:
     """The run dir (lock, socket, state) and the log dir must be writable: on a read-only
     root (a container's readOnlyRootFilesystem) say which path and what to do about it."""
     from twinvisor.linux import fsutil
@@ -393,7 +235,7 @@ def _require_writable(daemon: Any) -> None:
             os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             os.unlink(probe)
         except OSError as e:
-            raise _Fail(
+            raise Fail(
                 f"the {what} {path} is not writable ({e.strerror or e}); twinvisor needs one "
                 "writable directory: set TWINVISOR_RUN_DIR to one (e.g. /tmp/twinvisor on an "
                 "emptyDir or tmpfs volume) or [daemon] run_dir in the config",
@@ -416,7 +258,7 @@ def _refuse_second_foreground(path: str) -> None:
         f"  control socket: {paths.socket}",
         f"stop it with `twinvisor -c {path} down`, or use it (`status`, `logs`)",
     ]
-    raise _Fail("\n".join(lines), EXIT_FAILED)
+    raise Fail("\n".join(lines), EXIT_FAILED)
 
 
 def _run_foreground(path: str, twin: bool) -> int:
@@ -429,7 +271,7 @@ def _run_foreground(path: str, twin: bool) -> int:
     from twinvisor.linux import fsutil
     from twinvisor.twin import guard
 
-    config = _load_config(path)
+    config = load_config(path)
     fsutil.remove_quietly(config.daemon.stop_marker)
     return guard.run_guard(path, None, foreground=True)
 
@@ -437,35 +279,23 @@ def _run_foreground(path: str, twin: bool) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     from twinvisor.cli.launch import stop_daemon
 
-    return stop_daemon(_socket_path(args), timeout=args.timeout, daemon=_daemon_table(args))
-
-
-def _daemon_table(args: argparse.Namespace) -> DaemonSpec | None:
-    from twinvisor.config.paths import daemon_table_paths
-
-    try:
-        config = _config_path(args.config)
-    except _Fail:
-        if args.socket or os.environ.get("TWINVISOR_SOCKET"):
-            return None  # `down --socket S` needs no config: the daemon is told by its socket
-        raise
-    return daemon_table_paths(config)
+    return stop_daemon(socket_path(args), timeout=args.timeout, daemon=daemon_table(args))
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
     from twinvisor.cli.launch import upgrade_daemon
 
-    return upgrade_daemon(_socket_path(args), timeout=args.timeout)
+    return upgrade_daemon(socket_path(args), timeout=args.timeout)
 
 
 def cmd_guard(args: argparse.Namespace) -> int:
     """Internal: the guard process of the twin."""
     from twinvisor.twin import guard
 
-    return guard.run_guard(_config_path(args.config), args.watch)
+    return guard.run_guard(config_path(args.config), args.watch)
 
 
-def _tool(verb: str) -> Any:
+def _tool(verb: str) -> Command:
     """A verb of tools.py (find, kill, timers, service, export, import), imported lazily."""
 
     def run(args: argparse.Namespace) -> int:
@@ -481,21 +311,22 @@ def cmd_passwd(args: argparse.Namespace) -> int:
 
     users_file = args.file
     if users_file is None:
-        http = _load_config(_config_path(args.config)).daemon.http
+        http = load_config(config_path(args.config)).daemon.http
         if http is None:
-            raise _Fail("no [daemon.http] table in the config: name the file with --file", 2)
+            raise Fail("no [daemon.http] table in the config: name the file with --file", 2)
         users_file = http.users_file
     return passwd.cmd_passwd(args, users_file)
 
 
-def _observe(verb: str) -> Any:
+def _observe(verb: str) -> Command:
     """`events` and `status --watch` (cli/observe.py), imported lazily."""
 
     def run(args: argparse.Namespace) -> int:
         from twinvisor.cli import observe
+        from twinvisor.cli.common import call_json
 
-        def call(method: str, path: str, query: dict[str, str] | None) -> tuple[int, Any]:
-            return _call(args, method, path, query=query)
+        def call(method: str, path: str, query: dict[str, str] | None) -> tuple[int, object]:
+            return call_json(args, method, path, query=query)
 
         if verb == "watch":
             return observe.cmd_watch(args, call)
@@ -508,7 +339,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     """Internal: the background daemon process started by `up`."""
     from twinvisor.service import process
 
-    return process.run(_config_path(args.config), foreground=False)
+    return process.run(config_path(args.config), foreground=False)
 
 
 # ---- parser --------------------------------------------------------------------------------------
@@ -521,7 +352,7 @@ def _common_options(suppress: bool) -> argparse.ArgumentParser:
 
     common = argparse.ArgumentParser(add_help=False)
 
-    def d(value: Any) -> Any:
+    def d(value: object) -> object:
         return argparse.SUPPRESS if suppress else value
 
     common.add_argument(
@@ -552,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     remote.add_options(p)  # -H / --hosts: the command runs on other machines (cli/remote.py)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
+    def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
         sp.set_defaults(func=func)
         return sp
@@ -647,9 +478,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if jsonout.wrapped(args):  # --json: one JSON document on stdout, errors included
-            return jsonout.run(args.func, args, _Fail)
+            return jsonout.run(args.func, args, Fail)
         return int(args.func(args))
-    except _Fail as e:
+    except Fail as e:
         print(f"twinvisor: {e}", file=sys.stderr)
         return e.code
     except BrokenPipeError:

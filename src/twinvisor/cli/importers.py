@@ -19,13 +19,16 @@ import os
 import re
 import shlex
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeAlias
 
 from twinvisor.config.values import name_problem
 
 __all__ = ["ImportErrorText", "ImportResult", "import_file", "to_toml"]
+
+# what a converted key holds, as toml_value writes it
+TomlValue: TypeAlias = bool | int | float | str | Sequence["TomlValue"] | Mapping[str, "TomlValue"]
 
 
 class ImportErrorText(Exception):
@@ -42,7 +45,7 @@ class ImportResult:
 @dataclass
 class _Program:
     name: str
-    keys: dict[str, Any] = field(default_factory=dict)
+    keys: dict[str, TomlValue] = field(default_factory=dict)
     comment: str = ""
 
 
@@ -85,7 +88,7 @@ def toml_key(key: str) -> str:
     return key if _BARE.fullmatch(key) else toml_string(key)
 
 
-def toml_value(value: Any) -> str:
+def toml_value(value: TomlValue) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -141,7 +144,7 @@ def _from_procfile(path: str, text: str) -> tuple[list[_Program], list[str]]:
             dropped.append(f"{path}:{number}: not a 'name: command' line: {line}")
             continue
         name, command = match.group(1), match.group(2).strip()
-        keys: dict[str, Any] = {"directory": here, "command": _procfile_command(command)}
+        keys: dict[str, TomlValue] = {"directory": here, "command": _procfile_command(command)}
         if os.path.isfile(env_file):
             keys["env_file"] = env_file
         if "PORT" in command:
@@ -372,7 +375,7 @@ _KNOWN = {
 @dataclass
 class _Converter:
     where: str
-    keys: dict[str, Any]
+    keys: dict[str, TomlValue]
     dropped: list[str]
     here: str
 

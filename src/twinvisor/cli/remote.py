@@ -187,7 +187,7 @@ def _one(ssh: list[str], target: Any, forward: list[str], args: argparse.Namespa
 def _many(ssh: list[str], targets: list[Any], forward: list[str], args: argparse.Namespace) -> int:
     """Every host in parallel: `status` merged into one table with a HOST column, `--json`
     merged into one document, anything else streamed line by line as `HOST  line`."""
-    from twinvisor.cli import app, remote_report
+    from twinvisor.cli import remote_report, render
     from twinvisor.cli.remote_fleet import HostRun, prefixer, run_all
     from twinvisor.cli.remote_hosts import ssh_argv
     from twinvisor.cli.remote_outcome import exit_code
@@ -204,7 +204,7 @@ def _many(ssh: list[str], targets: list[Any], forward: list[str], args: argparse
     except KeyboardInterrupt:
         return 0 if args.command == "logs" else 130
     if table:
-        text = remote_report.status_table(runs, app._status_table)
+        text = remote_report.status_table(runs, render.status_table)
         if text is not None:
             print(text)
     elif args.json:

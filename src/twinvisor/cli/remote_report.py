@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from twinvisor.cli.remote_fleet import HostRun
 from twinvisor.cli.remote_outcome import Outcome, diagnose
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from twinvisor.control.messages import StatusRow
 
 
 def outcome(run: HostRun) -> Outcome:
@@ -26,25 +31,36 @@ def _parsed(run: HostRun) -> Any:
         return None
 
 
-def status_table(runs: list[HostRun], render: Any) -> str | None:
+def status_table(runs: list[HostRun], render: Callable[[list[StatusRow]], str]) -> str | None:
     """`render` is the CLI's own status table (rows -> text): its lines get the HOST column
     in front, so a fleet's table reads like one machine's. None when no host answered."""
-    rows: list[dict[str, Any]] = []
+    rows: list[StatusRow] = []
     hosts: list[str] = []
     for run in runs:
-        answer = _parsed(run)
-        if isinstance(answer, dict):  # `status --json` as an object: its rows are "programs"
-            answer = answer.get("programs")
-        if isinstance(answer, list):
-            rows.extend(answer)
-            hosts.extend(run.target.name for _ in answer)
+        answer = _rows(run)
+        rows.extend(answer)
+        hosts.extend(run.target.name for _ in answer)
     if not rows:
         return None
-    lines = str(render(rows)).splitlines()
+    lines = render(rows).splitlines()
     width = max(len(h) for h in ["HOST", *hosts])
     return "\n".join(
         f"{host.ljust(width)}  {line}" for host, line in zip(["HOST", *hosts], lines, strict=True)
     )
+
+
+def _rows(run: HostRun) -> list[StatusRow]:
+    """The rows a host's `status --json` printed (a list, or an object with its rows in
+    "programs"); none if it printed something else."""
+    import msgspec
+
+    from twinvisor.control.messages import StatusReply, StatusRow
+
+    try:
+        answer = msgspec.json.decode(bytes(run.out), type=list[StatusRow] | StatusReply)
+    except msgspec.DecodeError:
+        return []
+    return answer if isinstance(answer, list) else answer.programs
 
 
 def json_document(runs: list[HostRun]) -> str:

@@ -1,7 +1,7 @@
 """The verbs of the command line that work around the daemon rather than through it:
 `find`, `kill`, `install-timer`, `uninstall-timer`, `install-service`, `export`, `import`.
 
-cli.py parses the arguments and calls `run(verb, args)` here, lazily, so these modules cost
+cli/app.py parses the arguments and calls `run(verb, args)` here, lazily, so these modules cost
 nothing to the frequent verbs (`status`). Rendering only: the work is in discovery.py,
 integrate.py, export_systemd.py and importers.py.
 """
@@ -12,20 +12,31 @@ import argparse
 import os
 import sys
 import time
-from typing import Any
 
-from twinvisor.cli.app import (
+import msgspec
+
+from twinvisor.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
-    _call,
-    _config_path,
-    _Fail,
-    _http_fail,
-    _load_config,
-    _print_json,
+    Fail,
+    config_path,
+    load_config,
+    print_json,
+    request,
 )
 from twinvisor.config.specs import Config, ProgramSpec, match_instances
+from twinvisor.control.messages import (
+    ProcessState,
+    SignalReply,
+    SignalRequest,
+    StatusReply,
+    StatusRow,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from twinvisor.linux.discovery import Match
 
 
 def run(verb: str, args: argparse.Namespace) -> int:
@@ -43,7 +54,7 @@ def run(verb: str, args: argparse.Namespace) -> int:
     try:
         return handlers[verb](args)
     except IntegrationError as e:
-        raise _Fail(str(e), EXIT_FAILED) from None
+        raise Fail(str(e), EXIT_FAILED) from None
 
 
 def select_instances(config: Config, patterns: list[str]) -> list[ProgramSpec]:
@@ -54,7 +65,7 @@ def select_instances(config: Config, patterns: list[str]) -> list[ProgramSpec]:
         from twinvisor.config.values import no_such_program
 
         known = list(dict.fromkeys([p.program for p in config.programs] + list(by_name)))
-        raise _Fail(no_such_program(unknown, known), EXIT_USAGE)
+        raise Fail(no_such_program(unknown, known), EXIT_USAGE)
     return [by_name[n] for n in names]
 
 
@@ -64,36 +75,41 @@ def select_instances(config: Config, patterns: list[str]) -> list[ProgramSpec]:
 def cmd_find(args: argparse.Namespace) -> int:
     from twinvisor.linux.discovery import find_matches
 
-    config = _load_config(_config_path(args.config))
+    config = load_config(config_path(args.config))
     instances = select_instances(config, args.names)
-    results: dict[str, dict[str, Any]] = {}
-    cache: dict[tuple[Any, ...], list[Any]] = {}
+    found: dict[str, tuple[str, list[Match]]] = {}  # instance: (find mode, processes)
+    cache: dict[tuple[object, ...], list[Match]] = {}  # instances that look alike: one scan
     for spec in instances:
         mode = args.mode or spec.find or "cmdline"
         key = (spec.command, spec.directory, spec.environment, mode)
         if key not in cache:
             cache[key] = find_matches(spec, mode)
-        results[spec.name] = {"mode": mode, "matches": [m.to_dict() for m in cache[key]]}
+        found[spec.name] = (mode, cache[key])
     if args.json:
-        _print_json(results)
+        print_json(
+            {
+                n: {"mode": mode, "matches": [m.to_dict() for m in ms]}
+                for n, (mode, ms) in found.items()
+            }
+        )
     else:
-        for name, found in results.items():
-            _print_found(name, found["mode"], found["matches"])
-    missing = {s.program for s in instances if not results[s.name]["matches"]}
+        for name, (mode, matches) in found.items():
+            _print_found(name, mode, matches)
+    missing = {s.program for s in instances if not found[s.name][1]}
     return EXIT_FAILED if missing else EXIT_OK
 
 
-def _print_found(name: str, mode: str, matches: list[dict[str, Any]]) -> None:
+def _print_found(name: str, mode: str, matches: list[Match]) -> None:
     if not matches:
         print(f"{name}: no running process found (find = {mode!r})")
         return
     many = "es" if len(matches) != 1 else ""
     print(f"{name}: {len(matches)} match{many} (find = {mode!r})")
-    for m in matches:
-        import shlex
+    import shlex
 
-        print(f"  pid {m['pid']}: {shlex.join(m['cmdline'])}")
-        print(f"    because {m['reason']}")
+    for m in matches:
+        print(f"  pid {m.pid}: {shlex.join(m.cmdline)}")
+        print(f"    because {m.reason}")
 
 
 # ---- kill ---------------------------------------------------------------------------------------
@@ -103,67 +119,85 @@ def cmd_kill(args: argparse.Namespace) -> int:
     """SIGKILL programs through the daemon, then wait for the restart policy to bring each
     back: a new pid in RUNNING (seed 001's kill.sh)."""
     before = _status_rows(args, args.names)
-    old = {r["name"]: r["pid"] for r in before}
-    code, body = _call(args, "POST", f"/programs/{','.join(args.names)}/signal", {"signal": "KILL"})
-    if code in (400, 404):
-        raise _http_fail(code, body)
-    sent = body.get("sent", {})
-    deadline = time.monotonic() + args.timeout
-    waiting = {n for n, ok in sent.items() if ok}
-    rows: dict[str, dict[str, Any]] = {r["name"]: r for r in before}
-    while waiting and time.monotonic() < deadline:
-        for r in _status_rows(args, sorted(waiting)):
-            rows[r["name"]] = r
-            if r["state"] == "RUNNING" and r["pid"] and r["pid"] != old.get(r["name"]):
-                waiting.discard(r["name"])
-            elif r["state"] in ("FATAL", "STOPPED", "EXITED"):
-                waiting.discard(r["name"])  # it will not come back by itself
-        if waiting:
-            time.sleep(0.05)
+    old = {r.name: r.pid for r in before}
+    path = f"/programs/{','.join(args.names)}/signal"
+    body = SignalRequest(signal="KILL")
+    sent = request(args, "POST", path, SignalReply, body=body, accept=(200, 409)).sent
+    rows = _wait_restarted(args, sent, old, {r.name: r for r in before})
     return _render_kill(args, sent, old, rows)
 
 
-def _status_rows(args: argparse.Namespace, names: list[str]) -> list[dict[str, Any]]:
-    code, body = _call(args, "GET", "/status", query={"names": ",".join(names)})
-    if code != 200:
-        raise _http_fail(code, body)
-    rows: list[dict[str, Any]] = body["programs"]
+_GONE = (ProcessState.FATAL, ProcessState.STOPPED, ProcessState.EXITED)  # no coming back
+
+
+def _wait_restarted(
+    args: argparse.Namespace,
+    sent: dict[str, bool],
+    old: dict[str, int | None],
+    rows: dict[str, StatusRow],
+) -> dict[str, StatusRow]:
+    """Follow the killed instances until each runs again as a new pid or cannot come back by
+    itself (or --timeout passes); returns their last rows."""
+    deadline = time.monotonic() + args.timeout
+    waiting = {n for n, ok in sent.items() if ok}
+    while waiting and time.monotonic() < deadline:
+        for r in _status_rows(args, sorted(waiting)):
+            rows[r.name] = r
+            back = r.state is ProcessState.RUNNING and r.pid and r.pid != old.get(r.name)
+            if back or r.state in _GONE:
+                waiting.discard(r.name)
+        if waiting:
+            time.sleep(0.05)
     return rows
+
+
+def _status_rows(args: argparse.Namespace, names: list[str]) -> list[StatusRow]:
+    query = {"names": ",".join(names)}
+    return request(args, "GET", "/status", StatusReply, query=query).programs
+
+
+class _Killed(msgspec.Struct, frozen=True, kw_only=True):
+    """One instance in the report of `kill` (its --json output)."""
+
+    killed: bool
+    old_pid: int | None
+    new_pid: int | None  # running again as this pid
+    state: ProcessState | None
 
 
 def _render_kill(
     args: argparse.Namespace,
     sent: dict[str, bool],
     old: dict[str, int | None],
-    rows: dict[str, dict[str, Any]],
+    rows: dict[str, StatusRow],
 ) -> int:
-    report: dict[str, dict[str, Any]] = {}
-    ok = True
+    report: dict[str, _Killed] = {}
     for name, was_sent in sent.items():
-        row = rows.get(name, {})
-        new_pid = row.get("pid") if row.get("state") == "RUNNING" else None
+        row = rows.get(name)
+        new_pid = row.pid if row and row.state is ProcessState.RUNNING else None
         back = bool(was_sent and new_pid and new_pid != old.get(name))
-        ok = ok and back
-        report[name] = {
-            "killed": was_sent,
-            "old_pid": old.get(name),
-            "new_pid": new_pid if back else None,
-            "state": row.get("state"),
-        }
+        state = row.state if row else None
+        report[name] = _Killed(
+            killed=was_sent, old_pid=old.get(name), new_pid=new_pid if back else None, state=state
+        )
     if args.json:
-        _print_json(report)
+        print_json(report)
     else:
         for name, r in report.items():
-            if not r["killed"]:
-                print(f"{name}: ERROR: not running, nothing to kill")
-            elif r["new_pid"]:
-                print(f"{name}: killed pid {r['old_pid']} -> restarted as pid {r['new_pid']}")
-            else:
-                print(
-                    f"{name}: killed pid {r['old_pid']}; not running again "
-                    f"(state {r['state']}; see `twinvisor status {name}`)"
-                )
+            print(f"{name}: {_kill_text(name, r)}")
+    ok = all(r.new_pid for r in report.values())
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def _kill_text(name: str, r: _Killed) -> str:
+    if not r.killed:
+        return "ERROR: not running, nothing to kill"
+    if r.new_pid:
+        return f"killed pid {r.old_pid} -> restarted as pid {r.new_pid}"
+    state = r.state.value if r.state else None
+    return (
+        f"killed pid {r.old_pid}; not running again (state {state}; see `twinvisor status {name}`)"
+    )
 
 
 # ---- timer and service --------------------------------------------------------------------------
@@ -178,8 +212,8 @@ def _twinvisor_argv() -> list[str]:
 def cmd_install_timer(args: argparse.Namespace) -> int:
     from twinvisor.cli import integrate
 
-    config = os.path.abspath(_config_path(args.config))
-    _load_config(config)  # a timer for a config that does not load would fail every minute
+    config = os.path.abspath(config_path(args.config))
+    load_config(config)  # a timer for a config that does not load would fail every minute
     kind = integrate.timer_kind(args.kind)
     plan = integrate.timer_plan(kind, config, _twinvisor_argv())
     if args.print:
@@ -192,7 +226,7 @@ def cmd_install_timer(args: argparse.Namespace) -> int:
 def cmd_uninstall_timer(args: argparse.Namespace) -> int:
     from twinvisor.cli import integrate
 
-    config = os.path.abspath(_config_path(args.config))
+    config = os.path.abspath(config_path(args.config))
     kind = integrate.timer_kind(args.kind)
     plan = integrate.timer_plan(kind, config, _twinvisor_argv())
     if args.print:
@@ -205,8 +239,8 @@ def cmd_uninstall_timer(args: argparse.Namespace) -> int:
 def cmd_install_service(args: argparse.Namespace) -> int:
     from twinvisor.cli import integrate
 
-    config = os.path.abspath(_config_path(args.config))
-    _load_config(config)
+    config = os.path.abspath(config_path(args.config))
+    load_config(config)
     user = args.user or os.geteuid() != 0
     plan = integrate.service_plan(config, _twinvisor_argv(), user=user)
     if args.print:
@@ -223,8 +257,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from twinvisor.cli.export_systemd import export_units, write_units
 
     if args.format != "systemd":
-        raise _Fail(f"unknown export format {args.format!r}; expected 'systemd'", EXIT_USAGE)
-    config = _load_config(_config_path(args.config))
+        raise Fail(f"unknown export format {args.format!r}; expected 'systemd'", EXIT_USAGE)
+    config = load_config(config_path(args.config))
     units, notes = export_units(config, prefix=args.prefix)
     written = write_units(units, args.directory)
     for path in written:
@@ -240,19 +274,19 @@ def cmd_import(args: argparse.Namespace) -> int:
     try:
         result = import_file(args.source, args.output)
     except ImportErrorText as e:
-        raise _Fail(str(e), EXIT_USAGE) from None
+        raise Fail(str(e), EXIT_USAGE) from None
     except OSError as e:
-        raise _Fail(f"cannot read {args.source}: {e.strerror}", EXIT_USAGE) from None
+        raise Fail(f"cannot read {args.source}: {e.strerror}", EXIT_USAGE) from None
     output = args.output or "-"
     if output == "-":
         sys.stdout.write(result.toml)
     else:
         if os.path.exists(output) and not args.force:
-            raise _Fail(f"{output} exists; use --force to overwrite it", EXIT_USAGE)
+            raise Fail(f"{output} exists; use --force to overwrite it", EXIT_USAGE)
         from twinvisor.linux.fsutil import write_atomic
 
         if not write_atomic(os.path.abspath(output), result.toml):
-            raise _Fail(f"cannot write {output}", EXIT_FAILED)
+            raise Fail(f"cannot write {output}", EXIT_FAILED)
         print(f"wrote {output}: {len(result.programs)} program(s): {', '.join(result.programs)}")
     out = sys.stderr if output == "-" else sys.stdout
     if result.dropped:

@@ -1,9 +1,10 @@
 """A small synchronous client for the control API, used by the CLI.
 
-The CLI starts often, so this module imports only the stdlib ``socket`` and ``json`` (no
-asyncio, h11 or msgspec). The HTTP side is deliberately narrow because the server is ours: one
-request per connection (``Connection: close``), a ``Content-Length`` body each way, and a
-bounded, careful reader for the response head and body.
+The CLI starts often, so ``call()`` needs only the stdlib ``socket`` and ``json`` (no asyncio or
+h11); ``request()`` decodes the answer into the Structs of control.messages and imports msgspec
+when first used. The HTTP side is deliberately narrow because the server is ours: one request
+per connection (``Connection: close``), a ``Content-Length`` body each way, and a bounded,
+careful reader for the response head and body.
 """
 
 from __future__ import annotations
@@ -16,10 +17,15 @@ import time
 from twinvisor.errors import ControlError, DaemonNotRunning
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:  # typing costs ~15 ms to import; annotations only need it for mypy
-    from typing import Any
+if TYPE_CHECKING:  # annotations only: importing typing and msgspec costs the CLI start-up time
+    from collections.abc import Container
+    from typing import Any, TypeVar
 
-__all__ = ["ControlClient", "quote"]
+    from twinvisor.control.messages import ErrorReply
+
+    R = TypeVar("R")
+
+__all__ = ["ApiError", "ControlClient", "quote"]
 
 _MAX_HEAD = 64 * 1024
 _MAX_BODY = 64 * 1024 * 1024
@@ -33,8 +39,30 @@ def quote(text: str, safe: str = "") -> str:
     return "".join(chr(b) if b in keep else f"%{b:02X}" for b in text.encode("utf-8"))
 
 
+class ApiError(ControlError):
+    """The daemon answered with an error status; ``reply`` says why."""
+
+    def __init__(self, status: int, reply: ErrorReply) -> None:
+        super().__init__(reply.error)
+        self.status = status
+        self.reply = reply
+
+
+def _error_reply(status: int, data: bytes) -> ErrorReply:
+    """The ErrorReply in an error answer, or one naming the status if the body has none."""
+    import msgspec
+
+    from twinvisor.control.messages import ErrorReply
+
+    try:
+        return msgspec.json.decode(data, type=ErrorReply)
+    except msgspec.DecodeError:
+        return ErrorReply(error=f"the daemon answered HTTP {status}")
+
+
 class ControlClient:
-    """Talk to the daemon's control socket: ``call()`` returns ``(status, parsed JSON)``."""
+    """Talk to the daemon's control socket: ``request()`` returns the answer as a Struct,
+    ``call()`` as ``(status, parsed JSON)``."""
 
     def __init__(self, socket_path: str, timeout: float = 30.0) -> None:
         self.socket_path = socket_path
@@ -44,19 +72,58 @@ class ControlClient:
         self,
         method: str,
         path: str,
-        body: Any = None,
+        body: object = None,  # anything json.dumps takes
         query: dict[str, str] | None = None,
-    ) -> tuple[int, Any]:
+    ) -> tuple[int, Any]:  # Any: JSON of whatever shape the daemon sent, the caller checks it
         """Send one request and return the status and decoded JSON body (None if empty).
 
         ``path`` is taken literally (it is percent-encoded here, "/" kept), so pass names as they
         are. HTTP error statuses are returned, not raised; a daemon that cannot be reached
         raises DaemonNotRunning, anything else that goes wrong ControlError.
         """
+        payload = b"" if body is None else json.dumps(body).encode("utf-8")
+        status, data = self._exchange(method, path, payload, query)
+        if not data.strip():
+            return status, None
+        try:
+            return status, json.loads(data)
+        except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+            raise ControlError(f"daemon sent invalid JSON (status {status}): {e}") from None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        reply: type[R],
+        *,
+        body: object = None,
+        query: dict[str, str] | None = None,
+        accept: Container[int] = (200,),
+    ) -> R:
+        """Send one request (``body`` encoded by msgspec: a Struct, a dict) and decode the
+        answer into ``reply``, a Struct of control.messages.
+
+        A status outside ``accept`` raises ApiError with the daemon's ErrorReply; an answer of
+        another shape raises ControlError, as do the failures of ``call()``.
+        """
+        import msgspec
+
+        payload = b"" if body is None else msgspec.json.encode(body)
+        status, data = self._exchange(method, path, payload, query)
+        if status not in accept:
+            raise ApiError(status, _error_reply(status, data))
+        try:
+            return msgspec.json.decode(data, type=reply)
+        except msgspec.DecodeError as e:
+            raise ControlError(f"daemon sent an unexpected answer (status {status}): {e}") from None
+
+    def _exchange(
+        self, method: str, path: str, payload: bytes, query: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        """One request with a JSON ``payload`` (b"" for none): the status and the raw body."""
         target = quote(path, safe="/")
         if query:
             target += "?" + "&".join(f"{quote(k)}={quote(v)}" for k, v in query.items())
-        payload = b"" if body is None else json.dumps(body).encode("utf-8")
         head = (
             f"{method.upper()} {target} HTTP/1.1\r\n"
             "Host: twinvisor\r\n"
@@ -76,13 +143,7 @@ class ControlClient:
                 raise ControlError(f"timed out sending to {self.socket_path}") from None
             except OSError as e:
                 raise ControlError(f"sending to {self.socket_path} failed: {e}") from None
-            status, data = _Reader(sock, deadline, self.socket_path).response()
-        if not data.strip():
-            return status, None
-        try:
-            return status, json.loads(data)
-        except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
-            raise ControlError(f"daemon sent invalid JSON (status {status}): {e}") from None
+            return _Reader(sock, deadline, self.socket_path).response()
 
     def _connect(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -27,6 +27,8 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
+import msgspec
+
 from twinvisor.config.specs import HttpSpec
 from twinvisor.control import auth
 from twinvisor.control.names import resolve_names
@@ -219,13 +221,13 @@ class Dashboard:
         )
         rows = []
         for row in rt.status():
-            use = usage.get(str(row["name"]))
+            use = usage.get(row.name)
             rows.append(
                 {
-                    **row,
+                    **msgspec.structs.asdict(row),
                     "cpu_seconds": use.cpu_seconds if use else None,
                     "rss_bytes": use.rss_bytes if use else None,
-                    "group": _group_of(rt, str(row["name"])),
+                    "group": _group_of(rt, row.name),
                 }
             )
         return Response(200, {"programs": rows, "last_event": rt.journal.last_id})

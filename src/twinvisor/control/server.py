@@ -36,7 +36,7 @@ import stat
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import h11
@@ -64,6 +64,8 @@ _LINGER_BYTES = 1024 * 1024  # discarded at most after an error, so the client s
 _LINGER_SECONDS = 1.0
 _BACKLOG = 4096  # connects beyond it fail at once (EAGAIN): a burst must fit; capped by somaxconn
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class Request:
@@ -71,17 +73,27 @@ class Request:
     path: str  # percent-decoded path, without the query
     params: dict[str, str]  # path parameters from the route pattern
     query: dict[str, str]  # last value wins for repeated keys
-    body: Any  # parsed JSON (a dict for an HTML form post), or None when the body is empty
+    body: object  # parsed JSON (any shape: check it, or use decode()), a dict for an HTML
+    # form post, or None when the body is empty
     peer_uid: int
     peer_pid: int
     # lower-case names; repeated headers joined with ", " (Cookie with "; ")
     headers: dict[str, str] = field(default_factory=dict)
+    raw_body: bytes = b""  # as it arrived
+
+    def decode(self, shape: type[T]) -> T:
+        """The JSON body as `shape` (a msgspec Struct); a body of another shape is a 400 that
+        says which field is wrong, and an empty body reads as ``{}``."""
+        try:
+            return msgspec.json.decode(self.raw_body.strip() or b"{}", type=shape)
+        except msgspec.DecodeError as e:
+            raise HTTPError(400, f"bad request body: {e}") from None
 
 
 @dataclass(frozen=True)
 class Response:
     status: int
-    body: Any = None  # serialised with msgspec.json
+    body: object = None  # anything msgspec.json encodes: a Struct, a dict, a list...
     headers: tuple[tuple[str, str], ...] = field(default=())
 
 
@@ -89,12 +101,14 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 class HTTPError(Exception):
-    """Raise from a handler to answer ``status`` with ``{"error": message}``."""
+    """Raise from a handler to answer ``status`` with ``{"error": message}``, or with ``body``
+    when the answer has more to say than the message."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, body: object = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.body = {"error": message} if body is None else body
 
 
 @dataclass(frozen=True)
@@ -564,7 +578,7 @@ class ControlServer:
             handler, pattern[0] = route.handler, route.pattern
             headers = _headers(req)
             if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-                body: Any = _decode_form(raw_body)
+                body: object = _decode_form(raw_body)
             else:
                 body = _decode_body(raw_body)
             request = Request(
@@ -576,6 +590,7 @@ class ControlServer:
                 peer_uid=peer.uid,
                 peer_pid=peer.pid,
                 headers=headers,
+                raw_body=raw_body,
             )
         except _MethodNotAllowed as e:
             return Response(405, {"error": e.message}, (("allow", ", ".join(e.allowed)),))
@@ -584,7 +599,7 @@ class ControlServer:
         try:
             response = await handler(request)
         except HTTPError as e:
-            return Response(e.status, {"error": e.message})
+            return Response(e.status, e.body)
         except Exception as e:
             log.exception("control: handler for %s %s failed", method, path)
             return Response(500, {"error": f"internal error: {type(e).__name__}: {e}"})
@@ -699,7 +714,7 @@ def _decode_form(raw: bytes) -> dict[str, str]:
         raise HTTPError(400, "too many form fields") from None
 
 
-def _decode_body(raw: bytes) -> Any:
+def _decode_body(raw: bytes) -> object:  # JSON of any shape: Request.decode checks it
     if not raw.strip():
         return None
     try:

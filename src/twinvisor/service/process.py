@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from twinvisor.config.load import load_config
 from twinvisor.config.specs import Config, DaemonSpec
+from twinvisor.control.messages import ShutdownReply, UpgradeReply
 from twinvisor.control.server import ControlServer
 from twinvisor.errors import AlreadyRunning, ConfigError, TwinvisorError
 from twinvisor.exitcodes import Exit
@@ -176,7 +177,7 @@ class _Service:
         self.http: TcpListener | None = None  # [daemon.http], when configured
         self.stopping = asyncio.Event()
         self.detached = asyncio.Event()  # upgrade: programs and sockets stay for the next one
-        self.shutdown_result: dict[str, Any] = {}
+        self.shutdown_result: ShutdownReply | None = None  # the one answer, once stopped
 
     async def serve(self) -> int:
         try:
@@ -196,7 +197,9 @@ class _Service:
         log.info("twinvisor down")
         if self.exit_code is not None:
             return self.exit_code
-        return Exit.OK if self.shutdown_result.get("ok") else Exit.FAILED
+        return (
+            Exit.OK if self.shutdown_result is not None and self.shutdown_result.ok else Exit.FAILED
+        )
 
     async def _start_up(self) -> ControlServer | int:
         """Every step up to the report to `up`; an exit status when one of them failed."""
@@ -334,19 +337,19 @@ class _Service:
         )
         notify("READY=1")
 
-    async def shutdown(self) -> dict[str, Any]:
+    async def shutdown(self) -> ShutdownReply:
         """`down`, SIGTERM, SIGINT: stop every program, answer, then end."""
         from twinvisor.lib.sd import notify
 
         self.runtime.closing = True
-        if not self.shutdown_result:
+        if self.shutdown_result is None:
             notify("STOPPING=1")
             log.info("shutting down: stopping all programs")
             outcomes = await self.runtime.stop_all()
             leftover = self.runtime.leftover_pids()
             self.runtime.state_file.reset_counters()  # the next `up` is a fresh start
-            self.shutdown_result.update(
-                {"ok": not leftover, "results": outcomes, "leftover": leftover}
+            self.shutdown_result = ShutdownReply(
+                ok=not leftover, results=outcomes, leftover=leftover
             )
             # answer the caller first, then close the server
             self.loop.call_soon(self.stopping.set)
@@ -368,15 +371,17 @@ class _Service:
                 log.error("cannot write the stop marker: %s", e)
         _background_task(self.shutdown())
 
-    async def upgrade(self) -> dict[str, Any]:
+    async def upgrade(self) -> UpgradeReply:
         """Leave the programs running and let the guard bring up the installed code."""
         if self.link is None:
-            return {"ok": False, "error": "upgrade needs the twin (started without --no-twin)"}
+            return UpgradeReply(
+                ok=False, error="upgrade needs the twin (started without --no-twin)"
+            )
         self.runtime.detach()
         self.link.shutdown(upgrade=True)
         self.loop.call_soon(self.stopping.set)
         self.detached.set()
-        return {"ok": True, "old_pid": os.getpid()}
+        return UpgradeReply(ok=True, old_pid=os.getpid())
 
 
 def _restore_socket(server: ControlServer, link: GuardLink | None) -> None:
@@ -411,11 +416,11 @@ def _log_status(runtime: Runtime) -> None:
     for row in runtime.status():
         log.info(
             "status: %s %s pid=%s restarts=%s%s",
-            row["name"],
-            row["state"],
-            row["pid"],
-            row["restarts"],
-            f" error={row['error']}" if row["error"] else "",
+            row.name,
+            row.state.value,
+            row.pid,
+            row.restarts,
+            f" error={row.error}" if row.error else "",
         )
 
 

@@ -23,32 +23,15 @@ from collections.abc import Callable, Iterable
 import msgspec
 
 from twinvisor.linux import fsutil
+from twinvisor.supervisor.event_record import EventRecord
+
+__all__ = ["EventRecord", "Journal"]
 
 log = logging.getLogger("twinvisor")
 
 CAPACITY = 1000
 MAX_FILE_BYTES = 1024 * 1024
 _MAX_LINE = 4096  # a longer line in the file is not one of ours
-
-
-class EventRecord(msgspec.Struct, frozen=True, omit_defaults=True):
-    """One event; `kind` says which fields are set (docs/api.md lists them)."""
-
-    id: int
-    time: float  # wall clock, seconds since the epoch
-    kind: str  # state | exit | restart | ready | health | config | takeover | guard | shutdown
-    instance: str | None = None
-    program: str | None = None
-    pid: int | None = None
-    state: str | None = None  # kind=state: the new state
-    previous: str | None = None  # kind=state: the old one
-    ready: bool | None = None  # kind=ready
-    exit_code: int | None = None  # kind=exit; kind=shutdown: the code the daemon exits with
-    signal: str | None = None  # kind=exit, e.g. "SIGKILL"
-    expected: bool | None = None  # kind=exit: a stop, or an exit code the program declares
-    reason: str | None = None  # kind=restart: exit|spawn_failed|ready_timeout|watchdog|...
-    delay: float | None = None  # kind=restart: seconds until the new generation starts
-    message: str | None = None
 
 
 _decode_line = msgspec.json.Decoder(EventRecord).decode

@@ -38,6 +38,7 @@ from twinvisor.supervisor.hooks import HookRunner
 from twinvisor.supervisor.journal import Counters, Journal
 from twinvisor.supervisor.listeners import Listeners
 from twinvisor.supervisor.seams import FdKeeper, OutcomeOf
+from twinvisor.supervisor.status import StatusRow, status_row
 from twinvisor.supervisor.watch import ChildWatcher, Streams
 
 log = logging.getLogger("twinvisor")
@@ -549,42 +550,13 @@ class Runtime:
 
     # -- status ---------------------------------------------------------------------------------
 
-    def status(self, names: Iterable[str] | None = None) -> list[dict[str, object]]:
-        now = self.clock()
-        wall = time.time()
-        rows: list[dict[str, object]] = []
-        for name in names if names is not None else self.core.procs:
-            p = self.core.procs[name]
-            alive = p.state.is_alive and p.started_at is not None
-            uptime = now - p.started_at if alive and p.started_at is not None else None
-            rows.append(
-                {
-                    "name": name,
-                    "program": p.spec.program,
-                    "state": p.state.value,
-                    "pid": p.pid,
-                    "uptime": round(uptime, 3) if uptime is not None else None,
-                    "started": round(wall - uptime, 3) if uptime is not None else None,
-                    "restarts": p.restarts,
-                    "failures": p.failures,
-                    "given_up": p.given_up,
-                    "type": p.spec.type.value,
-                    "completed": p.completed,
-                    "last_exit": p.last_exit.describe() if p.last_exit else None,
-                    "exit_code": p.last_exit.exit_code if p.last_exit else None,
-                    "error": p.last_error,
-                    "stdout_file": p.spec.stdout.path,
-                    "stderr_file": p.spec.stderr.path,
-                    "dropped_bytes": self._dropped(name),
-                    "status_text": p.status_text,
-                    "healthy": p.healthy,
-                    "previous_pid": p.old_pid,
-                    "reloading": p.reloading,  # sd_notify RELOADING=1 until the next READY=1
-                    "main_pid": p.main_pid,  # sd_notify MAINPID=, as the program reports it
-                    "listen_addrs": list(p.spec.listen_addrs),
-                }
-            )
-        return rows
+    def status(self, names: Iterable[str] | None = None) -> list[StatusRow]:
+        """One row per instance (all of them by default), in config order."""
+        now, wall = self.clock(), time.time()
+        return [
+            status_row(self.core.procs[n], now=now, wall=wall, dropped_bytes=self._dropped(n))
+            for n in (names if names is not None else self.core.procs)
+        ]
 
     def log_counts(self, name: str) -> list[tuple[str, int, int]]:
         """(stream, bytes written, bytes dropped) of an instance's log files."""

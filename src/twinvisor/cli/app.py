@@ -323,14 +323,8 @@ def _observe(verb: str) -> Command:
 
     def run(args: argparse.Namespace) -> int:
         from twinvisor.cli import observe
-        from twinvisor.cli.common import call_json
 
-        def call(method: str, path: str, query: dict[str, str] | None) -> tuple[int, object]:
-            return call_json(args, method, path, query=query)
-
-        if verb == "watch":
-            return observe.cmd_watch(args, call)
-        return observe.cmd_events(args, call)
+        return observe.cmd_watch(args) if verb == "watch" else observe.cmd_events(args)
 
     return run
 

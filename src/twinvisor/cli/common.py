@@ -16,7 +16,7 @@ from twinvisor.exitcodes import Exit
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Container
-    from typing import Any, TypeVar
+    from typing import TypeVar
 
     from twinvisor.config.specs import Config, DaemonSpec
     from twinvisor.control.client import ControlClient
@@ -125,24 +125,6 @@ def request(
         if fail is None:
             raise
         raise fail from None
-
-
-def call_json(
-    args: argparse.Namespace, method: str, path: str, query: dict[str, str] | None = None
-) -> tuple[int, Any]:  # Any: the JSON as the daemon sent it, for callers that check its shape
-    """Ask the daemon; the status and the parsed JSON, whatever the status."""
-    client, socket = _client(args, method)
-    try:
-        code, answer = client.call(method, path, query=query)
-    except Exception as e:
-        fail = _unreachable(e, args, method, socket, client.timeout)
-        if fail is None:
-            raise
-        raise fail from None
-    if code == 403 or code >= 500:  # refused, or broken: no verb has anything else to show
-        error = answer.get("error") if isinstance(answer, dict) else None
-        raise Fail(str(error or f"the daemon answered HTTP {code}"), EXIT_FAILED)
-    return code, answer
 
 
 def _client(args: argparse.Namespace, method: str) -> tuple[ControlClient, str]:

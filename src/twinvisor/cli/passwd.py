@@ -5,10 +5,10 @@ terminal, or read as one line from stdin (for scripts); only its salted scrypt h
 
 from __future__ import annotations
 
+import argparse
 import getpass
 import os
 import sys
-from typing import Any
 
 from twinvisor.control import auth
 from twinvisor.linux import fsutil
@@ -23,7 +23,7 @@ def _password() -> str:
     return first
 
 
-def cmd_passwd(args: Any, users_file: str) -> int:
+def cmd_passwd(args: argparse.Namespace, users_file: str) -> int:
     if not auth.valid_user_name(args.user):
         print(
             f"twinvisor: invalid user name {args.user!r} (letters, digits, . _ @ -)",

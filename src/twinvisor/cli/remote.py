@@ -19,7 +19,10 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # remote_hosts is imported when a host is named
+    from twinvisor.cli.remote_hosts import Target
 
 _OURS = frozenset({"remote_hosts", "remote_hosts_file", "remote_command", "ssh_command",
                    "parallel"})  # fmt: skip
@@ -94,7 +97,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Sequenc
     return _many(ssh, targets, forward, args)
 
 
-def _targets(args: argparse.Namespace) -> list[Any]:
+def _targets(args: argparse.Namespace) -> list[Target]:
     from twinvisor.cli.remote_hosts import DEFAULT_REMOTE_COMMAND, parse_host, read_hosts_file
 
     command = (
@@ -148,7 +151,7 @@ def _unabbreviated(name: str, table: dict[str, argparse.Action]) -> str:
     return name
 
 
-def _one(ssh: list[str], target: Any, forward: list[str], args: argparse.Namespace) -> int:
+def _one(ssh: list[str], target: Target, forward: list[str], args: argparse.Namespace) -> int:
     """One host: its stdout is ours unchanged (pipes and `--json` work as on the host), its
     stderr is passed on as it comes and read for the reason if it fails."""
     import subprocess
@@ -184,7 +187,9 @@ def _one(ssh: list[str], target: Any, forward: list[str], args: argparse.Namespa
     return outcome.code
 
 
-def _many(ssh: list[str], targets: list[Any], forward: list[str], args: argparse.Namespace) -> int:
+def _many(
+    ssh: list[str], targets: list[Target], forward: list[str], args: argparse.Namespace
+) -> int:
     """Every host in parallel: `status` merged into one table with a HOST column, `--json`
     merged into one document, anything else streamed line by line as `HOST  line`."""
     from twinvisor.cli import remote_report, render

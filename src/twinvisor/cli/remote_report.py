@@ -24,7 +24,7 @@ def _text(data: bytearray) -> str:
     return bytes(data).decode("utf-8", "replace")
 
 
-def _parsed(run: HostRun) -> Any:
+def _parsed(run: HostRun) -> Any:  # Any: a host's JSON output, passed on as it is
     try:
         return json.loads(bytes(run.out))
     except ValueError:
@@ -68,7 +68,7 @@ def json_document(runs: list[HostRun]) -> str:
     hosts = []
     for run in runs:
         o = outcome(run)
-        entry: dict[str, Any] = {
+        entry: dict[str, object] = {
             "host": run.target.name,
             "ok": o.reason is None,
             "exit": o.code,

@@ -382,6 +382,18 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=func)
         return sp
 
+    _daemon_verbs(add)  # in the order `--help` lists them
+    _program_verbs(add)
+    _tool_verbs(add)
+    return p
+
+
+# a verb's sub-parser: name, function, help text
+Add = Callable[[str, Command, str], argparse.ArgumentParser]
+
+
+def _daemon_verbs(add: Add) -> None:
+    """The daemon as a whole: up, down, upgrade, status, passwd, events."""
     sp = add("up", cmd_up, "start the daemon and its autostart programs")
     sp.add_argument(
         "--foreground", action="store_true", help="stay in the foreground (containers, systemd)"
@@ -406,6 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("names", nargs="*", metavar="NAME")
     sp.add_argument("-f", "--follow", action="store_true", help="wait for new events")
     sp.add_argument("--since", default="0", metavar="ID", help="only events after this id")
+
+
+def _program_verbs(add: Add) -> None:
+    """Programs through the daemon, and the config: start ... check-config."""
     for verb in ("start", "stop", "restart"):
         sp = add(
             verb, cmd_verb, f"{verb} programs (NAME, NAME:*, NAME:N or all); waits for the outcome"
@@ -424,6 +440,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("names", nargs="+", metavar="NAME")
     add("version", cmd_version, "print the version")
     add("check-config", cmd_check_config, "validate the config and print it resolved")
+
+
+def _tool_verbs(add: Add) -> None:
+    """Around the daemon rather than through it (tools.py)."""
     sp = add("find", _tool("find"), "find running copies of programs outside the daemon")
     sp.add_argument("names", nargs="+", metavar="NAME")
     sp.add_argument("--mode", choices=("cmdline", "cwd", "exe"), help="override `find`")
@@ -446,7 +466,6 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("source", metavar="FILE")
     sp.add_argument("-o", "--output", help="the TOML file to write (default: stdout)")
     sp.add_argument("--force", action="store_true", help="overwrite the output file")
-    return p
 
 
 def _internal_parser() -> argparse.ArgumentParser:

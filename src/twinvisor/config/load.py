@@ -10,6 +10,7 @@ last. Nothing is built from a program whose name is unsafe, because names become
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import math
 import os
@@ -20,8 +21,10 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from twinvisor.config.expand import Instance, expand_env, is_whole_reference
 from twinvisor.config.hooks import hook_specs
 from twinvisor.config.http import http_spec
+from twinvisor.config.instances import expand_table, instance_list, is_templated
 from twinvisor.config.locate import (
     MAX_NESTING,
     Locator,
@@ -44,12 +47,14 @@ from twinvisor.config.specs import (
     Dependency,
     ExitAction,
     FatalAction,
+    GroupSpec,
     HealthSpec,
     LogSpec,
     ProgramSpec,
     ProgramType,
     ReadySpec,
     RestartPolicy,
+    group_of,
 )
 from twinvisor.config.values import (
     UNIX_PATH_MAX,
@@ -65,6 +70,7 @@ from twinvisor.config.values import (
     parse_ready,
     parse_size,
     parse_socket_mode,
+    parse_umask,
     socket_owner_problems,
     split_command,
     unknown_key,
@@ -109,8 +115,13 @@ class _ProgramTable(msgspec.Struct, forbid_unknown_fields=True):
     user: str | None = None
     group: str | None = None
     numprocs: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 1
+    numprocs_start: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 0
+    instance_name: str | None = None  # default "{program}:{instance}", or "{program}" alone
     stdout_file: _Path | None = None
     stderr_file: _Path | None = None
+    redirect_stderr: bool = False
+    umask: int | str | None = None
+    priority: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 999
     listen_addrs: list[str] = []
     max_retry: _Count = 3
     min_uptime: _NonNeg = 1.0
@@ -148,6 +159,12 @@ class _ProgramTable(msgspec.Struct, forbid_unknown_fields=True):
 
 # stdout_file / stderr_file values that mean the daemon's own stdout/stderr
 CONSOLE_FILES = {"console": None, "/dev/stdout": "stdout", "/dev/stderr": "stderr"}
+CONSOLE_FILES |= {"/dev/fd/1": "stdout", "/dev/fd/2": "stderr"}  # the same, spelled otherwise
+CONSOLE_FILES |= {"/proc/self/fd/1": "stdout", "/proc/self/fd/2": "stderr"}
+
+
+class _GroupTable(msgspec.Struct, forbid_unknown_fields=True):
+    programs: list[str] = []
 
 
 class _HealthTable(msgspec.Struct, forbid_unknown_fields=True):
@@ -159,7 +176,7 @@ class _HealthTable(msgspec.Struct, forbid_unknown_fields=True):
     failures: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 3
 
 
-_TOP_KEYS = ("daemon", "program", "include", "hooks")
+_TOP_KEYS = ("daemon", "program", "group", "include", "hooks")
 _PROBES = ("http", "tcp", "command")
 _PROBES_SHOWN = "'http', 'tcp' or 'command'"
 
@@ -213,7 +230,36 @@ def _parse_source(path: str, text: str, pr: Problems) -> Source | None:
     except RecursionError:  # nesting_line should have caught it; never a traceback
         pr.raw(path, None, "", "the file nests too deep to be parsed")
         return None
-    return Source(path, data, locator)
+    src = Source(path, data, locator)
+    _expand_environment(src, src.data, (), pr)
+    return src
+
+
+def _expand_environment(
+    src: Source, table: dict[str, Any], base: tuple[str, ...], pr: Problems
+) -> None:
+    """Every string value's ${VAR} replaced, in place, at load time (keys stay as written)."""
+    for key, value in table.items():
+        path = (*base, key)
+        if isinstance(value, dict):
+            _expand_environment(src, value, path, pr)
+        elif isinstance(value, str):
+            table[key] = _expanded(src, value, path, "", pr)
+        elif isinstance(value, list):
+            table[key] = [
+                _expanded(src, v, path, f"[{i}]", pr) if isinstance(v, str) else v
+                for i, v in enumerate(value)
+            ]
+
+
+def _expanded(src: Source, value: str, path: tuple[str, ...], suffix: str, pr: Problems) -> str:
+    out, problem = expand_env(value, os.environ)
+    if problem is not None:
+        pr.at(src, path, problem, suffix)
+        src.unexpanded.add(path)
+    elif not suffix and out != value and is_whole_reference(value):
+        src.whole_refs.add(path)
+    return out
 
 
 def _include_paths(src: Source, pr: Problems) -> list[str]:
@@ -312,6 +358,7 @@ class _Resolved:
     depends_on: list[tuple[int, Dependency]] = field(default_factory=list)  # (index, dep)
     socket_mode: int = 0o660
     console: str = ""  # "", "text" or "json": the program's console key, or [daemon]'s
+    umask: int | None = None
 
 
 def _resolve_command(value: str | list[str] | None) -> tuple[tuple[str, ...], str | None]:
@@ -372,6 +419,18 @@ def _check_meaning(
         out.socket_mode = parse_socket_mode(prog.socket_mode)
     except ValueError as e:
         pr.at(src, (*base, "socket_mode"), str(e))
+    if prog.umask is not None:
+        try:
+            out.umask = parse_umask(prog.umask)
+        except ValueError as e:
+            pr.at(src, (*base, "umask"), str(e))
+    if prog.redirect_stderr and prog.stderr_file is not None:
+        pr.at(
+            src,
+            (*base, "stderr_file"),
+            "stderr_file has no effect with redirect_stderr = true (stderr goes to the "
+            "stdout log); remove one of them",
+        )
     return out
 
 
@@ -483,13 +542,17 @@ class _Node:
     oneshot: bool = False
 
 
+@dataclass
+class _Scope:
+    """What every program's checks share: the daemon, the groups, the nodes for depends_on."""
+
+    daemon: DaemonSpec
+    group_of: dict[str, str]
+    nodes: dict[str, _Node] = field(default_factory=dict)
+
+
 def _program_specs(
-    name: str,
-    table: Any,
-    src: Source,
-    daemon: DaemonSpec,
-    pr: Problems,
-    nodes: dict[str, _Node],
+    name: str, table: Any, src: Source, scope: _Scope, pr: Problems
 ) -> list[ProgramSpec]:
     base = ("program", name)
     if problem := name_problem(name):
@@ -501,14 +564,41 @@ def _program_specs(
     before = len(pr.items)
     valid = check_table(table, _ProgramTable, src, base, pr)
     prog = msgspec.convert(valid, type=_ProgramTable)  # each value already passed alone
-    resolved = _check_meaning(prog, set(valid), set(table), src, base, pr)
-    resolved.console = daemon.console if prog.console is None else _console_mode(prog.console)
+    group = scope.group_of.get(name, name)
+    members, problem = instance_list(
+        name, prog.numprocs, prog.numprocs_start, prog.instance_name, group
+    )
+    if problem:
+        pr.at(src, (*base, "instance_name") if "instance_name" in valid else base, problem)
+        # the other keys are still checked, on instances named the default way
+        members, _ = instance_list(name, prog.numprocs, prog.numprocs_start, None, group)
     # a health table with problems still counts: "healthy" on it is not a second problem
     has_health = isinstance(table.get("health"), dict)
-    nodes[name] = _Node(src, resolved.depends_on, has_health, prog.type == "oneshot")
-    if len(pr.items) > before:
-        return []
-    return _instances(name, prog, resolved, src, daemon)
+    oneshot = prog.type == "oneshot"
+    if not is_templated(valid) or not members:
+        resolved = _check_meaning(prog, set(valid), set(table), src, base, pr)
+        resolved.console = _program_console(prog, scope.daemon)
+        scope.nodes[name] = _Node(src, resolved.depends_on, has_health, oneshot)
+        if len(pr.items) > before:
+            return []
+        return [_instance(inst, prog, resolved, src, scope.daemon) for inst in members]
+    specs = []
+    for inst in members:  # placeholders: check what each instance really gets
+        own, bad = expand_table(valid, inst)
+        mine = Problems()
+        for key, message in bad:
+            mine.at(src, (*base, key), message)
+        if not bad:
+            prog_i = msgspec.convert(own, type=_ProgramTable)
+            resolved = _check_meaning(prog_i, set(own), set(table), src, base, mine)
+            resolved.console = _program_console(prog_i, scope.daemon)
+            scope.nodes.setdefault(name, _Node(src, resolved.depends_on, has_health, oneshot))
+        note = f" (instance {inst.name!r})" if len(members) > 1 else ""
+        pr.items += [dataclasses.replace(p, message=p.message + note) for p in mine.items]
+        if mine.items:
+            return []  # the first instance with problems is enough to show what is wrong
+        specs.append(_instance(inst, prog_i, resolved, src, scope.daemon))
+    return [] if len(pr.items) > before else specs
 
 
 def _check_dependencies(nodes: dict[str, _Node], known: list[str], pr: Problems) -> None:
@@ -567,6 +657,10 @@ def _log(
     return LogSpec(path, *sizes)
 
 
+def _program_console(prog: _ProgramTable, daemon: DaemonSpec) -> str:
+    return daemon.console if prog.console is None else _console_mode(prog.console)
+
+
 def _console_mode(value: bool | str) -> str:
     return "json" if value == "json" else ("text" if value is True else "")
 
@@ -600,57 +694,54 @@ def _restart_policy(prog: _ProgramTable) -> RestartPolicy:
     )
 
 
-def _instances(
-    name: str, prog: _ProgramTable, resolved: _Resolved, src: Source, daemon: DaemonSpec
-) -> list[ProgramSpec]:
-    policy = _restart_policy(prog)
+def _instance(
+    inst: Instance, prog: _ProgramTable, resolved: _Resolved, src: Source, daemon: DaemonSpec
+) -> ProgramSpec:
+    name = inst.program
+    log_base = os.path.join(daemon.log_dir, inst.name)
+    stderr = _log(prog.stderr_file, log_base + ".stderr.log", "stderr", prog, resolved, src)
+    if prog.redirect_stderr:
+        stderr = LogSpec(None)  # into stdout's pipe: the stdout log has both, in order
     on_exit, on_fatal = _exit_policy(prog)
-    specs = []
-    for i in range(prog.numprocs):
-        instance = name if prog.numprocs == 1 else f"{name}:{i}"
-        log_base = os.path.join(daemon.log_dir, instance)
-        specs.append(
-            ProgramSpec(
-                name=instance,
-                program=name,
-                command=resolved.command,
-                directory=None if prog.directory is None else _abspath(prog.directory, src),
-                environment=resolved.environment,
-                autostart=prog.autostart,
-                stop_signal=resolved.stop_signal,
-                stop_signum=signal_number(resolved.stop_signal),
-                stop_timeout=prog.stop_timeout,
-                stop_before_restart=prog.stop_before_restart,
-                user=prog.user,
-                group=prog.group,
-                instance=i,
-                numprocs=prog.numprocs,
-                stdout=_log(
-                    prog.stdout_file, log_base + ".stdout.log", "stdout", prog, resolved, src
-                ),
-                stderr=_log(
-                    prog.stderr_file, log_base + ".stderr.log", "stderr", prog, resolved, src
-                ),
-                listen_addrs=tuple(prog.listen_addrs),
-                restart=policy,
-                ready=resolved.ready,
-                health=resolved.health,
-                watchdog_sec=prog.watchdog_sec,
-                depends_on=tuple(dep for _, dep in resolved.depends_on),
-                restart_batch=prog.restart_batch,
-                cgroup=prog.cgroup,
-                socket_mode=resolved.socket_mode,
-                socket_owner=prog.socket_owner,
-                find=prog.find,
-                pidfile=None if prog.pidfile is None else _abspath(prog.pidfile, src),
-                type=ProgramType(prog.type),
-                on_exit=on_exit,
-                on_fatal=on_fatal,
-                gates_ready=prog.gates_ready,
-                source=src.where(("program", name)),
-            )
-        )
-    return specs
+    return ProgramSpec(
+        name=inst.name,
+        program=name,
+        command=resolved.command,
+        directory=None if prog.directory is None else _abspath(prog.directory, src),
+        environment=resolved.environment,
+        autostart=prog.autostart,
+        stop_signal=resolved.stop_signal,
+        stop_signum=signal_number(resolved.stop_signal),
+        stop_timeout=prog.stop_timeout,
+        stop_before_restart=prog.stop_before_restart,
+        user=prog.user,
+        group=prog.group,
+        instance=inst.number,
+        numprocs=prog.numprocs,
+        numprocs_start=prog.numprocs_start,
+        stdout=_log(prog.stdout_file, log_base + ".stdout.log", "stdout", prog, resolved, src),
+        stderr=stderr,
+        redirect_stderr=prog.redirect_stderr,
+        umask=resolved.umask,
+        priority=prog.priority,
+        listen_addrs=tuple(prog.listen_addrs),
+        restart=_restart_policy(prog),
+        ready=resolved.ready,
+        health=resolved.health,
+        watchdog_sec=prog.watchdog_sec,
+        depends_on=tuple(dep for _, dep in resolved.depends_on),
+        restart_batch=prog.restart_batch,
+        cgroup=prog.cgroup,
+        socket_mode=resolved.socket_mode,
+        socket_owner=prog.socket_owner,
+        find=prog.find,
+        pidfile=None if prog.pidfile is None else _abspath(prog.pidfile, src),
+        type=ProgramType(prog.type),
+        on_exit=on_exit,
+        on_fatal=on_fatal,
+        gates_ready=prog.gates_ready,
+        source=src.where(("program", name)),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -708,8 +799,10 @@ def load_config(path: str) -> Config:
     if not sources:
         raise ConfigError(pr.items)
     daemon = _daemon_spec(sources[0], pr)
+    found = _read_groups(sources, pr)
+    groups = [g for g, _ in found]
+    scope = _Scope(daemon, group_of(groups))
     first_seen: dict[str, str] = {}
-    nodes: dict[str, _Node] = {}
     programs: list[ProgramSpec] = []
     for src in sources:
         _check_top(src, src is sources[0], pr)
@@ -721,12 +814,84 @@ def load_config(path: str) -> Config:
                 pr.at(src, ("program", name), msg)
                 continue
             first_seen[name] = here
-            programs += _program_specs(name, body, src, daemon, pr, nodes)
-    _check_dependencies(nodes, list(first_seen), pr)
+            programs += _program_specs(name, body, src, scope, pr)
+    _check_dependencies(scope.nodes, list(first_seen), pr)
+    _check_groups(found, list(first_seen), pr)
+    _check_instance_names(programs, scope, pr)
     hooks = [h for src in sources for h in hook_specs(src, pr)]
     if pr.items:
         raise ConfigError(_in_file_order(pr.items))
-    return Config(path=main, daemon=daemon, programs=tuple(programs), hooks=tuple(hooks))
+    return Config(
+        path=main,
+        daemon=daemon,
+        programs=tuple(programs),
+        groups=tuple(groups),
+        hooks=tuple(hooks),
+    )
+
+
+def _read_groups(sources: list[Source], pr: Problems) -> list[tuple[GroupSpec, Source]]:
+    """[group.NAME] tables of every file (read before the programs: {group} needs them)."""
+    groups: list[tuple[GroupSpec, Source]] = []
+    for src in sources:
+        table = src.data.get("group", {})
+        for name, body in table.items() if isinstance(table, dict) else ():
+            base = ("group", name)
+            if problem := name_problem(name):
+                pr.at(src, base, problem.replace("program name", "group name"))
+                continue
+            if not isinstance(body, dict):
+                pr.at(src, base, f"[group.{name}] must be a table, got {_show(body)}")
+                continue
+            if any(g.name == name for g, _ in groups):
+                pr.at(src, base, f"group {name!r} is defined twice")
+                continue
+            valid = check_table(body, _GroupTable, src, base, pr)
+            members = tuple(dict.fromkeys(valid.get("programs", [])))
+            if not members and "programs" in valid:
+                pr.at(src, (*base, "programs"), "a group needs at least one program")
+            elif "programs" not in body:
+                pr.at(src, base, "missing required key 'programs'")
+            groups.append((GroupSpec(name, members, src.where(base)), src))
+    return groups
+
+
+def _check_groups(groups: list[tuple[GroupSpec, Source]], known: list[str], pr: Problems) -> None:
+    """Members exist, belong to one group, and no group is named like a program."""
+    owner: dict[str, str] = {}
+    for g, src in groups:
+        base = ("group", g.name)
+        if g.name in known:
+            pr.at(src, base, f"group {g.name!r} has the name of a program; rename one")
+        for i, program in enumerate(g.programs):
+            if program not in known:
+                message = unknown_program(program, known).replace("depends on", "lists")
+                pr.at(src, (*base, "programs"), message, f"[{i}]")
+            elif program in owner:
+                pr.at(
+                    src,
+                    (*base, "programs"),
+                    f"{program!r} is already in group {owner[program]!r}; a program belongs "
+                    "to one group at most",
+                    f"[{i}]",
+                )
+            else:
+                owner[program] = g.name
+
+
+def _check_instance_names(programs: list[ProgramSpec], scope: _Scope, pr: Problems) -> None:
+    """Instance names are unique (they name log files, FIFOs and status rows)."""
+    seen: dict[str, ProgramSpec] = {}
+    for spec in programs:
+        other = seen.setdefault(spec.name, spec)
+        if other is spec:
+            continue
+        pr.at(
+            scope.nodes[spec.program].src,
+            ("program", spec.program),
+            f"instance name {spec.name!r} is also an instance of program {other.program!r}; "
+            "change instance_name",
+        )
 
 
 def _in_file_order(problems: list[ConfigProblem]) -> list[ConfigProblem]:

@@ -173,6 +173,13 @@ class Source:
     path: str  # absolute
     data: dict[str, Any]
     locator: Locator
+    # key paths whose string was a single ${VAR}: a number or flag may come from it
+    whole_refs: set[tuple[str, ...]] = field(default_factory=set)
+    # key paths whose ${VAR} could not be expanded: reported once, then not checked again
+    unexpanded: set[tuple[str, ...]] = field(default_factory=set)
+
+    def failed_under(self, path: tuple[str, ...]) -> bool:
+        return bool(self.unexpanded) and any(f[: len(path)] == path for f in self.unexpanded)
 
     def where(self, path: tuple[str, ...]) -> str:
         line = self.locator.line(path)

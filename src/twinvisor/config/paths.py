@@ -4,7 +4,7 @@
 dir) to what a [daemon] table sets; the full loader (config/load.py) calls it after validating
 the table, and `daemon_table_paths` reads the [daemon] table alone for the callers that must
 be light and must work while the rest of the config has errors: the CLI finding its socket,
-and the guard. So both always agree.
+and the guard. So both always agree (${VAR} is expanded in both).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import re
 import tomllib
 from typing import Any
 
+from twinvisor.config.expand import expand_env
 from twinvisor.config.specs import DaemonSpec
 
 # a table header line: [daemon] opens the table, any other [...] line ends it
@@ -63,6 +64,12 @@ def daemon_table_paths(path: str) -> DaemonSpec | None:
     keys = ("run_dir", "socket", "log_dir")
     if not isinstance(daemon, dict) or not all(isinstance(daemon.get(k, ""), str) for k in keys):
         return None
+    daemon = dict(daemon)
+    for key in keys:
+        if key in daemon:
+            daemon[key], problem = expand_env(daemon[key], os.environ)
+            if problem is not None:
+                return None
     here = os.path.dirname(os.path.abspath(path))
 
     def given(key: str) -> str | None:

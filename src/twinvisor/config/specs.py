@@ -6,6 +6,7 @@ so a config change is a comparison of two `ProgramSpec` values.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -136,8 +137,12 @@ class ProgramSpec:
     group: str | None = None
     instance: int = 0
     numprocs: int = 1
+    numprocs_start: int = 0  # the number of the first instance
     stdout: LogSpec = field(default_factory=lambda: LogSpec(None))
     stderr: LogSpec = field(default_factory=lambda: LogSpec(None))
+    redirect_stderr: bool = False  # stderr into the same pipe as stdout: one log, in order
+    umask: int | None = None  # None: the supervisor's own
+    priority: int = 999  # start order (lower first), stop order reversed; see core/deps.py
     listen_addrs: tuple[str, ...] = ()
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     ready: ReadySpec = field(default_factory=ReadySpec)
@@ -161,21 +166,53 @@ class ProgramSpec:
     source: str = field(default="", compare=False)
 
 
+@dataclass(frozen=True)
+class GroupSpec:
+    """`[group.NAME] programs = [...]`: a name for several programs (`restart NAME:*`)."""
+
+    name: str
+    programs: tuple[str, ...]
+    source: str = field(default="", compare=False)
+
+
 def match_instances(
-    patterns: list[str], instances: list[tuple[str, str]]
+    patterns: list[str],
+    instances: list[tuple[str, str]],
+    groups: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[list[str], list[str]]:
     """What supervisorctl users type -> instance names. `instances` is (instance, program)
     in config order; a pattern is an instance (`web:0`), a program (`web`: all of its
-    instances), `web:*`, or `all`. Returns (names in order, patterns that matched nothing)."""
+    instances), `web:*`, a group (`workers`, `workers:*`: every instance of its programs),
+    `GROUP:INSTANCE` as status shows it, or `all`.
+    Returns (names in order, patterns that matched nothing)."""
+    groups = groups or {}
     names: list[str] = []
     unknown: list[str] = []
     for pattern in patterns:
-        program = pattern[:-2] if pattern.endswith(":*") else pattern
-        matched = [n for n, p in instances if pattern == "all" or p == program or n == pattern]
+        matched = _matching(pattern, instances, groups)
         if not matched:
             unknown.append(pattern)
         names.extend(n for n in matched if n not in names)
     return names, unknown
+
+
+def _matching(
+    pattern: str, instances: list[tuple[str, str]], groups: Mapping[str, Sequence[str]]
+) -> list[str]:
+    if pattern == "all":
+        return [n for n, _ in instances]
+    head, sep, rest = pattern.partition(":")
+    if head in groups:  # group names never equal program names (the loader checks)
+        members = set(groups[head])
+        mine = [n for n, p in instances if p in members]
+        return mine if not sep or rest == "*" else [n for n in mine if n == rest]
+    program = pattern[:-2] if pattern.endswith(":*") else pattern
+    return [n for n, p in instances if p == program or n == pattern]
+
+
+def group_of(groups: Sequence[GroupSpec]) -> dict[str, str]:
+    """program -> the group it belongs to (a program belongs to one group at most)."""
+    return {p: g.name for g in groups for p in g.programs}
 
 
 @dataclass(frozen=True)
@@ -268,6 +305,7 @@ class Config:
     daemon: DaemonSpec
     programs: tuple[ProgramSpec, ...]  # instances, in config order
     hooks: tuple[HookSpec, ...] = ()
+    groups: tuple[GroupSpec, ...] = ()
 
     def by_name(self) -> dict[str, ProgramSpec]:
         return {p.name: p for p in self.programs}

@@ -40,6 +40,7 @@ __all__ = [
     "parse_ready",
     "parse_size",
     "parse_socket_mode",
+    "parse_umask",
     "show",
     "socket_owner_problems",
     "split_command",
@@ -143,9 +144,25 @@ def check_table(
     for key, value in table.items():
         if key not in known:
             pr.at(src, (*base, key), unknown_key(key, known))
-        elif _type_ok(schema, key, value, src, (*base, key), pr):
+            continue
+        if src.failed_under((*base, key)):
+            continue  # its ${VAR} was reported: nothing more to say about it
+        if (*base, key) in src.whole_refs:
+            value = _coerced(schema, key, value)
+        if _type_ok(schema, key, value, src, (*base, key), pr):
             valid[key] = value
     return valid
+
+
+def _coerced(schema: type[msgspec.Struct], key: str, value: Any) -> Any:
+    """A value that came whole from one ${VAR} (always a string) read as the key's type:
+    `numprocs = "${WORKERS:-4}"` is the number 4, `autostart = "${ON}"` a flag."""
+    if _convert_error(schema, key, value) is None:
+        return value
+    try:
+        return getattr(msgspec.convert({key: value}, type=schema, strict=False), key)
+    except msgspec.ValidationError:
+        return value  # reported by the type check, with the value as it was expanded
 
 
 def _type_ok(
@@ -414,6 +431,19 @@ def parse_socket_mode(value: int | str) -> int:
             'world-writable sockets are refused; use "0660" and socket_owner'
         )
     return mode
+
+
+def parse_umask(value: int | str) -> int:
+    """ "022", "0o027" or an int (TOML 0o022) -> the umask bits, or ValueError."""
+    bits = value
+    if isinstance(value, str):
+        match = _OCTAL.fullmatch(value.strip())
+        if not match:
+            raise ValueError(f'expected octal digits such as "022", got {show(value)}')
+        bits = int(match.group(1), 8)
+    if not 0 <= int(bits) <= 0o777:
+        raise ValueError(f"umask must be from 0o000 to 0o777, got {show(value)}")
+    return int(bits)
 
 
 # ---------------------------------------------------------------------------------------------

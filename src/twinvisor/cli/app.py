@@ -174,7 +174,19 @@ def _log_path(args: argparse.Namespace) -> str:
             + ", ".join(r.name for r in rows),
             EXIT_USAGE,
         )
-    path = rows[0].stderr_file if args.stderr else rows[0].stdout_file
+    row = rows[0]
+    path = row.stderr_file if args.stderr else row.stdout_file
+    console = row.stderr_console if args.stderr else row.stdout_console
+    if args.stderr and row.redirect_stderr:
+        raise Fail(
+            f"{args.name}: stderr goes into stdout (redirect_stderr): see `logs`", EXIT_FAILED
+        )
+    if console:
+        raise Fail(
+            f"{args.name}: output goes to the daemon's own {console} (the terminal or container "
+            "log of `up --foreground`), not to a file",
+            EXIT_FAILED,
+        )
     if not path:
         raise Fail(
             f"{args.name}: {'stderr' if args.stderr else 'stdout'} is discarded (set in config)",

@@ -172,12 +172,16 @@ def _service_section(spec: ProgramSpec, notes: list[str], socket: str | None) ->
     if spec.group:
         service.append(f"Group={specifiers(spec.group)}")
     service += _restart_lines(spec)
+    if spec.umask is not None:
+        service.append(f"UMask={spec.umask:04o}")
     service += [
         f"TimeoutStopSec={_seconds(spec.stop_timeout)}",
         f"KillSignal=SIG{spec.stop_signal}",
         "KillMode=control-group",
         _output("StandardOutput", spec.stdout),
-        _output("StandardError", spec.stderr),
+        "StandardError=inherit"  # redirect_stderr: the same place as stdout
+        if spec.redirect_stderr
+        else _output("StandardError", spec.stderr),
     ]
     if spec.ready.mode is ReadyMode.NOTIFY:
         service.append(f"TimeoutStartSec={_seconds(spec.ready.timeout)}")
@@ -202,7 +206,7 @@ def _dependency_units(spec: ProgramSpec, config: Config, prefix: str) -> list[st
 
 
 def _note_dropped(spec: ProgramSpec, notes: list[str]) -> None:
-    if spec.instance != 0:
+    if spec.instance != spec.numprocs_start:
         return  # one note per program, not per instance
     name = spec.program
     if spec.ready.mode in (ReadyMode.TCP, ReadyMode.HTTP, ReadyMode.DELAY):
@@ -247,7 +251,7 @@ def export_units(config: Config, prefix: str = "") -> tuple[list[Unit], list[str
         socket = None
         if spec.listen_addrs:
             socket = unit_name(prefix, spec.program, ".socket")
-            if spec.instance == 0:
+            if spec.instance == spec.numprocs_start:
                 first = unit_name(prefix, spec.name)
                 units.append(_socket(spec, prefix, first))
         units.append(_service(spec, config, prefix, notes, socket))

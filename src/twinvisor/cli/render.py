@@ -26,7 +26,7 @@ def status_table(rows: list[StatusRow]) -> str:
     for r in rows:
         lines.append(
             (
-                r.name,
+                f"{r.group}:{r.name}" if r.group else r.name,  # as supervisorctl shows it
                 _state_text(r),
                 str(r.pid or "-"),
                 _uptime(r.uptime),

@@ -60,11 +60,14 @@ def run(verb: str, args: argparse.Namespace) -> int:
 def select_instances(config: Config, patterns: list[str]) -> list[ProgramSpec]:
     """Instances named by NAME, NAME:N, NAME:* or all (as the daemon's API reads them)."""
     by_name = config.by_name()
-    names, unknown = match_instances(patterns, [(p.name, p.program) for p in config.programs])
+    groups = {g.name: g.programs for g in config.groups}
+    instances = [(p.name, p.program) for p in config.programs]
+    names, unknown = match_instances(patterns, instances, groups)
     if unknown:
         from twinvisor.config.values import no_such_program
 
         known = list(dict.fromkeys([p.program for p in config.programs] + list(by_name)))
+        known += list(groups)
         raise Fail(no_such_program(unknown, known), EXIT_USAGE)
     return [by_name[n] for n in names]
 

@@ -1,4 +1,4 @@
-"""Program patterns in requests (`web`, `web:*`, `web:0`, `all`, `a,b`) -> instance names."""
+"""Program patterns in requests (`web`, `web:*`, `web:0`, `GROUP:*`, `all`) -> instance names."""
 
 from __future__ import annotations
 
@@ -9,4 +9,5 @@ from twinvisor.supervisor.runtime import Runtime
 def resolve_names(runtime: Runtime, patterns: list[str]) -> tuple[list[str], list[str]]:
     """Expand user patterns to instance names; returns (names, unknown patterns)."""
     procs = runtime.core.procs
-    return match_instances(patterns, [(n, procs[n].spec.program) for n in runtime.names()])
+    groups = {g.name: g.programs for g in runtime.config.groups}
+    return match_instances(patterns, [(n, procs[n].spec.program) for n in runtime.names()], groups)

@@ -1,7 +1,8 @@
 """The control API's routes: HTTP requests in, runtime calls out. See docs/api.md.
 
 Name arguments accept what supervisorctl users type: an instance (`web:0`), a program (`web`,
-all of its instances), `web:*`, or `all`. Every answer is a Struct of control.messages.
+all of its instances), `web:*`, a group (`workers`, `workers:*`), or `all`. Every answer is a
+Struct of control.messages.
 """
 
 from __future__ import annotations

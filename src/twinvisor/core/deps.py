@@ -1,5 +1,9 @@
 """`depends_on` between programs as pure graph functions: start levels, stop levels, closures.
 
+`priority` (supervisord's) orders what depends_on leaves free: lower first, stopping in
+reverse; it only orders, never pulls a program in (starting one program starts only what it
+depends on). See effective_priorities for how the two combine.
+
 Programs (not instances) are the nodes; the config loader has already rejected unknown names
 and cycles, but these functions still terminate on a cycle (the rest goes in a last level).
 """
@@ -32,23 +36,44 @@ def dependents(graph: Graph, programs: Iterable[str]) -> set[str]:
     return requirements(reverse, programs)
 
 
-def start_levels(graph: Graph, programs: Iterable[str]) -> list[list[str]]:
-    """Group `programs` into levels: each level depends only on earlier ones."""
+def effective_priorities(graph: Graph, priority: Mapping[str, int]) -> dict[str, int]:
+    """Each program's priority raised to the highest of what it depends on, transitively:
+    lower priorities start first, and a program never waits for one that waits for it."""
+    eff = {p: priority.get(p, 0) for p in graph}
+    changed = True
+    rounds = 0
+    while changed and rounds <= len(eff):  # bounded: a cycle cannot loop forever
+        changed, rounds = False, rounds + 1
+        for p, needs in graph.items():
+            top = max((eff.get(d, priority.get(d, 0)) for d in needs), default=eff[p])
+            if top > eff[p]:
+                eff[p], changed = top, True
+    return eff
+
+
+def start_levels(
+    graph: Graph, programs: Iterable[str], priority: Mapping[str, int] | None = None
+) -> list[list[str]]:
+    """Group `programs` into levels: each level depends only on earlier ones, and with
+    `priority`, holds only the lowest (effective) priority still pending."""
     pending = set(programs)
+    eff = effective_priorities(graph, priority) if priority else {}
     levels: list[list[str]] = []
     done: set[str] = set()
     while pending:
-        level = sorted(
-            p for p in pending if all(d in done or d not in pending for d in graph.get(p, ()))
-        )
-        if not level:  # a cycle: start the rest together rather than never
-            level = sorted(pending)
+        free = [p for p in pending if all(d in done or d not in pending for d in graph.get(p, ()))]
+        if eff and free:
+            low = min(eff.get(p, 0) for p in pending)
+            free = [p for p in free if eff.get(p, 0) == low] or free
+        level = sorted(free) if free else sorted(pending)  # a cycle: the rest together
         levels.append(level)
         done.update(level)
         pending.difference_update(level)
     return levels
 
 
-def stop_levels(graph: Graph, programs: Iterable[str]) -> list[list[str]]:
-    """Dependents stop before what they depend on."""
-    return list(reversed(start_levels(graph, programs)))
+def stop_levels(
+    graph: Graph, programs: Iterable[str], priority: Mapping[str, int] | None = None
+) -> list[list[str]]:
+    """Dependents (and higher priorities) stop before what they depend on."""
+    return list(reversed(start_levels(graph, programs, priority)))

@@ -93,6 +93,8 @@ def _popen(spec: ProgramSpec, options: SpawnOptions, fifos: list[OutputFifo | No
     err_target = (
         fifos[1].child_fd if fifos[1] else (subprocess.PIPE if capture_err else subprocess.DEVNULL)
     )
+    if spec.redirect_stderr:
+        err_target = subprocess.STDOUT  # the same pipe: one stream, in the order written
     user, group, extra_groups = _identity(spec)
     argv = [*options.argv_prefix, *spec.command]
     if options.argv_prefix:
@@ -110,6 +112,7 @@ def _popen(spec: ProgramSpec, options: SpawnOptions, fifos: list[OutputFifo | No
             close_fds=options.preexec is None,
             preexec_fn=options.preexec,
             restore_signals=True,
+            umask=-1 if spec.umask is None else spec.umask,
             user=user,
             group=group,
             extra_groups=extra_groups,

@@ -2,6 +2,8 @@
 
 All three honour depends_on: what a program needs starts first (and must reach the
 condition), dependents stop first, and a restarted program's dependents restart after it.
+Start and stop also follow `priority` (see core/deps.py): a level that only priority orders
+waits for its programs to be started, not ready; their readiness is waited for at the end.
 Restarts roll `restart_batch` instances at a time. Module-level functions of the runtime: they
 only ask it to dispatch events and wait for outcomes, and keep no state of their own.
 """
@@ -31,7 +33,8 @@ async def start(rt: Engine, names: list[str], timeout: float | None = None) -> d
     by = _by_program(rt)
     results: dict[str, Outcome] = {}
     failed: set[str] = set()
-    for level in deps.start_levels(graph, needed):
+    later: list[str] = []  # waited for only as started in their level; ready at the end
+    for level in deps.start_levels(graph, needed, _priorities(rt)):
         if rt.closing:  # the exit policy stops the daemon meanwhile: start nothing more
             break
         level_names: list[str] = []
@@ -46,7 +49,11 @@ async def start(rt: Engine, names: list[str], timeout: float | None = None) -> d
                 failed.add(program)
                 continue
             check = _condition(rt, program, needed)
-            if program in requested and check is _started_outcome:
+            if check is None:
+                # nothing depends on it: only the start order (priority) waits for it
+                check = _started_outcome
+                later += inst
+            elif program in requested and check is _started_outcome:
                 check = _ready_outcome  # asked for itself: it must be ready
             for n in inst:
                 outcome[n] = check
@@ -58,6 +65,8 @@ async def start(rt: Engine, names: list[str], timeout: float | None = None) -> d
         got = await rt.wait(level_names, _per_name(outcome), timeout)
         results.update(got)
         failed.update(rt.procs[n].spec.program for n, v in got.items() if v is not Outcome.OK)
+    pending = [n for n in later if results.get(n) is Outcome.OK]
+    results.update(await rt.wait(pending, _ready_outcome, timeout) if pending else {})
     return {n: results.get(n, Outcome.FAILED) for n in names}
 
 
@@ -70,7 +79,7 @@ async def stop(
     requested = {rt.procs[n].spec.program for n in names}
     by = _by_program(rt)
     results: dict[str, Outcome] = {}
-    for level in deps.stop_levels(graph, deps.dependents(graph, requested)):
+    for level in deps.stop_levels(graph, deps.dependents(graph, requested), _priorities(rt)):
         level_names = [n for program in level for n in _pick(program, names, by)]
         for n in level_names:
             rt.dispatch(StopRequested(n))
@@ -133,8 +142,13 @@ def _pick(program: str, names: list[str], by: dict[str, list[str]]) -> list[str]
     return [n for n in mine if n in named] or mine
 
 
-def _condition(rt: Engine, program: str, among: set[str]) -> OutcomeOf:
-    """The strictest condition the dependents being started (`among`) ask of `program`."""
+def _priorities(rt: Engine) -> dict[str, int]:
+    return {p.spec.program: p.spec.priority for p in rt.procs.values()}
+
+
+def _condition(rt: Engine, program: str, among: set[str]) -> OutcomeOf | None:
+    """The strictest condition the dependents being started (`among`) ask of `program`;
+    None when none of them depends on it."""
     wanted = {
         d.condition
         for p in rt.procs.values()
@@ -146,7 +160,9 @@ def _condition(rt: Engine, program: str, among: set[str]) -> OutcomeOf:
         return _completed_outcome
     if DependCondition.HEALTHY in wanted:
         return _healthy_outcome
-    if DependCondition.READY in wanted or not wanted:
+    if not wanted:
+        return None
+    if DependCondition.READY in wanted:
         return _ready_outcome
     return _started_outcome
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import assert_never
 
 from twinvisor.config.signals import describe_signal
-from twinvisor.config.specs import Config, LogSpec, ProgramSpec, ReadyMode
+from twinvisor.config.specs import Config, LogSpec, ProgramSpec, ReadyMode, group_of
 from twinvisor.core import events, machine
 from twinvisor.core.machine import ProcView
 from twinvisor.core.states import Outcome, ProcessState
@@ -553,8 +553,15 @@ class Runtime:
     def status(self, names: Iterable[str] | None = None) -> list[StatusRow]:
         """One row per instance (all of them by default), in config order."""
         now, wall = self.clock(), time.time()
+        groups = group_of(self.config.groups)
         return [
-            status_row(self.core.procs[n], now=now, wall=wall, dropped_bytes=self._dropped(n))
+            status_row(
+                self.core.procs[n],
+                now=now,
+                wall=wall,
+                dropped_bytes=self._dropped(n),
+                group=groups.get(self.core.procs[n].spec.program),
+            )
             for n in (names if names is not None else self.core.procs)
         ]
 

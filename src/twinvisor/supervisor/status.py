@@ -25,6 +25,7 @@ class StatusRow(msgspec.Struct, frozen=True, kw_only=True):
     name: str  # the instance, e.g. "web:0"
     program: str
     state: ProcessState
+    group: str | None = None  # its [group.NAME], if any
     pid: int | None = None
     uptime: float | None = None  # seconds, while alive
     started: float | None = None  # unix time of the spawn, while alive
@@ -38,6 +39,10 @@ class StatusRow(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None = None
     stdout_file: str | None = None
     stderr_file: str | None = None
+    # "stdout"/"stderr" when that stream goes to the daemon's own (/dev/stdout, console)
+    stdout_console: str | None = None
+    stderr_console: str | None = None
+    redirect_stderr: bool = False  # stderr goes into the stdout pipe
     dropped_bytes: int = 0  # log bytes lost to a full disk
     status_text: str | None = None  # last sd_notify STATUS=
     healthy: bool | None = None
@@ -47,7 +52,9 @@ class StatusRow(msgspec.Struct, frozen=True, kw_only=True):
     listen_addrs: list[str] = []
 
 
-def status_row(proc: ProcView, *, now: float, wall: float, dropped_bytes: int) -> StatusRow:
+def status_row(
+    proc: ProcView, *, now: float, wall: float, dropped_bytes: int, group: str | None = None
+) -> StatusRow:
     """The row of `proc`; `now` is the runtime's (monotonic) clock, `wall` the unix time."""
     alive = proc.state.is_alive and proc.started_at is not None
     uptime = now - proc.started_at if alive and proc.started_at is not None else None
@@ -55,6 +62,7 @@ def status_row(proc: ProcView, *, now: float, wall: float, dropped_bytes: int) -
         name=proc.spec.name,
         program=proc.spec.program,
         state=proc.state,
+        group=group,
         pid=proc.pid,
         uptime=round(uptime, 3) if uptime is not None else None,
         started=round(wall - uptime, 3) if uptime is not None else None,
@@ -68,6 +76,9 @@ def status_row(proc: ProcView, *, now: float, wall: float, dropped_bytes: int) -
         error=proc.last_error,
         stdout_file=proc.spec.stdout.path,
         stderr_file=proc.spec.stderr.path,
+        stdout_console=proc.spec.stdout.console,
+        stderr_console=proc.spec.stderr.console,
+        redirect_stderr=proc.spec.redirect_stderr,
         dropped_bytes=dropped_bytes,
         status_text=proc.status_text,
         healthy=proc.healthy,

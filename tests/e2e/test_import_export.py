@@ -25,7 +25,7 @@ def test_import_cli_writes_and_lists(tmp_path: Path, supervisord: Path) -> None:
     r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r
     assert "wrote" in r.stdout and "not carried over:" in r.stdout
-    assert "[group:stack]" in r.stdout
+    assert "[unix_http_server]: no meaning here" in r.stdout
     tomllib.loads(out.read_text())
     r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--force" in r.stderr
@@ -44,7 +44,7 @@ def test_imported_config_runs(daemon: Daemon, supervisord: Path) -> None:
     daemon.write_raw(result.toml + f'\n[daemon]\nrun_dir = "{daemon.run_dir}"\n')
     r = daemon.cli("up")
     assert r.rc == 0, r
-    for name in ("web", "worker:0", "worker:1", "extra", "cron-job"):
+    for name in ("web", "worker_00", "worker_01", "extra", "cron-job"):
         row = daemon.wait_state(name, "RUNNING", timeout=20)
         assert not gone(row["pid"])
     web = psutil.Process(daemon.pid("web"))

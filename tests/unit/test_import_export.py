@@ -45,7 +45,7 @@ def test_supervisord_import(tmp_path: Path, supervisord: Path) -> None:
     config = load_config(path)
     by = config.by_name()
     here = str(supervisord.parent)
-    assert list(by) == ["web", "worker:0", "worker:1", "cron-job", "extra"]
+    assert list(by) == ["web", "worker_00", "worker_01", "cron-job", "extra"]
 
     web = by["web"]
     assert web.command == (PY, CHILDREN, "run", "--role", "web app")
@@ -63,7 +63,7 @@ def test_supervisord_import(tmp_path: Path, supervisord: Path) -> None:
     assert web.stdout.path == f"{here}/logs/web.out"
     assert web.stdout.max_bytes == 5 * 1024 * 1024 and web.stdout.backups == 3
 
-    worker = by["worker:0"]
+    worker = by["worker_00"]
     assert worker.numprocs == 2
     assert worker.restart.auto_restart is AutoRestart.UNEXPECTED  # supervisord's default
     assert worker.stderr.path is None  # NONE: discarded
@@ -76,14 +76,17 @@ def test_supervisord_import(tmp_path: Path, supervisord: Path) -> None:
 
     text = "\n".join(dropped)
     for expected in (
-        "[group:stack] (programs web,worker): groups are not carried over",
-        "[program:web]: redirect_stderr = true",
-        "[program:web]: start order by priority",
-        "[supervisord]",
-        "[unix_http_server]",
-        "[program:cron-job]: stopasgroup",
+        "[supervisord] logfile, nodaemon: nodaemon, logfile",
+        "[unix_http_server]: no meaning here",
+        "[rpcinterface:supervisor]: no meaning here",
+        "[supervisorctl]: no meaning here",
     ):
         assert expected in text, (expected, text)
+    # what used to be dropped is carried over now
+    assert web.redirect_stderr and web.priority == 10 and web.stderr.path is None
+    assert [(g.name, g.programs) for g in config.groups] == [("stack", ("web", "worker"))]
+    assert by["worker_00"].priority == 999  # the group's priority=999 is the default anyway
+    assert "stopasgroup" not in text and "redirect_stderr" not in text and "priority" not in text
 
 
 def test_supervisord_process_num_and_missing_include(tmp_path: Path) -> None:
@@ -97,11 +100,10 @@ def test_supervisord_process_num_and_missing_include(tmp_path: Path) -> None:
     )
     path, dropped = imported(tmp_path, conf)
     by = load_config(path).by_name()
-    assert by["q:0"].command == ("sleep", "100")
+    assert [by[f"q-{i}"].command for i in range(3)] == [("sleep", f"1{i:02}") for i in range(3)]
     assert "bad_name" in by
     text = "\n".join(dropped)
-    assert "%(process_num) in command" in text
-    assert "process_name 'q-%(process_num)s'" in text
+    assert "process_num" not in text and "process_name" not in text
     assert "renamed to 'bad_name'" in text
     assert "[program:nocommand]: no command" in text
     assert "missing/*.conf: no file matches" in text

@@ -150,7 +150,7 @@ def test_docker_style_supervisord_conf(daemon: Daemon, monkeypatch: pytest.Monke
     }
 
     daemon.write_raw(text + f'\n[daemon]\nrun_dir = "{daemon.run_dir}"\n')
-    r = daemon.cli("check-config")
+    r = daemon.cli("--json", "check-config")
     assert r.rc == 0, r
     resolved = {p["name"]: p for p in json.loads(r.out)["programs"]}
     assert list(resolved) == ["web_00", "web_01", "web_02", "worker-1", "worker-2", "scheduler"]

@@ -275,7 +275,7 @@ def test_priority_umask_redirect_console(tmp_path: Path) -> None:
     a, b = load_config(str(path)).programs
     assert (a.priority, a.umask, a.redirect_stderr) == (10, 0o027, True)
     assert a.stdout.console == "stdout" and a.stdout.path is None
-    assert a.stderr.path is None and a.stderr.console == ""  # in the stdout pipe
+    assert a.stderr.path is None and a.stderr.console is None  # in the stdout pipe
     assert (b.priority, b.umask, b.redirect_stderr) == (999, 0o002, False)
     assert b.stderr.console == "stderr" and b.stdout.path is not None
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from twinvisor.cli.importers import ImportErrorText, Program, parse_supervisor_env
+from twinvisor.cli.import_model import ImportErrorText, Program, parse_supervisor_env
 from twinvisor.config.expand import PLACEHOLDERS
 from twinvisor.config.values import name_problem
 

@@ -367,6 +367,7 @@ def test_the_example_runs_on_a_read_only_root_as_an_unknown_uid(tmp: Path) -> No
     inside = [sys.executable, str(READONLY), str(writable), str(UID), "--"]
     with Pid1(config, writable / "twinvisor", inside=inside) as pid1:
         pid1.wait_state("web", "RUNNING")
+        pid1.wait_state("worker", "RUNNING")  # both, before asking whether all are ready
         root = next(
             line.split()
             for line in Path(f"/proc/{pid1.init().pid}/mountinfo").read_text().splitlines()

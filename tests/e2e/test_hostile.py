@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.e2e.test_twin import kill_both, kill_supervisor
+from tests.support.faults import kill_both, kill_supervisor
 from tests.support.helpers import (
     Daemon,
     child,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_parity import ask, free_prefix, has_text, status_names, write_server
 from tests.support.helpers import Daemon, daemon_fixture, wait_until  # noqa: F401
+from tests.support.parity import ask, free_prefix, has_text, status_names, write_server
 from twinvisor.cli.importers import import_file
 from twinvisor.config.load import load_config
 

@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import re
-import select
 import signal
 import subprocess
 import sys
@@ -29,6 +28,14 @@ from typing import Any
 import psutil
 import pytest
 
+from tests.support.faults import (
+    answering_pid,
+    await_exit,
+    kill_both,
+    kill_supervisor,
+    program_processes,
+    read_pid,
+)
 from tests.support.helpers import (
     Daemon,
     Load,
@@ -42,9 +49,6 @@ from tests.support.helpers import (
     wait_until,
 )
 from tests.support.paths import EXAMPLES
-from twinvisor.control.client import ControlClient
-from twinvisor.errors import ControlError
-from twinvisor.twin.guard import SUPERVISOR_POLICY
 
 WEBSERVER = str(EXAMPLES / "webserver.py")
 WORKER = str(EXAMPLES / "worker.py")
@@ -71,21 +75,6 @@ def web_and_worker(port: int) -> dict[str, dict[str, Any]]:
 # ---- looking at processes ------------------------------------------------------------------------
 
 
-def program_processes(daemon: Daemon) -> dict[str, list[int]]:
-    """Live processes tagged as programs of this daemon, by program name (psutil scan)."""
-    found: dict[str, list[int]] = {}
-    for proc in psutil.process_iter(["pid", "status"]):
-        if proc.info["status"] == psutil.STATUS_ZOMBIE:
-            continue
-        try:
-            env = proc.environ()
-        except (psutil.Error, OSError):
-            continue
-        if env.get("TWINVISOR_RUN_DIR") == daemon.run_dir and "TWINVISOR_PROGRAM" in env:
-            found.setdefault(env["TWINVISOR_PROGRAM"], []).append(proc.pid)
-    return found
-
-
 def twins(daemon: Daemon, role: str) -> list[psutil.Process]:
     """Live (not zombie) `twinvisor daemon|guard -c CONFIG` processes of this test."""
     found = []
@@ -96,14 +85,6 @@ def twins(daemon: Daemon, role: str) -> list[psutil.Process]:
         if "twinvisor" in cmd and role in cmd:
             found.append(proc)
     return found
-
-
-def read_pid(path: str) -> int | None:
-    try:
-        text = Path(path).read_text().strip()
-    except FileNotFoundError:
-        return None
-    return int(text) if text.isdigit() else None
 
 
 def new_guard_pid(daemon: Daemon, old: int) -> int | None:
@@ -122,77 +103,6 @@ def guard_pid(daemon: Daemon) -> int | None:
 
 def supervisor_pid(daemon: Daemon) -> int | None:
     return read_pid(os.path.join(daemon.run_dir, "twinvisor.pid"))
-
-
-def answering_pid(daemon: Daemon, timeout: float = 10.0) -> int:
-    """The pid of the supervisor that answers on the control socket."""
-    code, body = ControlClient(daemon.socket, timeout=timeout).call("GET", "/version")
-    assert code == 200, body
-    return int(body["pid"])
-
-
-def await_exit(pid: int, timeout: float = 10.0) -> None:
-    """Block until `pid` (not our child) has exited: its pidfd turns readable."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        ready, _, _ = select.select([fd], [], [], timeout)
-        assert ready, f"pid {pid} still alive after {timeout}s"
-    finally:
-        os.close(fd)
-
-
-_first_seen: dict[int, float] = {}  # supervisor pid -> time.monotonic() it first answered
-
-
-def settled(pid: int) -> None:
-    """Wait (bounded) until the supervisor `pid` has run long enough to count as healthy for
-    its guard (twin.SUPERVISOR_POLICY.min_uptime): one killed sooner counts as one more
-    failure in a row, and the guard backs off (0.1 s, 0.2 s, 0.4 s ...) and, after max_retry,
-    gives up, as for a crash loop. Measured from when it first answered (psutil's
-    create_time is off by up to a second here)."""
-    since = _first_seen.setdefault(pid, time.monotonic())
-    wait_until(
-        lambda: time.monotonic() - since > SUPERVISOR_POLICY.min_uptime + 0.1,
-        timeout=SUPERVISOR_POLICY.min_uptime + 5,
-        what="the supervisor past its min_uptime",
-    )
-
-
-def kill_supervisor(daemon: Daemon) -> tuple[int, int, float]:
-    """SIGKILL the supervisor; (old pid, new pid, seconds until `status` answered again)."""
-    old = answering_pid(daemon)
-    settled(old)
-    t0 = time.monotonic()
-    os.kill(old, signal.SIGKILL)
-    await_exit(old)
-
-    def new_answer() -> int | None:
-        try:
-            code, _ = daemon.api("GET", "/status")
-            pid = answering_pid(daemon)
-        except ControlError:
-            return None
-        return pid if code == 200 and pid != old else None
-
-    new = wait_until(new_answer, timeout=30, what="a new supervisor answering")
-    took = time.monotonic() - t0
-    _first_seen[new] = time.monotonic()
-    return old, new, took
-
-
-def kill_both(daemon: Daemon) -> None:
-    """SIGKILL the guard and the supervisor at once. Both are frozen first: killed one after
-    the other, the survivor would notice the first death and start a replacement."""
-    guard, supervisor = guard_pid(daemon), answering_pid(daemon)
-    assert guard and supervisor
-    for sig in (signal.SIGSTOP, signal.SIGKILL):
-        os.kill(guard, sig)
-        os.kill(supervisor, sig)
-    await_exit(guard)
-    await_exit(supervisor)
 
 
 def snapshot(daemon: Daemon) -> dict[str, tuple[Any, ...]]:

@@ -10,11 +10,15 @@ import select
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
 
-from tests.support.helpers import Daemon
+from tests.support.helpers import Daemon, wait_until
+from twinvisor.control.client import ControlClient
+from twinvisor.errors import ControlError
+from twinvisor.twin.guard import SUPERVISOR_POLICY
 
 # the subreaper: runs its argv, then reaps whatever is reparented to it until SIGTERM
 _SUBREAPER = """
@@ -116,3 +120,49 @@ def program_processes(daemon: Daemon) -> dict[str, list[int]]:
 
 def parent_of(pid: int) -> int:
     return int(psutil.Process(pid).ppid())
+
+
+_first_seen: dict[int, float] = {}  # supervisor pid -> time.monotonic() it first answered
+
+
+def answering_pid(daemon: Daemon, timeout: float = 10.0) -> int:
+    """The pid of the supervisor that answers on the control socket."""
+    code, body = ControlClient(daemon.socket, timeout=timeout).call("GET", "/version")
+    assert code == 200, body
+    return int(body["pid"])
+
+
+def settled(pid: int) -> None:
+    """Wait (bounded) until the supervisor `pid` has run long enough to count as healthy for
+    its guard (twin.SUPERVISOR_POLICY.min_uptime): one killed sooner counts as one more
+    failure in a row, and the guard backs off (0.1 s, 0.2 s, 0.4 s ...) and, after max_retry,
+    gives up, as for a crash loop. Measured from when it first answered (psutil's
+    create_time is off by up to a second here)."""
+    since = _first_seen.setdefault(pid, time.monotonic())
+    wait_until(
+        lambda: time.monotonic() - since > SUPERVISOR_POLICY.min_uptime + 0.1,
+        timeout=SUPERVISOR_POLICY.min_uptime + 5,
+        what="the supervisor past its min_uptime",
+    )
+
+
+def kill_supervisor(daemon: Daemon) -> tuple[int, int, float]:
+    """SIGKILL the supervisor; (old pid, new pid, seconds until `status` answered again)."""
+    old = answering_pid(daemon)
+    settled(old)
+    t0 = time.monotonic()
+    os.kill(old, signal.SIGKILL)
+    await_exit(old)
+
+    def new_answer() -> int | None:
+        try:
+            code, _ = daemon.api("GET", "/status")
+            pid = answering_pid(daemon)
+        except ControlError:
+            return None
+        return pid if code == 200 and pid != old else None
+
+    new = wait_until(new_answer, timeout=30, what="a new supervisor answering")
+    took = time.monotonic() - t0
+    _first_seen[new] = time.monotonic()
+    return old, new, took

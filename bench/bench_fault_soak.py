@@ -55,9 +55,12 @@ from common import (
     WEBSERVER,
     WORKER,
     Load,
+    await_exit,
     find_tool,
     free_port,
     load_average,
+    ms,
+    percentile,
     tagged_env,
     twinvisor_web,
     wait_until,
@@ -124,19 +127,6 @@ def read_pid(path: str) -> int | None:
     with contextlib.suppress(OSError, ValueError):
         return int(Path(path).read_text().split()[0])
     return None
-
-
-def await_exit(pid: int, timeout: float = 10) -> None:
-    import select
-
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        select.select([fd], [], [], timeout)
-    finally:
-        os.close(fd)
 
 
 class Daemon:
@@ -305,17 +295,6 @@ def line_numbers(path: str) -> list[int]:
     with contextlib.suppress(OSError), open(path, errors="replace") as f:
         return [int(n) for n in re.findall(r"^worker line (\d+)$", f.read(), re.M)]
     return []
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def ms(seconds: float | None) -> int | str:
-    return round(seconds * 1000) if seconds is not None else "never"
 
 
 def main() -> int:

@@ -53,7 +53,6 @@ import json
 import os
 import platform
 import re
-import select
 import shutil
 import signal
 import subprocess
@@ -69,10 +68,13 @@ from common import (
     WEBSERVER,
     WORKER,
     Load,
+    await_exit,
     circus_header,
     find_tool,
     free_port,
     load_average,
+    ms,
+    percentile,
     reap,
     spawn,
     supervisord_header,
@@ -107,17 +109,6 @@ def programs() -> dict[str, list[int]]:
 
 def run(argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return run_tagged(argv, TAG, timeout)
-
-
-def await_exit(pid: int, timeout: float = 10) -> None:
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        select.select([fd], [], [], timeout)
-    finally:
-        os.close(fd)
 
 
 def settled(since: float, settle: float) -> bool:
@@ -339,17 +330,6 @@ def line_numbers(paths: list[str]) -> list[int]:
         with contextlib.suppress(OSError), open(path, errors="replace") as f:
             numbers += [int(n) for n in re.findall(r"^worker line (\d+)$", f.read(), re.M)]
     return numbers
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def ms(seconds: float | None) -> int | str:
-    return round(seconds * 1000) if seconds is not None else "never"
 
 
 def soak(tool: Tool, kills: int, args: argparse.Namespace) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -274,6 +275,29 @@ class Load:
             yield self
         finally:
             self.finish()
+
+
+def await_exit(pid: int, timeout: float = 10) -> None:
+    """Until `pid` (not necessarily our child) has exited: its pidfd turns readable."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def ms(seconds: float | None) -> int | str:
+    return round(seconds * 1000) if seconds is not None else "never"
 
 
 def load_average() -> str:

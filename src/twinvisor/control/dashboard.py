@@ -24,7 +24,6 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
@@ -33,7 +32,6 @@ from twinvisor.config.specs import HttpSpec
 from twinvisor.control import auth
 from twinvisor.control.names import resolve_names
 from twinvisor.control.server import Request, Response, Router
-from twinvisor.linux import kernel
 from twinvisor.supervisor.runtime import Runtime
 
 log = logging.getLogger("twinvisor.control")
@@ -128,7 +126,6 @@ class Dashboard:
         self.spray = auth.Throttle(free=50, lockout=60.0)  # all failed logins together
         self.users_file = spec.users_file if spec else ""
         self._implicit = auth.Session("local", auth.Role.ADMIN, os.urandom(24).hex(), 0.0)
-        self.listen_port = spec.listen.rpartition(":")[2] if spec else ""
 
     # -- who is asking ----------------------------------------------------------------------
 
@@ -215,10 +212,7 @@ class Dashboard:
 
     async def status(self, req: Request) -> Response:
         rt = self.runtime
-        pids = {n: p.pid for n, p in rt.procs.items() if p.pid is not None}
-        usage = await asyncio.to_thread(
-            lambda: {n: kernel.process_usage(p) for n, p in pids.items()}
-        )
+        usage = await rt.usage()
         rows = []
         for row in rt.status():
             use = usage.get(row.name)
@@ -227,7 +221,7 @@ class Dashboard:
                     **msgspec.structs.asdict(row),
                     "cpu_seconds": use.cpu_seconds if use else None,
                     "rss_bytes": use.rss_bytes if use else None,
-                    "group": _group_of(rt, row.name),
+                    "group": row.group or row.program,  # a program alone is its own group
                 }
             )
         return Response(200, {"programs": rows, "last_event": rt.journal.last_id})
@@ -325,14 +319,6 @@ class Dashboard:
         self.sessions.drop(_cookie(req.headers, COOKIE))
         gone = f"{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"
         return Response(200, {"ok": True}, (("set-cookie", gone),))
-
-
-def _group_of(rt: Runtime, name: str) -> str:
-    proc = rt.procs.get(name)
-    if proc is None:
-        return ""
-    groups: Any = getattr(proc.spec, "groups", ())  # [group.NAME] where the config has them
-    return str(groups[0]) if groups else proc.spec.program
 
 
 def _read_log(path: str | None, offset: int) -> tuple[str, int]:

@@ -86,15 +86,14 @@ async def render(runtime: Runtime, router: Router) -> bytes:
     t0 = loop.time()
     await asyncio.sleep(0)  # one trip round the loop: how long the queue in front of us is
     lag = loop.time() - t0
-    pids = {name: p.pid for name, p in runtime.procs.items() if p.pid is not None}
-    usage = await asyncio.to_thread(lambda: {n: kernel.process_usage(p) for n, p in pids.items()})
+    usage = await runtime.usage()
     sheet = _Sheet()
     _programs(sheet, runtime, usage)
     _supervisor(sheet, runtime, router, lag)
     return sheet.text()
 
 
-def _programs(sheet: _Sheet, runtime: Runtime, usage: dict[str, kernel.Usage | None]) -> None:
+def _programs(sheet: _Sheet, runtime: Runtime, usage: dict[str, kernel.Usage]) -> None:
     now, wall = runtime.clock(), time.time()
     for name, p in runtime.procs.items():
         ids = (("program", p.spec.program), ("instance", name))

@@ -7,7 +7,6 @@ Struct of control.messages.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -182,16 +181,10 @@ class _Routes:
         return Response(200, EventsReply(events=found, last_id=journal.last_id))
 
     async def usage(self, req: Request) -> Response:
-        from twinvisor.linux import kernel
-
-        pids = {n: p.pid for n, p in self._runtime.procs.items() if p.pid is not None}
-        found = await asyncio.to_thread(
-            lambda: {n: kernel.process_usage(p) for n, p in pids.items()}
-        )
+        found = await self._runtime.usage()
         usage = {
             n: ProcessUsage(cpu_seconds=u.cpu_seconds, rss_bytes=u.rss_bytes, open_fds=u.open_fds)
             for n, u in found.items()
-            if u is not None
         }
         return Response(200, UsageReply(usage=usage))
 

@@ -565,6 +565,15 @@ class Runtime:
             for n in (names if names is not None else self.core.procs)
         ]
 
+    async def usage(self) -> dict[str, kernel.Usage]:
+        """CPU, memory and fds of each live instance's main process, read from /proc in a
+        worker thread so the loop goes on meanwhile (metrics, /usage, the dashboard)."""
+        pids = {n: p.pid for n, p in self.core.procs.items() if p.pid is not None}
+        found = await asyncio.to_thread(
+            lambda: {n: kernel.process_usage(p) for n, p in pids.items()}
+        )
+        return {n: u for n, u in found.items() if u is not None}
+
     def log_counts(self, name: str) -> list[tuple[str, int, int]]:
         """(stream, bytes written, bytes dropped) of an instance's log files."""
         s = self._streams.get(name)

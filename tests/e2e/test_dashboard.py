@@ -237,6 +237,10 @@ def test_dashboard_refuses_what_it_must(daemon: Daemon) -> None:
     codes = [site.login("ann", "wrong password")[0] for _ in range(20)]
     assert codes[:5] == [401] * 5 and set(codes[5:]) == {429}, codes
     assert site.login("ann")[0] == 429, "throttled even with the right password"
+    os.unlink(daemon.path("dashboard.users"))  # nobody can log in: the page says what to do
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    status, _, page = site.request("POST", "/login", data=b"user=x&password=y", headers=form)
+    assert status == 503 and "twinvisor passwd NAME" in page
 
 
 def test_tls_listener_sets_secure_cookies(daemon: Daemon) -> None:
@@ -286,3 +290,15 @@ def test_tls_listener_sets_secure_cookies(daemon: Daemon) -> None:
     assert r.status == 303
     assert "; Secure" in r.getheader("set-cookie", "")
     conn.close()
+
+
+def test_unloadable_tls_files_are_reported_by_up(daemon: Daemon) -> None:
+    cert, key = daemon.path("cert.pem"), daemon.path("key.pem")
+    for path in (cert, key):
+        with open(path, "w") as f:
+            f.write("not a PEM file\n")
+    extra = f'[daemon.http]\nlisten = ":{free_port()}"\ntls_cert = "{cert}"\ntls_key = "{key}"\n'
+    daemon.write_config({"web": {"command": child("run")}}, daemon_extra=extra)
+    r = daemon.cli("up")
+    assert r.rc != 0, r
+    assert f"cannot load tls_cert {cert} and tls_key {key}" in r.err, r

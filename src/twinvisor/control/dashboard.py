@@ -114,6 +114,10 @@ def dashboard_page(csrf: str, user: str, role: str) -> str:
     )
 
 
+class _NoUsers(Exception):
+    """Nobody can log in: the users file is missing or unreadable (the message says what to do)."""
+
+
 class Dashboard:
     def __init__(self, runtime: Runtime, spec: HttpSpec | None, *, trusted: bool) -> None:
         """`trusted`: the control socket, whose peer uid the transport checked (an implicit
@@ -289,7 +293,10 @@ class Dashboard:
         if wait > 0:
             headers = (("retry-after", str(int(wait) + 1)),)
             return _with_headers(_html(429, login_page("Too many failed logins: wait."), *headers))
-        user = await asyncio.to_thread(self._check, user_name, password)
+        try:
+            user = await asyncio.to_thread(self._check, user_name, password)
+        except _NoUsers as e:  # not a failed guess: the operator has a step left to do
+            return _with_headers(_html(503, login_page(str(e))))
         if user is None:
             self.throttle.failed(user_name, now)
             self.spray.failed("*", now)
@@ -306,9 +313,18 @@ class Dashboard:
         try:
             with open(self.users_file, encoding="utf-8") as f:
                 users = auth.parse_users(f.read(1 << 20), self.users_file)
+        except FileNotFoundError:
+            log.error(
+                "dashboard: no users file at %s: run `twinvisor passwd NAME`", self.users_file
+            )
+            raise _NoUsers(
+                "The dashboard has no users yet: run `twinvisor passwd NAME` on the server."
+            ) from None
         except (OSError, auth.UsersFileError, UnicodeDecodeError) as e:
             log.error("dashboard: cannot read users file: %s", e)
-            return None
+            raise _NoUsers(
+                "The dashboard's users file cannot be read: see twinvisor.log on the server."
+            ) from None
         user = users.get(name)
         if user is None:
             auth.check_password(password, auth.hash_password("x"))  # same time either way

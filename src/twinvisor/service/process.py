@@ -214,6 +214,9 @@ class _Service:
             return self.reporter.failed({"error": "control", "message": str(e)})
         try:
             await self._open_http()
+        except TwinvisorError as e:  # [daemon.http] as configured cannot be served (TLS files)
+            log.error("%s", e)
+            return self.reporter.failed({"error": "startup", "message": str(e)})
         except OSError as e:
             return self._bind_failed(e)
         self._install_signals()
@@ -267,7 +270,21 @@ class _Service:
         from twinvisor.control.public import build_public_router
         from twinvisor.control.tcp import TcpListener, tls_context
 
-        tls = tls_context(spec.tls_cert, spec.tls_key) if spec.tls_cert and spec.tls_key else None
+        tls = None
+        if spec.tls_cert and spec.tls_key:
+            try:
+                tls = tls_context(spec.tls_cert, spec.tls_key)
+            except OSError as e:  # ssl.SSLError is one: a bad PEM, a key that does not match
+                raise TwinvisorError(
+                    f"[daemon.http] cannot load tls_cert {spec.tls_cert} and tls_key "
+                    f"{spec.tls_key}: {e}; check both are PEM files of one certificate and key"
+                ) from None
+        if spec.dashboard and not os.path.exists(spec.users_file):
+            log.warning(
+                "dashboard: no users file at %s, so nobody can log in yet: "
+                "run `twinvisor passwd NAME` to add one",
+                spec.users_file,
+            )
         listener = TcpListener(spec.listen, build_public_router(self.runtime, spec), tls)
         if kept is not None:
             listener.adopt_tcp(socket.socket(fileno=kept))

@@ -277,9 +277,9 @@ def _run_foreground(path: str, twin: bool) -> int:
     """Containers and systemd: the guard (or, alone, the supervisor) stays in the foreground.
     As PID 1 of a container the guard is also the reaper every container needs."""
     if not twin:
-        from twinvisor.service import process
+        from twinvisor.service import entry
 
-        return process.run(path, foreground=True)
+        return entry.run(path, foreground=True)
     from twinvisor.linux import fsutil
     from twinvisor.twin import guard
 
@@ -343,9 +343,9 @@ def _observe(verb: str) -> Command:
 
 def cmd_daemon(args: argparse.Namespace) -> int:
     """Internal: the background daemon process started by `up`."""
-    from twinvisor.service import process
+    from twinvisor.service import entry
 
-    return process.run(config_path(args.config), foreground=False)
+    return entry.run(config_path(args.config), foreground=False)
 
 
 # ---- parser --------------------------------------------------------------------------------------

@@ -1,30 +1,26 @@
-"""The daemon process: run-dir lock, pid file, logging, control server, signals, shutdown.
+"""The daemon process's event loop: control server, signals, programs, shutdown.
 
-`twinvisor up` starts this in the background and waits for its start-up report (see
-twin/startup_report.py): the daemon is up with its autostart programs started, or why not.
-Whether a daemon already runs is decided by an flock on the run dir's lock file, never by
-looking at pid files or sockets.
+entry.py comes first (config, run-dir lock, pid file, logging) and decides how asyncio is
+imported; `serve` runs from there until down or upgrade.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
 import os
 import signal
 import socket
-import sys
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from twinvisor.config.load import load_config
-from twinvisor.config.specs import Config, DaemonSpec
+from twinvisor.config.specs import Config
 from twinvisor.control.messages import ShutdownReply, UpgradeReply
 from twinvisor.control.server import ControlServer
-from twinvisor.errors import AlreadyRunning, ConfigError, TwinvisorError
+from twinvisor.errors import ConfigError, TwinvisorError
 from twinvisor.exitcodes import Exit
-from twinvisor.linux import daemonlog, fsutil, kernel, rundir
+from twinvisor.linux import kernel
 from twinvisor.supervisor import console as terminal  # not the programs' console fds
 from twinvisor.supervisor import fdkeys, persistence
 from twinvisor.supervisor.runtime import Runtime
@@ -39,59 +35,9 @@ log = logging.getLogger("twinvisor")
 STARTUP_TIMEOUT = 60.0
 
 
-def acquire_lock(daemon: DaemonSpec) -> int:
-    """Hold the run dir's lock for the life of the process (O_CLOEXEC: children don't
-    inherit it, so a program that outlives us cannot keep a new daemon out)."""
-    fsutil.make_private_dir(daemon.run_dir)
-    fd = os.open(daemon.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise AlreadyRunning(
-            f"a twinvisor daemon already runs for {daemon.run_dir}",
-            fsutil.read_pid(daemon.pid_path),
-        ) from None
-    return fd
-
-
-def run(config_path: str, foreground: bool) -> int:
-    reporter = startup_report.Reporter()
-    problems: list[str] = []
-    try:
-        config = load_config(config_path)
-    except ConfigError as e:
-        problems = [str(p) for p in e.problems]
-        last = None if reporter.fd is not None else _last_applied(config_path)
-        if last is None:  # an operator waits for the answer (`up`), or nothing to go back to
-            reporter.send(startup_report.config_errors(problems))
-            print(str(e), file=sys.stderr)
-            return Exit.USAGE
-        config = last
-    daemon = config.daemon
-    moved = rundir.clear_wrong_kinds(daemon.run_dir, rundir.extra(daemon.socket, daemon.log_dir))
-    try:
-        lock_fd = acquire_lock(config.daemon)
-    except AlreadyRunning as e:
-        reporter.send(startup_report.already_running(str(e), e.pid))
-        print(f"twinvisor: {e} (pid {e.pid})", file=sys.stderr)
-        return Exit.ALREADY_RUNNING
-    daemonlog.setup(config.daemon, foreground)
-    for message in moved:
-        log.warning("run dir: %s", message)
-    if problems:
-        log.error(
-            "the config file %s has errors; running on the last applied config until it is "
-            "fixed and applied (`twinvisor update`):\n%s",
-            config_path,
-            "\n".join(problems),
-        )
-    fsutil.write_atomic(config.daemon.pid_path, f"{os.getpid()}\n")
-    try:
-        return asyncio.run(_serve(config, reporter, problems))
-    finally:
-        fsutil.remove_quietly(config.daemon.pid_path)
-        os.close(lock_fd)
+def serve(config: Config, reporter: startup_report.Reporter, problems: list[str]) -> int:
+    """The supervisor's event loop, from start-up to down or upgrade (entry.py gets here)."""
+    return asyncio.run(_serve(config, reporter, problems))
 
 
 def _console_fds() -> tuple[int, int]:
@@ -127,25 +73,6 @@ def _connect_guard(config: Config) -> tuple[GuardLink | None, dict[str, int]]:
         return None, {}
     log.info("guard pid %s handed back %d fds", link.guard_pid, len(handed))
     return link, handed
-
-
-def _last_applied(config_path: str) -> Config | None:
-    """A supervisor restarted by its guard (nobody waiting on `up`) while the file has
-    errors: the config that was running, saved in the run dir (the guard's socket is there)."""
-    from twinvisor.config import applied
-    from twinvisor.twin.protocol import GUARD_ENV
-
-    guard_sock = os.environ.get(GUARD_ENV)
-    if not guard_sock:
-        return None
-    run_dir = os.path.dirname(guard_sock)
-    path = applied.path(run_dir)
-    try:
-        raw = fsutil.read_untrusted(path, applied.MAX_BYTES)
-        return None if raw is None else applied.decode(raw, os.path.abspath(config_path), run_dir)
-    except (OSError, ValueError, fsutil.Untrusted) as e:
-        print(f"twinvisor: the last applied config {path} is unusable: {e}", file=sys.stderr)
-        return None
 
 
 async def _serve(config: Config, reporter: startup_report.Reporter, problems: list[str]) -> int:

@@ -142,6 +142,30 @@ def test_metrics_parse_with_the_right_types_and_restarts_count(daemon: Daemon) -
     assert status_calls is not None and status_calls >= 2
 
 
+def test_metrics_follow_state_changes_and_removed_programs(daemon: Daemon) -> None:
+    # a scrape reuses what it rendered for an instance before: it must still follow the state,
+    # and forget instances an update removed
+    programs: dict[str, dict[str, Any]] = {
+        "app": {"command": child("run")},
+        "gone": {"command": child("run")},
+    }
+    daemon.up(programs)
+    daemon.wait_state("gone", "RUNNING")
+    before = metric_families(daemon)
+    assert sample(before, "twinvisor_program_state", instance="app", state="RUNNING") == 1
+    assert sample(before, "twinvisor_program_up", instance="gone") == 1
+    assert daemon.cli("stop", "app").rc == 0
+    del programs["gone"]
+    daemon.write_config(programs)
+    assert daemon.cli("update").rc == 0
+    after = metric_families(daemon)
+    assert sample(after, "twinvisor_program_state", instance="app", state="RUNNING") == 0
+    assert sample(after, "twinvisor_program_state", instance="app", state="STOPPED") == 1
+    assert sample(after, "twinvisor_program_up", instance="app") == 0
+    assert sample(after, "twinvisor_program_up", instance="gone") is None
+    assert sample(after, "twinvisor_program_restarts_total", instance="gone", reason="exit") is None
+
+
 HOOK = (
     "import json, os, sys, time\n"
     "event = json.loads(sys.stdin.read())\n"

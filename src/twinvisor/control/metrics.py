@@ -66,12 +66,12 @@ class _Sheet:
     def __init__(self) -> None:
         self._families: dict[str, list[str]] = {}
 
-    def add(self, name: str, value: float, *labels: tuple[str, str]) -> None:
-        self._families.setdefault(name, []).append(f"{name}{_labels(labels)} {_number(value)}")
+    def family(self, name: str) -> list[str]:
+        """The sample lines of one family, to append to directly (the per-instance hot path)."""
+        return self._families.setdefault(name, [])
 
-    def add_raw(self, name: str, labels: str, value: float) -> None:
-        """`labels` already rendered, without the braces (the per-instance hot path)."""
-        self._families.setdefault(name, []).append(f"{name}{{{labels}}} {_number(value)}")
+    def add(self, name: str, value: float, *labels: tuple[str, str]) -> None:
+        self.family(name).append(f"{name}{_labels(labels)} {_number(value)}")
 
     def text(self) -> bytes:
         out: list[str] = []
@@ -79,6 +79,32 @@ class _Sheet:
             kind, help_text = _HELP[name]
             out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *lines]
         return ("\n".join(out) + "\n").encode()
+
+
+class _InstanceLines:
+    """What never changes between scrapes for one instance, rendered once: its label string and
+    the one-hot state block for each state it has been in (a scrape of 100 programs writes
+    some 2,000 lines, so string building is most of its cost)."""
+
+    __slots__ = ("_states", "labels")
+
+    def __init__(self, program: str, instance: str) -> None:
+        self.labels = _labels((("program", program), ("instance", instance)))[1:-1]
+        self._states: dict[str, list[str]] = {}
+
+    def states(self, current: str) -> list[str]:
+        block = self._states.get(current)
+        if block is None:
+            name = "twinvisor_program_state"
+            block = [
+                f'{name}{{{self.labels},state="{s}"}} {1 if s == current else 0}' for s in _STATES
+            ]
+            self._states[current] = block
+        return block
+
+
+# keyed by (program, instance); entries of instances removed by an update are dropped each scrape
+_rendered: dict[tuple[str, str], _InstanceLines] = {}
 
 
 async def render(runtime: Runtime, router: Router) -> bytes:
@@ -93,52 +119,69 @@ async def render(runtime: Runtime, router: Router) -> bytes:
     return sheet.text()
 
 
+def _instance_lines(program: str, name: str, seen: set[tuple[str, str]]) -> _InstanceLines:
+    key = (program, name)
+    seen.add(key)
+    lines = _rendered.get(key)
+    if lines is None:
+        lines = _rendered[key] = _InstanceLines(program, name)
+    return lines
+
+
 def _programs(sheet: _Sheet, runtime: Runtime, usage: dict[str, kernel.Usage]) -> None:
     now, wall = runtime.clock(), time.time()
+    up, state, ready = (sheet.family(f"twinvisor_program_{n}") for n in ("up", "state", "ready"))
+    start_time = sheet.family("twinvisor_program_start_time_seconds")
+    last_exit = sheet.family("twinvisor_program_last_exit_code")
+    cpu = sheet.family("twinvisor_program_cpu_seconds_total")
+    rss = sheet.family("twinvisor_program_resident_memory_bytes")
+    fds = sheet.family("twinvisor_program_open_fds")
+    written = sheet.family("twinvisor_program_log_bytes_total")
+    dropped = sheet.family("twinvisor_program_log_dropped_bytes_total")
+    seen: set[tuple[str, str]] = set()
+    labels_of: dict[str, str] = {}
     for name, p in runtime.procs.items():
-        ids = (("program", p.spec.program), ("instance", name))
-        raw = _labels(ids)[1:-1]  # rendered once per instance, used by most lines below
+        lines = _instance_lines(p.spec.program, name, seen)
+        raw = labels_of[name] = lines.labels
         alive = p.pid is not None and p.state.is_alive
-        sheet.add_raw("twinvisor_program_up", raw, 1 if alive else 0)
-        for state in _STATES:
-            on = 1 if p.state.value == state else 0
-            sheet.add_raw("twinvisor_program_state", f'{raw},state="{state}"', on)
-        sheet.add_raw("twinvisor_program_ready", raw, 1 if p.state is ProcessState.RUNNING else 0)
+        up.append(f"twinvisor_program_up{{{raw}}} {1 if alive else 0}")
+        state += lines.states(p.state.value)
+        ready.append(
+            f"twinvisor_program_ready{{{raw}}} {1 if p.state is ProcessState.RUNNING else 0}"
+        )
         if alive and p.started_at is not None:
-            sheet.add(
-                "twinvisor_program_start_time_seconds", round(wall - (now - p.started_at), 3), *ids
-            )
+            value = _number(round(wall - (now - p.started_at), 3))
+            start_time.append(f"twinvisor_program_start_time_seconds{{{raw}}} {value}")
         if p.last_exit is not None:
             code = p.last_exit.exit_code
             if code is None and p.last_exit.signal is not None:
                 code = -p.last_exit.signal
             if code is not None:
-                sheet.add("twinvisor_program_last_exit_code", code, *ids)
+                last_exit.append(f"twinvisor_program_last_exit_code{{{raw}}} {code}")
         use = usage.get(name)
         if use is not None:
-            sheet.add("twinvisor_program_cpu_seconds_total", round(use.cpu_seconds, 3), *ids)
-            sheet.add("twinvisor_program_resident_memory_bytes", use.rss_bytes, *ids)
+            value = _number(round(use.cpu_seconds, 3))
+            cpu.append(f"twinvisor_program_cpu_seconds_total{{{raw}}} {value}")
+            rss.append(f"twinvisor_program_resident_memory_bytes{{{raw}}} {use.rss_bytes}")
             if use.open_fds is not None:
-                sheet.add("twinvisor_program_open_fds", use.open_fds, *ids)
-        for stream, written, dropped in runtime.log_counts(name):
-            sheet.add("twinvisor_program_log_bytes_total", written, *ids, ("stream", stream))
-            sheet.add(
-                "twinvisor_program_log_dropped_bytes_total", dropped, *ids, ("stream", stream)
+                fds.append(f"twinvisor_program_open_fds{{{raw}}} {use.open_fds}")
+        for stream, out, lost in runtime.log_counts(name):
+            written.append(f'twinvisor_program_log_bytes_total{{{raw},stream="{stream}"}} {out}')
+            dropped.append(
+                f'twinvisor_program_log_dropped_bytes_total{{{raw},stream="{stream}"}} {lost}'
             )
+    for key in _rendered.keys() - seen:
+        del _rendered[key]
     # every instance has reason="exit" from the start (0), so increase() sees the first crash
     counts = {(name, "exit"): 0 for name in runtime.procs}
     counts.update(runtime.restarts_by_reason)
+    restarts = sheet.family("twinvisor_program_restarts_total")
     for (name, reason), count in sorted(counts.items()):
-        proc = runtime.procs.get(name)
-        if proc is None:
+        ids = labels_of.get(name)
+        if ids is None:
             continue  # removed by an update
-        program = proc.spec.program
-        sheet.add(
-            "twinvisor_program_restarts_total",
-            count,
-            ("program", program),
-            ("instance", name),
-            ("reason", reason),
+        restarts.append(
+            f'twinvisor_program_restarts_total{{{ids},reason="{_escape(reason)}"}} {count}'
         )
 
 

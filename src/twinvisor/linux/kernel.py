@@ -94,7 +94,9 @@ def process_usage(pid: int) -> Usage | None:
     except (IndexError, ValueError):
         return None
     try:
-        fds: int | None = len(os.listdir(f"/proc/{pid}/fd"))
+        # Linux 6.2+ gives the number of open fds as the directory's size: one stat instead of
+        # reading every entry; older kernels say 0 there, and are listed
+        fds: int | None = os.stat(f"/proc/{pid}/fd").st_size or len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         fds = None
     return Usage(cpu, rss, fds)

@@ -10,16 +10,18 @@ TwinvisorError
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class TwinvisorError(Exception):
     """Base class of every error twinvisor raises on purpose."""
 
 
-@dataclass(frozen=True)
-class ConfigProblem:
-    """One problem in a config file, located as precisely as we can."""
+class ConfigProblem(NamedTuple):
+    """One problem in a config file, located as precisely as we can.
+
+    A NamedTuple, not a dataclass: every CLI call imports this module (through the control
+    client), and `dataclasses` with the `inspect` it pulls in is a tenth of a `status` call."""
 
     file: str
     line: int | None

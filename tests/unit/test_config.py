@@ -126,6 +126,30 @@ def test_each_config_file_gets_its_own_run_dir_and_both_readers_agree(
         assert light is not None and light.run_dir == str(tmp_path / "shared")
 
 
+@pytest.mark.parametrize(
+    "layout",
+    [
+        "{programs}[daemon]\nsocket = 's.sock'\n",  # after many programs
+        "daemon.socket = 's.sock'\n{programs}",  # a dotted key before any table
+        "daemon = {{ socket = 's.sock' }}\n{programs}",  # an inline table
+        '{programs}["daemon"]\nsocket = "s.sock"\n',  # a quoted header
+        "{programs}[daemon.x]\ny = 1\n[daemon]\nsocket = 's.sock'\n",  # a table under it
+        "{programs}[daemon]\nsocket = 's.sock'\nx = [\n[1], [2]]\n",  # the quick read cuts x
+        "{programs}[daemon]\nsocket = 's.sock'\n[program.m]\ncommand = '''\n[daemon]\n'''\n",
+    ],
+)
+def test_the_light_reader_finds_the_daemon_table_wherever_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str
+) -> None:
+    # the CLI reads only the lines that can set [daemon] (`status` with 1000 programs stays
+    # quick): wherever the table is written, the socket is the one the whole file names
+    monkeypatch.delenv("TWINVISOR_RUN_DIR", raising=False)
+    programs = "".join(f"[program.p{i}]\ncommand = ['sleep', '1']\n" for i in range(50))
+    f = write(tmp_path / "a.toml", layout.format(programs=programs))
+    light = daemon_table_paths(str(f))
+    assert light is not None and light.socket == str(tmp_path / "s.sock")
+
+
 def test_daemon_relative_paths_and_env_default(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

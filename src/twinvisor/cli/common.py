@@ -87,11 +87,9 @@ def socket_path(args: argparse.Namespace) -> str:
     # Only the [daemon] table is read: validating the whole config would cost most of a
     # `status` call, and a config being edited must not lock the operator out of a running
     # daemon (`status`, `down`, and `update`, which then reports the problems).
-    from twinvisor.config.paths import (
-        daemon_table_paths,  # tomllib: only when the socket is looked up
-    )
+    from twinvisor.config.paths import daemon_table_dirs  # plain strings: no msgspec here
 
-    paths = daemon_table_paths(path)
+    paths = daemon_table_dirs(path)
     if paths is None:
         return str(load_config(path).daemon.socket)  # raises with the config's problems
     return paths.socket

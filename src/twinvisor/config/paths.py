@@ -12,15 +12,17 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tomllib
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from twinvisor.config.expand import expand_env
-from twinvisor.config.specs import DaemonSpec
+if TYPE_CHECKING:  # msgspec and the specs: not for the CLI's socket lookup (`status` is hot)
+    from twinvisor.config.specs import DaemonSpec
 
 # a table header line: [daemon] opens the table, any other [...] line ends it
 _HEADER = re.compile(rb"^[ \t]*\[")
 _DAEMON_HEADER = re.compile(rb"^[ \t]*\[[ \t]*daemon[ \t]*\][ \t]*(#.*)?$")
+# a header that may name the daemon table or one under it: ["daemon"], [daemon.http], or an
+# escape that could spell it; the quick read keeps these tables and drops the others
+_MAYBE_DAEMON_HEADER = re.compile(rb"^[ \t]*\[.*(daemon|\\)")
 MAX_READ = 64 * 1024 * 1024  # past this the full loader refuses the file anyway
 
 
@@ -41,19 +43,44 @@ def default_run_dir(config_path: str, env: dict[str, str] | None = None) -> str:
     return os.path.join(os.path.dirname(path), ".twinvisor", f"{stem}-{digest}")
 
 
-def daemon_spec(
+class DaemonDirs(NamedTuple):
+    """A daemon's paths as plain strings: what DaemonSpec holds, without importing msgspec."""
+
+    run_dir: str
+    log_dir: str
+    socket: str
+
+
+def daemon_dirs(
     config_path: str, run_dir: str | None, socket: str | None, log_dir: str | None
-) -> DaemonSpec:
+) -> DaemonDirs:
     """The paths a [daemon] table sets (already absolute; None: unset) with the defaults."""
     run_dir = default_run_dir(config_path) if run_dir is None else run_dir
-    return DaemonSpec(
+    return DaemonDirs(
         run_dir=run_dir,
         log_dir=os.path.join(run_dir, "log") if log_dir is None else log_dir,
         socket=os.path.join(run_dir, "twinvisor.sock") if socket is None else socket,
     )
 
 
+def daemon_spec(
+    config_path: str, run_dir: str | None, socket: str | None, log_dir: str | None
+) -> DaemonSpec:
+    """daemon_dirs as the DaemonSpec the loader and the guard use."""
+    from twinvisor.config.specs import DaemonSpec
+
+    return DaemonSpec(**daemon_dirs(config_path, run_dir, socket, log_dir)._asdict())
+
+
 def daemon_table_paths(path: str) -> DaemonSpec | None:
+    """daemon_table_dirs as a DaemonSpec."""
+    from twinvisor.config.specs import DaemonSpec
+
+    dirs = daemon_table_dirs(path)
+    return None if dirs is None else DaemonSpec(**dirs._asdict())
+
+
+def daemon_table_dirs(path: str) -> DaemonDirs | None:
     """None when even the [daemon] table cannot be read (the full loader then says why).
 
     A syntax error, binary garbage or absurd nesting elsewhere in the file does not matter:
@@ -67,6 +94,8 @@ def daemon_table_paths(path: str) -> DaemonSpec | None:
     daemon = dict(daemon)
     for key in keys:
         if key in daemon:
+            from twinvisor.config.expand import expand_env  # (dataclasses) only when needed
+
             daemon[key], problem = expand_env(daemon[key], os.environ)
             if problem is not None:
                 return None
@@ -77,7 +106,7 @@ def daemon_table_paths(path: str) -> DaemonSpec | None:
             return None
         return os.path.normpath(os.path.join(here, os.path.expanduser(daemon[key])))
 
-    return daemon_spec(path, given("run_dir"), given("socket"), given("log_dir"))
+    return daemon_dirs(path, given("run_dir"), given("socket"), given("log_dir"))
 
 
 def _daemon_table(path: str) -> Any:
@@ -86,6 +115,16 @@ def _daemon_table(path: str) -> Any:
             data = f.read(MAX_READ)
     except OSError:
         return None
+    quick = _quick_read(data)
+    if quick is not None and b"daemon" not in quick and b"\\" not in quick:
+        return {}  # nothing there can name the daemon table: the defaults, without tomllib
+    import tomllib  # here, not at the top: the line above answers most `status` calls
+
+    if quick is not None:
+        try:
+            return tomllib.loads(quick.decode()).get("daemon", {})
+        except (ValueError, RecursionError):
+            pass  # the quick read cut a value: read the whole file
     try:
         return tomllib.loads(data.decode()).get("daemon", {})
     except (ValueError, RecursionError):
@@ -94,6 +133,26 @@ def _daemon_table(path: str) -> Any:
         return tomllib.loads(_daemon_lines(data).decode()).get("daemon", {})
     except (ValueError, RecursionError):
         return None
+
+
+def _quick_read(data: bytes) -> bytes | None:
+    """The lines that can set [daemon] keys: those before the first table header (dotted
+    `daemon.socket = ...` or an inline table) and the tables whose header may name daemon.
+
+    Parsing these instead of a config of 1000 programs is what keeps `status` quick. Only
+    without multi-line strings, where every line starting with "[" is a header or inside an
+    array: a cut array leaves a bracket open, which tomllib refuses (the caller then reads the
+    whole file), so a quick read that parses gives the table the whole file would."""
+    if b'"""' in data or b"'''" in data:
+        return None
+    out: list[bytes] = []
+    inside = True  # the top-level keys, before any header
+    for line in data.splitlines():
+        if _HEADER.match(line):
+            inside = bool(_MAYBE_DAEMON_HEADER.match(line))
+        if inside:
+            out.append(line)
+    return b"\n".join(out)
 
 
 def _daemon_lines(data: bytes) -> bytes:

@@ -7,7 +7,10 @@ that `import twinvisor` stays cheap for the CLI, which is started often.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+
+TYPE_CHECKING = False  # typing itself costs the guard 1 MiB: `import twinvisor` must not load it
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 

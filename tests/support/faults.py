@@ -18,7 +18,7 @@ import psutil
 from tests.support.helpers import Daemon, wait_until
 from twinvisor.control.client import ControlClient
 from twinvisor.errors import ControlError
-from twinvisor.twin.guard import SUPERVISOR_POLICY
+from twinvisor.twin.guard import MIN_UPTIME
 
 # the subreaper: runs its argv, then reaps whatever is reparented to it until SIGTERM
 _SUBREAPER = """
@@ -134,14 +134,14 @@ def answering_pid(daemon: Daemon, timeout: float = 10.0) -> int:
 
 def settled(pid: int) -> None:
     """Wait (bounded) until the supervisor `pid` has run long enough to count as healthy for
-    its guard (twin.SUPERVISOR_POLICY.min_uptime): one killed sooner counts as one more
+    its guard (guard.MIN_UPTIME): one killed sooner counts as one more
     failure in a row, and the guard backs off (0.1 s, 0.2 s, 0.4 s ...) and, after max_retry,
     gives up, as for a crash loop. Measured from when it first answered (psutil's
     create_time is off by up to a second here)."""
     since = _first_seen.setdefault(pid, time.monotonic())
     wait_until(
-        lambda: time.monotonic() - since > SUPERVISOR_POLICY.min_uptime + 0.1,
-        timeout=SUPERVISOR_POLICY.min_uptime + 5,
+        lambda: time.monotonic() - since > MIN_UPTIME + 0.1,
+        timeout=MIN_UPTIME + 5,
         what="the supervisor past its min_uptime",
     )
 

@@ -47,6 +47,9 @@ def start_background(config: Config, timeout: float, twin: bool = True) -> int:
 
 def _spawn_detached(config: Config, verb: str, report_fd: int) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
+    if verb == "guard":  # told its paths, the guard loads no config (and stays small)
+        d = config.daemon
+        env.update(protocol.daemon_paths_env(d.run_dir, d.log_dir, d.socket))
     pass_fds = startup_report.hand_down(env, report_fd)
     # the daemon's own stdout/stderr (tracebacks before logging is set up) go to a file
     with os.fdopen(fsutil.open_log(config.daemon.out_path), "ab") as out:

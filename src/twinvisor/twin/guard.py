@@ -12,6 +12,12 @@ waits in the pipe buffers. When the guard dies the supervisor starts a new one (
 mode) and hands it the fds again.
 
 The wire protocol is in protocol.py.
+
+It is also the lightest process of the two, and stays so: it starts with `python -c` (no
+runpy, no CLI, no argparse: see `command`), gets its paths from whoever starts it (no config
+loading, no tomllib), and imports no logging, subprocess, asyncio, dataclasses or typing at
+run time (tests/e2e/test_guard_imports.py checks the running guard). Every module it loads
+is in every page of memory it keeps for the daemon's whole life.
 """
 
 from __future__ import annotations
@@ -19,23 +25,17 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import logging
 import os
 import selectors
 import signal
 import socket
-import subprocess
 import sys
 import time
-from typing import Any
 
-from twinvisor.config.specs import AfterGiveUp, DaemonSpec, RestartPolicy
-from twinvisor.core import policy
 from twinvisor.exitcodes import FINAL_AT_STARTUP, Exit
-from twinvisor.linux import daemonlog, fsutil, kernel, rundir
-from twinvisor.linux.console import CONSOLE_ENV
-from twinvisor.linux.stopping import StopPlan
+from twinvisor.linux import fsutil, kernel, rundir
 from twinvisor.twin import startup_report, stopmark
+from twinvisor.twin.guardlog import log
 from twinvisor.twin.protocol import (
     DAEMON_PATHS_ENV,
     FDS_PER_MESSAGE,
@@ -47,28 +47,59 @@ from twinvisor.twin.protocol import (
     send_message,
 )
 
-log = logging.getLogger("twinvisor.guard")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
-FOREGROUND_ENV = "TWINVISOR_FOREGROUND"  # as supervisor/console.py (a neighbour: not imported)
+    from twinvisor.config.specs import DaemonSpec
+
+# neighbours' names, not imported (each would bring its module's imports); a test pins them
+FOREGROUND_ENV = "TWINVISOR_FOREGROUND"  # as supervisor/console.py
+CONSOLE_ENV = "TWINVISOR_CONSOLE_FDS"  # as linux/console.py
 # an upgrade re-executes the guard in place, handing itself its fds through these
 _FDS_ENV = "TWINVISOR_GUARD_FDS"  # {key: fd}, the listener under _LISTENER_KEY
 _WATCH_ENV = "TWINVISOR_GUARD_WATCH"  # the supervisor's pid
 _LISTENER_KEY = "__listener__"
+# debug: a file the guard keeps listing its sys.modules in (tests/e2e/test_guard_imports.py)
+MODULES_ENV = "TWINVISOR_GUARD_MODULES"
 MAX_FAILED_STARTS = 5  # supervisors in a row dead before their start-up was over: give up
-# restart policy for the supervisor itself: quick retries, then slower, never a tight loop
-# (never giving up: a guard that stops reviving would leave the programs unsupervised)
-SUPERVISOR_POLICY = RestartPolicy(
-    max_retry=5,
-    min_uptime=2.0,
-    backoff_initial=0.1,
-    backoff_max=5.0,
-    after_give_up=AfterGiveUp.SLOW_RETRY,
-    slow_retry_interval=5.0,
-)
+# restart policy for the supervisor itself (core/policy's rules, inlined: that module brings
+# the config specs): quick retries, then every 5 s, never a tight loop, never giving up
+# (a guard that stops reviving would leave the programs unsupervised)
+MIN_UPTIME = 2.0  # a supervisor that ran less than this failed
+MAX_RETRY = 5  # failures in a row retried with backoff, then slowly
+BACKOFF_INITIAL, BACKOFF_MAX, SLOW_RETRY = 0.1, 5.0, 5.0
+
+
+def restart_delay(failures: int) -> float:
+    """Seconds before the next supervisor, after `failures` failed runs in a row."""
+    if failures <= 0:
+        return 0.0
+    if failures > MAX_RETRY:
+        return SLOW_RETRY
+    return min(BACKOFF_INITIAL * 2.0 ** (failures - 1), BACKOFF_MAX)
+
+
+class DaemonFiles:
+    """The guard's view of config.specs.DaemonSpec: the three paths it is told, and the
+    files named after them (the same names: a test compares the two)."""
+
+    def __init__(self, run_dir: str, log_dir: str, socket: str) -> None:
+        self.run_dir, self.log_dir, self.socket = run_dir, log_dir, socket
+        self.log_path = f"{log_dir}/twinvisor.log"
+        self.out_path = f"{log_dir}/twinvisor.out"
+        self.stop_marker = f"{run_dir}/stop"
+        self.guard_socket = f"{run_dir}/guard.sock"
+        self.guard_lock_path = f"{run_dir}/guard.lock"
+        self.guard_pid_path = f"{run_dir}/guard.pid"
+
+    @classmethod
+    def of(cls, spec: DaemonSpec) -> DaemonFiles:
+        return cls(spec.run_dir, spec.log_dir, spec.socket)
 
 
 class Guard:
-    def __init__(self, config_path: str, daemon: DaemonSpec) -> None:
+    def __init__(self, config_path: str, daemon: DaemonFiles) -> None:
         self.config_path = config_path
         self.daemon = daemon
         self.sock_path, self.lock_path = daemon.guard_socket, daemon.guard_lock_path
@@ -77,7 +108,7 @@ class Guard:
         self.sel = selectors.DefaultSelector()
         self.conn: socket.socket | None = None
         self.supervisor: int | None = None
-        self.supervisor_child: subprocess.Popen[bytes] | None = None
+        self.supervisor_is_child = False  # we started it: we reap it (else its parent does)
         self.supervisor_pidfd: int | None = None
         self.supervisor_started = 0.0
         self.failures = 0
@@ -133,39 +164,32 @@ class Guard:
             env[CONSOLE_ENV] = ",".join(map(str, console))
             pass_fds += tuple(console)
         out = _open_out(self.daemon)
+        # under a foreground guard the supervisor tells the terminal what its programs do
+        # (supervisor/console.py); its own stdout stays in twinvisor.out
+        foreground = os.environ.get(FOREGROUND_ENV) == "1"
         try:
-            child = subprocess.Popen(
-                command("daemon", self.config_path),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                # under a foreground guard the supervisor tells the terminal what its programs
-                # do (supervisor/console.py); its own stdout stays in twinvisor.out
-                stderr=None if os.environ.get(FOREGROUND_ENV) == "1" else out,
-                pass_fds=pass_fds,
-                env=env,
-                start_new_session=True,
-            )
+            pid = _spawn(command("daemon", self.config_path), env, out, foreground, pass_fds)
         except OSError as e:
-            log.error("cannot start the supervisor: %s", e)
+            log.error(f"cannot start the supervisor: {e}")
             self._schedule_restart(None)
             return
         finally:
             os.close(out)
             for fd in console:
                 os.close(fd)
-        log.info("started supervisor pid %d", child.pid)
+        log.info(f"started supervisor pid {pid}")
         self.supervisor_ready = False
-        self._watch_supervisor(child.pid, child)
+        self._watch_supervisor(pid, child=True)
         self.supervisor_started = time.monotonic()
 
     def watch_existing(self, pid: int) -> None:
         """Guard restarted by a live supervisor: watch it, it is not our child."""
         self.supervisor_ready = True
-        self._watch_supervisor(pid, None)
-        self.supervisor_started = time.monotonic() - SUPERVISOR_POLICY.min_uptime
+        self._watch_supervisor(pid, child=False)
+        self.supervisor_started = time.monotonic() - MIN_UPTIME
 
-    def _watch_supervisor(self, pid: int, child: subprocess.Popen[bytes] | None) -> None:
-        self.supervisor, self.supervisor_child = pid, child
+    def _watch_supervisor(self, pid: int, child: bool) -> None:
+        self.supervisor, self.supervisor_is_child = pid, child
         self.last_ping = time.monotonic()
         try:
             self.supervisor_pidfd = kernel.pidfd_open(pid)
@@ -182,46 +206,41 @@ class Guard:
             self.sel.unregister(self.supervisor_pidfd)
             os.close(self.supervisor_pidfd)
             self.supervisor_pidfd = None
-        self.supervisor = self.supervisor_child = None
+        self.supervisor, self.supervisor_is_child = None, False
         self._drop_connection()
         if self.shutdown_requested or os.path.exists(self.daemon.stop_marker):
             # an exit policy's code (an essential program's exit), else 0 for a stop
             final = stopmark.read_code(self.daemon.stop_marker) or 0
-            log.info("supervisor %s exited after a stop: the guard exits too (%d)", pid, final)
+            log.info(f"supervisor {pid} exited after a stop: the guard exits too ({final})")
             raise SystemExit(final)
         code = os.waitstatus_to_exitcode(status) if status is not None else None
         # final: config errors, another supervisor holds the lock, a start-up failure the
         # operator's `up` already reported; retrying would only hide it
         if code in FINAL_AT_STARTUP:
-            log.error("supervisor %s exited with %s at start-up: the guard exits too", pid, code)
+            log.error(f"supervisor {pid} exited with {code} at start-up: the guard exits too")
             raise SystemExit(code)
         self.failed_starts = 0 if self.supervisor_ready else self.failed_starts + 1
         if self.failed_starts >= MAX_FAILED_STARTS:
             # a start-up that fails every time (a bug, a run dir we cannot use) would go on
             # behind the operator's back; the next `up` (or the timer's) reports why
             log.error(
-                "the supervisor failed %d start-ups in a row: the guard gives up (see above)",
-                self.failed_starts,
+                f"the supervisor failed {self.failed_starts} start-ups in a row: "
+                "the guard gives up (see above)"
             )
             raise SystemExit(Exit.STARTUP_REPORTED)
-        log.warning("supervisor pid %s died (status %s): restarting it", pid, status)
+        log.warning(f"supervisor pid {pid} died (status {status}): restarting it")
         self._schedule_restart(time.monotonic() - self.supervisor_started)
 
     def _schedule_restart(self, run_time: float | None) -> None:
-        failed = policy.run_failed(SUPERVISOR_POLICY, run_time)
+        failed = run_time is None or run_time < MIN_UPTIME
         self.failures = self.failures + 1 if failed else 0
-        decision = policy.decide(SUPERVISOR_POLICY, None, self.failures)
-        if isinstance(decision, policy.Restart):
-            if self.failures > SUPERVISOR_POLICY.max_retry:
-                log.error(
-                    "the supervisor keeps dying at start (%d times): retrying every %.0f s",
-                    self.failures,
-                    decision.delay,
-                )
-            self.next_spawn = time.monotonic() + decision.delay
-            return
-        log.error("the supervisor failed %d times in a row; the guard gives up", self.failures)
-        raise SystemExit(Exit.FAILED)
+        delay = restart_delay(self.failures)
+        if self.failures > MAX_RETRY:
+            log.error(
+                f"the supervisor keeps dying at start ({self.failures} times): "
+                f"retrying every {delay:.0f} s"
+            )
+        self.next_spawn = time.monotonic() + delay
 
     # -- connection with the supervisor ----------------------------------------------------
 
@@ -244,7 +263,7 @@ class Guard:
                 self.sel.unregister(self.supervisor_pidfd)
                 os.close(self.supervisor_pidfd)
                 self.supervisor_pidfd = None
-            self._watch_supervisor(pid, None)
+            self._watch_supervisor(pid, child=False)
 
     def _drop_connection(self) -> None:
         if self.conn is not None:
@@ -325,7 +344,10 @@ class Guard:
         for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
             signal.signal(sig, self._forward)
         self.sel.register(wake_r, selectors.EVENT_READ, "signal")
+        modules_file = os.environ.get(MODULES_ENV)
         while True:
+            if modules_file:
+                _tell_modules(modules_file, self.supervisor)
             for key, _ in self.sel.select(self._timeout()):
                 self._dispatch(key.data, wake_r)
             self._reap()
@@ -340,7 +362,7 @@ class Guard:
         stopmark.write(self.daemon.stop_marker)
         self.shutdown_requested = True
         if self.supervisor is not None:
-            self._stop_plan(self.supervisor).ask()  # a stop that hangs misses its heartbeats
+            _ask_stop(self.supervisor)  # a stop that hangs misses its heartbeats
         else:
             raise SystemExit(Exit.OK)
 
@@ -366,7 +388,7 @@ class Guard:
         elif what == "signal":
             with contextlib.suppress(BlockingIOError):
                 os.read(wake_r, 4096)
-        elif what == "supervisor" and self.supervisor_child is None:
+        elif what == "supervisor" and not self.supervisor_is_child:
             self._supervisor_died(None)  # not our child: its parent reaps it
 
     def _reap(self) -> None:
@@ -380,17 +402,10 @@ class Guard:
             return
         if time.monotonic() - self.last_ping > HEARTBEAT_TIMEOUT:
             log.warning(
-                "supervisor pid %d missed its heartbeats (stopped or hung): SIGKILL",
-                self.supervisor,
+                f"supervisor pid {self.supervisor} missed its heartbeats (stopped or hung): SIGKILL"
             )
-            self._stop_plan(self.supervisor).force()
+            kernel.signal_pid(self.supervisor, signal.SIGKILL)
             self.last_ping = time.monotonic()
-
-    @staticmethod
-    def _stop_plan(supervisor: int) -> StopPlan:
-        """The supervisor alone (its programs live in their own groups, and it stops them in
-        order); a missed heartbeat is the timeout, so the main loop does the waiting."""
-        return StopPlan(supervisor, signal.SIGTERM, HEARTBEAT_TIMEOUT, group=False)
 
     def _reexec(self) -> None:
         """`twinvisor upgrade`: become the newly installed code, keeping our pid, our child
@@ -398,11 +413,58 @@ class Guard:
         fds = {**self.held, _LISTENER_KEY: self.listener.fileno()}
         for fd in fds.values():
             os.set_inheritable(fd, True)
+        d = self.daemon  # told again: the new code loads no config either
         env = dict(os.environ, **{_FDS_ENV: json.dumps(fds)})
+        env[DAEMON_PATHS_ENV] = json.dumps([d.run_dir, d.log_dir, d.socket])
         if self.supervisor is not None:
             env[_WATCH_ENV] = str(self.supervisor)
         log.info("upgrade: re-executing the guard")
         os.execve(sys.executable, command("guard", self.config_path), env)
+
+
+def _tell_modules(path: str, supervisor: int | None) -> None:
+    """Debug (MODULES_ENV): what this guard has imported so far, for the test that keeps it
+    light; first line the supervisor it watches, so a reader knows the file is current."""
+    text = f"{supervisor}\n" + "\n".join(sorted(sys.modules)) + "\n"
+    fsutil.write_atomic(path, text, fsync=False)
+
+
+def _ask_stop(supervisor: int) -> None:
+    """linux/stopping's first step (that module imports asyncio): SIGTERM to the supervisor
+    alone (its programs live in their own groups, and it stops them in order), then SIGCONT,
+    since a stopped process cannot act on it. A missed heartbeat is the timeout (SIGKILL)."""
+    kernel.signal_pid(supervisor, signal.SIGTERM)
+    kernel.signal_pid(supervisor, signal.SIGCONT)
+
+
+def _spawn(
+    argv: list[str], env: dict[str, str], out: int, foreground: bool, pass_fds: tuple[int, ...]
+) -> int:
+    """subprocess.Popen's job for our one child, by posix_spawn (subprocess costs the guard
+    2.4 MiB): stdin /dev/null, stdout (and stderr unless in the foreground) to `out`, its own
+    session, `pass_fds` inherited, SIGPIPE/SIGXFSZ back to default as Popen would. We reap it
+    ourselves (waitpid in _reap)."""
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_DUP2, out, 1),
+    ]
+    if not foreground:
+        actions.append((os.POSIX_SPAWN_DUP2, out, 2))
+    for fd in pass_fds:  # ours are close-on-exec: open them to this one exec only
+        os.set_inheritable(fd, True)
+    try:
+        return os.posix_spawn(
+            argv[0],
+            argv,
+            env,
+            file_actions=actions,
+            setsid=True,
+            setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
+        )
+    finally:
+        for fd in pass_fds:
+            with contextlib.suppress(OSError):
+                os.set_inheritable(fd, False)
 
 
 def _console_dups() -> list[int]:
@@ -418,7 +480,7 @@ def _console_dups() -> list[int]:
     return dups
 
 
-def _open_out(daemon: DaemonSpec) -> int:
+def _open_out(daemon: DaemonFiles) -> int:
     os.makedirs(daemon.log_dir, mode=0o750, exist_ok=True)
     try:
         return fsutil.open_log(daemon.out_path)
@@ -427,14 +489,12 @@ def _open_out(daemon: DaemonSpec) -> int:
 
 
 def run_guard(config_path: str, watch_pid: int | None, foreground: bool = False) -> int:
-    """Entry point of `twinvisor guard` (started by `up`, by a supervisor, or by itself)."""
-    from twinvisor.config.paths import daemon_table_paths
-
+    """Start the guard (started by `up`, by a supervisor, or by itself); its exit status."""
     reporter = startup_report.Reporter()
-    # only the [daemon] table: the guard stays small, and a config with errors elsewhere
-    # is for the supervisor to report. Started by a supervisor, it is told the paths: the
-    # file may have errors by now (edited, not applied), which must not cost us the guard
-    daemon = _paths_from_supervisor() or daemon_table_paths(config_path)
+    # whoever starts us tells the paths (DAEMON_PATHS_ENV): `up` has the config loaded, and a
+    # supervisor's file may have errors by now (edited, not applied), which must not cost us
+    # the guard. Only a guard started by hand reads the [daemon] table itself.
+    daemon = _paths_from_parent() or _paths_from_config(config_path)
     if daemon is None:
         problem = f"{config_path}: cannot read the [daemon] table"
         reporter.send(startup_report.config_errors([problem]))
@@ -446,11 +506,12 @@ def run_guard(config_path: str, watch_pid: int | None, foreground: bool = False)
         holder = fsutil.read_pid(guard.pid_path)
         reporter.send(startup_report.already_running("a guard already runs", holder))
         return Exit.ALREADY_RUNNING
-    daemonlog.setup(daemon, foreground, tag="guard")
+    os.makedirs(daemon.log_dir, mode=0o750, exist_ok=True)
+    log.setup(daemon.log_path, foreground)
     if foreground:
         os.environ[FOREGROUND_ENV] = "1"  # inherited by each supervisor this guard starts
     for message in moved:
-        log.warning("run dir: %s", message)
+        log.warning(f"run dir: {message}")
     kernel.set_child_subreaper()
     fsutil.write_atomic(guard.pid_path, f"{os.getpid()}\n")
     guard.take_over(handed)
@@ -463,6 +524,29 @@ def run_guard(config_path: str, watch_pid: int | None, foreground: bool = False)
     return guard.serve()
 
 
+def main(argv: list[str] | None = None) -> int:
+    """The guard's process entry (`command("guard", ...)`): `guard -c CONFIG [--watch PID]`,
+    read by hand: argparse alone would cost the guard more than its own code."""
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["twinvisor"]:
+        args = args[1:]
+    config, watch = None, None
+    words = iter(args[1:] if args[:1] == ["guard"] else args)
+    for word in words:
+        value = next(words, None)
+        if word == "-c" and value is not None:
+            config = value
+        elif word == "--watch" and value is not None and value.isdigit():
+            watch = int(value)
+        else:
+            print(f"twinvisor guard: unexpected argument {word!r}", file=sys.stderr)
+            return Exit.USAGE
+    if config is None:
+        print("twinvisor guard: -c CONFIG is required", file=sys.stderr)
+        return Exit.USAGE
+    return run_guard(config, watch)
+
+
 def _take_handoff() -> tuple[dict[str, int], int | None]:
     """What the guard we were before an upgrade's re-exec handed down: the fds it held (and
     its listener), and the supervisor to watch. Nothing when we were started afresh."""
@@ -472,11 +556,20 @@ def _take_handoff() -> tuple[dict[str, int], int | None]:
     return {str(k): int(v) for k, v in fds.items()}, watch_pid
 
 
-def _paths_from_supervisor() -> DaemonSpec | None:
+def _paths_from_parent() -> DaemonFiles | None:
     try:
         run_dir, log_dir, sock = json.loads(os.environ.pop(DAEMON_PATHS_ENV, ""))
     except (ValueError, TypeError):
         return None
     if not all(isinstance(p, str) and os.path.isabs(p) for p in (run_dir, log_dir, sock)):
         return None
-    return DaemonSpec(run_dir=run_dir, log_dir=log_dir, socket=sock)
+    return DaemonFiles(run_dir, log_dir, sock)
+
+
+def _paths_from_config(config_path: str) -> DaemonFiles | None:
+    """Only the [daemon] table: a config with errors elsewhere is for the supervisor to
+    report. (Loads tomllib and the specs: the one path of the guard that does.)"""
+    from twinvisor.config.paths import daemon_table_paths
+
+    spec = daemon_table_paths(config_path)
+    return None if spec is None else DaemonFiles.of(spec)

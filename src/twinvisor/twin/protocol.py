@@ -14,7 +14,10 @@ import json
 import os
 import socket
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # the guard imports this: typing stays out of it
+if TYPE_CHECKING:
+    from typing import Any
 
 GUARD_ENV = "TWINVISOR_GUARD"  # tells a supervisor where its guard listens
 HEARTBEAT = 3.0  # the supervisor pings this often, one way (a third of a wake-up per second each)
@@ -31,9 +34,17 @@ def daemon_paths_env(run_dir: str, log_dir: str, socket_path: str) -> dict[str, 
     return {DAEMON_PATHS_ENV: json.dumps([run_dir, log_dir, socket_path])}
 
 
+# `python -c`, not `-m twinvisor guard`: -m loads runpy, the CLI and argparse into the
+# guard for its whole life (0.7 MiB for runpy alone). The word "twinvisor" in its argv keeps
+# `ps` (and the tests that find the twins) reading `... twinvisor guard -c CONFIG`.
+GUARD_BOOT = "from twinvisor.twin.guard import main; raise SystemExit(main())"
+
+
 def command(verb: str, config_path: str, *extra: str) -> list[str]:
     """How one side of the twin starts the other: `guard` (the guard, from `up` or from a
     supervisor whose guard died) or `daemon` (the supervisor, from its guard)."""
+    if verb == "guard":
+        return [sys.executable, "-c", GUARD_BOOT, "twinvisor", verb, "-c", config_path, *extra]
     return [sys.executable, "-m", "twinvisor", verb, "-c", config_path, *extra]
 
 

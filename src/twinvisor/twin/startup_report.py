@@ -19,15 +19,20 @@ import json
 import os
 import select
 import time
-from collections.abc import MutableMapping
-from typing import Any
 
 from twinvisor.exitcodes import Exit
 
-READY_FD_ENV = "TWINVISOR_READY_FD"
+TYPE_CHECKING = False  # the guard imports this: typing stays out of it
+if TYPE_CHECKING:
+    from collections.abc import MutableMapping
+    from typing import Any
 
-# Any: the report is JSON for the CLI to render; its shapes are listed above
-Report = dict[str, Any]
+    # Any: the report is JSON for the CLI to render; its shapes are listed above
+    Report = dict[str, Any]
+else:
+    Report = dict
+
+READY_FD_ENV = "TWINVISOR_READY_FD"
 
 
 def config_errors(problems: list[str]) -> Report:

@@ -28,3 +28,13 @@ def test_a_plain_config_loads_no_tls(daemon: Daemon) -> None:
     assert daemon.status()["a"]["state"] == "RUNNING"  # a control request was served
     mapped = _mapped(daemon)
     assert _loaded(mapped, "_ssl.") == [], mapped
+
+
+def test_a_plain_config_loads_no_ctypes_or_compression(daemon: Daemon) -> None:
+    """ctypes only for console programs (tee, linux/console.py); bz2/lzma came with tempfile
+    (linux/fsutil.py makes its own temporary files)."""
+    daemon.up({"a": {"command": child("run")}})
+    daemon.cli("restart", "a")  # state written again, a new generation tagged
+    mapped = _mapped(daemon)
+    for prefix in ("_ctypes.", "_bz2.", "_lzma."):
+        assert _loaded(mapped, prefix) == [], mapped

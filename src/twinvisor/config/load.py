@@ -10,7 +10,6 @@ last. Nothing is built from a program whose name is unsafe, because names become
 
 from __future__ import annotations
 
-import glob
 import math
 import os
 import tomllib
@@ -277,6 +276,8 @@ def _include_paths(src: Source, pr: Problems) -> list[str]:
         elif not any(c in pattern for c in "*?["):
             paths.append(os.path.normpath(full))  # a missing explicit file is reported on read
         else:
+            import glob  # here: only a config with a wildcard include needs it
+
             # the config's own directory may contain glob characters: escape it
             matches = glob.glob(os.path.join(glob.escape(here), os.path.expanduser(pattern)))
             # a glob such as "*.toml" that matches the including file itself is no cycle

@@ -14,7 +14,6 @@ files safely.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import stat
@@ -52,6 +51,8 @@ def _unquote(part: str) -> str:
     if part.startswith("'"):
         return part[1:-1]
     if part.startswith('"'):
+        import json  # here: only quoted keys in error paths need it, not the supervisor
+
         try:
             # TOML basic-string escapes are JSON's plus \UXXXXXXXX; good enough for key names
             value = json.loads(part)
@@ -196,6 +197,8 @@ class Problems:
     items: list[ConfigProblem] = field(default_factory=list)
 
     def at(self, src: Source, path: tuple[str, ...], message: str, suffix: str = "") -> None:
+        import json
+
         key = ".".join(p if _BARE_KEY.fullmatch(p) else json.dumps(p) for p in path) + suffix
         self.items.append(ConfigProblem(src.path, src.locator.line(path), key, message))
 

@@ -8,7 +8,6 @@ those). Nothing here reads a file; `parse_env_text` parses the text of an env_fi
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -57,6 +56,8 @@ def show(value: Any) -> str:
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, str):
+        import json  # here: messages only, not every process that loads a config
+
         text = json.dumps(value)
     else:
         text = repr(value)

@@ -18,7 +18,6 @@ next one (a line may then appear twice, never lost or cut).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import json
 import os
@@ -267,7 +266,10 @@ class PipePeek:
     """tee(2) into a private pipe: see what a pipe holds, consume it later with os.read."""
 
     def __init__(self) -> None:
+        import ctypes  # here: made for the first console program only (ctypes + libffi)
+
         self._tee: Callable[[int, int, int, int], int] | None = None
+        self._errno = ctypes.get_errno
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             tee = libc.tee
@@ -284,7 +286,7 @@ class PipePeek:
             return None
         n = self._tee(fd, self._w, size, _SPLICE_F_NONBLOCK)
         if n < 0:
-            err = ctypes.get_errno()
+            err = self._errno()
             return b"" if err == errno.EAGAIN else None
         if n == 0:
             return b""

@@ -15,7 +15,6 @@ import errno
 import logging
 import os
 import re
-import secrets
 import signal
 import socket
 import struct
@@ -50,7 +49,8 @@ def new_notify_name() -> str:
     0700 run dir), which is also why the name must not be predictable: another uid could
     bind it first and block the daemon (and /proc/net/unix shows names once they are bound,
     so it is never released while a twin lives: the guard holds the bound socket)."""
-    return f"@twinvisor/{secrets.token_hex(16)}/notify"
+    # secrets.token_hex reads os.urandom too; secrets would bring hmac, hashlib and random
+    return f"@twinvisor/{os.urandom(16).hex()}/notify"
 
 
 class NotifyServer:

@@ -16,7 +16,6 @@ whatever subreaper caught the orphans (`systemd --user`, a container's init, PID
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import dataclass
 
 RUN_DIR = "TWINVISOR_RUN_DIR"
@@ -27,7 +26,8 @@ GENERATION = "TWINVISOR_GENERATION"
 def spawn_tag(run_dir: str) -> dict[str, str]:
     """The environment entries a new generation gets (TWINVISOR_PROGRAM is set with the rest
     of the program's environment)."""
-    return {RUN_DIR: run_dir, GENERATION: secrets.token_hex(8)}
+    # secrets.token_hex reads os.urandom too; secrets would bring hmac, hashlib and random
+    return {RUN_DIR: run_dir, GENERATION: os.urandom(8).hex()}
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import os
 import re
-import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -114,6 +113,8 @@ class Sessions:
             self.expire(now)
             if len(self._by_id) >= self.limit:  # still full: the oldest goes
                 del self._by_id[min(self._by_id, key=lambda k: self._by_id[k].expires)]
+        import secrets  # at the first login: every supervisor imports this module
+
         sid = secrets.token_urlsafe(32)
         session = Session(user.name, user.role, secrets.token_urlsafe(32), now + self.ttl)
         self._by_id[sid] = session

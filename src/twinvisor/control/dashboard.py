@@ -18,12 +18,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import html
 import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from importlib import resources
 from urllib.parse import urlsplit
 
 import msgspec
@@ -79,7 +77,14 @@ def _cookie(headers: dict[str, str], name: str) -> str | None:
     return None
 
 
+# html (its entities table) and importlib.resources (tempfile, shutil, zipfile behind it) are
+# imported by the pages that need them: every supervisor builds this for its control socket,
+# and most never serve a page
+
+
 def login_page(message: str = "") -> str:
+    import html
+
     err = f'<p class="err">{html.escape(message)}</p>' if message else ""
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
@@ -95,6 +100,8 @@ def login_page(message: str = "") -> str:
 
 
 def dashboard_page(csrf: str, user: str, role: str) -> str:
+    import html
+
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -211,6 +218,8 @@ class Dashboard:
         kind = _STATIC.get(name)
         if kind is None:
             return Response(404, {"error": f"no such file: {name}"})
+        from importlib import resources
+
         data = resources.files("twinvisor.control").joinpath("static", name).read_bytes()
         return Response(200, data, (("content-type", f"{kind}; charset=utf-8"),))
 

@@ -17,20 +17,6 @@ def make_private_dir(path: str) -> None:
         os.chmod(path, 0o700)
 
 
-def _create_temp(directory: str) -> tuple[int, str]:
-    """tempfile.mkstemp's contract (a new file, O_EXCL|O_NOFOLLOW, mode 0600, a random name,
-    another on a clash) without importing tempfile: it brings shutil, random, bz2 and lzma
-    into the supervisor, which writes its state with this."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    for _ in range(100):
-        tmp = os.path.join(directory, f".tmp-{os.urandom(6).hex()}.new")
-        try:
-            return os.open(tmp, flags, 0o600), tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"no free temporary name in {directory}")
-
-
 def write_atomic(path: str, text: str, mode: int = 0o644, fsync: bool = True) -> bool:
     """temp file + fsync + rename + fsync(dir): readers see the old or the new content, never
     a torn one. Returns False (and leaves the old file) when the disk is full or unwritable."""

@@ -531,12 +531,22 @@ def bench_kill(tool: Tool, kind: str, runs: int) -> list[float]:
                 return samples
             for _ in range(runs):
                 time.sleep(1.3)  # outlive min_uptime / startsecs: a crash, not a failed start
+                try:
+                    pidfd = os.pidfd_open(pid)
+                except ProcessLookupError:  # replaced already (not by us): take the new one
+                    log(f"  {tool.label}: pid {pid} had gone before the kill")
+                    pid = next_pid(15) or pid
+                    continue
                 t0 = time.perf_counter()
                 os.kill(pid, signal.SIGKILL)
                 if kind == "pid":
+                    os.close(pidfd)
                     new = next_pid(15)
                     t1 = time.perf_counter()
                 else:
+                    # the dying child still holds its socket until it has exited
+                    select.select([pidfd], [], [], 5)
+                    os.close(pidfd)
                     ok = wait_for(lambda: connects(port), 15, poll=0.001)
                     t1 = time.perf_counter()
                     new = next_pid(5) if ok else None
@@ -728,7 +738,7 @@ def main() -> int:
         tools.append(PM2("pm2", os.path.join(top, "pm2"), pm2))
     tvs = [t.label for t in tools if t.kind == "twinvisor"]
     peers = [t.label for t in tools if t.kind != "twinvisor"]
-    log(f"tools: {', '.join(tvs + peers)} (peers missing: run bench/setup_peers.sh)")
+    log(f"tools: {', '.join(tvs + peers)}")
     for t in tools:
         os.makedirs(t.dir, exist_ok=True)
     res: Results = {t.label: {k: [] for k, *_ in FIGURES} for t in tools}

@@ -338,7 +338,7 @@ class Circus(Tool):
                 "numprocesses = 1\ncopy_env = True\n\n"
             )
         with open(self.cfg, "w") as f:
-            f.write(text.replace("$", "$$"))
+            f.write(text)
 
     def launch_argv(self) -> list[str]:
         return [self.circusd, self.cfg]
@@ -751,7 +751,10 @@ def main() -> int:
             for kind in ("pid", "port"):
                 log(f"SIGKILL -> {kind}, {args.kills} kills")
                 for t in tools:
-                    res[t.label][f"kill_{kind}"] = bench_kill(t, kind, args.kills)
+                    try:
+                        res[t.label][f"kill_{kind}"] = bench_kill(t, kind, args.kills)
+                    except (OSError, ValueError, OverflowError, RuntimeError) as e:
+                        log(f"  {t.label}: failed: {e!r}")
                     log(f"  {t.label}: {[round(x, 1) for x in res[t.label][f'kill_{kind}']]} ms")
         if "200" in parts:
             log(f"200 programs, {args.runs} runs, tools alternating")

@@ -119,7 +119,7 @@ class LogSpec:
     console_json: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one per program instance, no __dict__ each
 class ProgramSpec:
     """One process instance to supervise (a program with numprocs=N gives N of these)."""
 

@@ -86,7 +86,7 @@ class ExitInfo:
         return f"exit {self.exit_code}"
 
 
-@dataclass
+@dataclass(slots=True)  # one per program instance: no __dict__ each (issue 16)
 class Proc:
     spec: ProgramSpec
     state: ProcessState = S.STOPPED

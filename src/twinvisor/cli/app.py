@@ -13,7 +13,6 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import cast
 
 from twinvisor import __version__
 from twinvisor.cli import remote
@@ -404,7 +403,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
         if wanted is not None and name not in wanted:
             sub.add_parser(name, help=help_text, add_help=False)
-            return cast(argparse.ArgumentParser, _Unused())
+            return _Unused()  # type: ignore[return-value]  # (typing.cast: an import)
         sp = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
         sp.set_defaults(func=func)
         return sp

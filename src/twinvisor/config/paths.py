@@ -9,7 +9,6 @@ and the guard. So both always agree (${VAR} is expanded in both).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -28,6 +27,14 @@ MAX_READ = 64 * 1024 * 1024  # past this the full loader refuses the file anyway
 
 RUN_DIR_ENV = "TWINVISOR_RUN_DIR"
 
+try:  # CPython's own sha256: hashlib loads OpenSSL first, a tenth of a `status` call
+    from _sha2 import sha256 as _sha256  # type: ignore[import-not-found,unused-ignore]
+except ImportError:
+    try:
+        from _sha256 import sha256 as _sha256  # type: ignore[import-not-found,no-redef,unused-ignore]
+    except ImportError:  # a build without them: the same digest through hashlib
+        from hashlib import sha256 as _sha256  # type: ignore[assignment,no-redef,unused-ignore]
+
 
 def default_run_dir(config_path: str, env: dict[str, str] | None = None) -> str:
     """The run dir when [daemon] run_dir is not set: $TWINVISOR_RUN_DIR (relative to the cwd,
@@ -39,7 +46,7 @@ def default_run_dir(config_path: str, env: dict[str, str] | None = None) -> str:
         return os.path.abspath(from_env)
     path = os.path.abspath(config_path)
     stem = os.path.splitext(os.path.basename(path))[0] or "config"
-    digest = hashlib.sha256(os.fsencode(path)).hexdigest()[:8]
+    digest = _sha256(os.fsencode(path)).hexdigest()[:8]
     return os.path.join(os.path.dirname(path), ".twinvisor", f"{stem}-{digest}")
 
 

@@ -87,6 +87,7 @@ def test_guard_names_match_their_homes() -> None:
     spec = DaemonSpec(run_dir="/r", log_dir="/l", socket="/r/s")
     files = guard.DaemonFiles.of(spec)
     for name in (
+        "pid_path",
         "log_path",
         "out_path",
         "stop_marker",

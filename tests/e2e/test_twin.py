@@ -52,7 +52,8 @@ from tests.support.paths import EXAMPLES
 
 WEBSERVER = str(EXAMPLES / "webserver.py")
 WORKER = str(EXAMPLES / "worker.py")
-REPLACED_WITHIN = 20.0  # SIGSTOP: heartbeat timeout (7 s) + restart, with room to spare
+REPLACED_WITHIN = 20.0  # SIGSTOP: the guard's grace (5 s) or the supervisor's look + restart
+LOOK_OFTEN = "0.5"  # TWINVISOR_PID_REFRESH: the supervisor looks at its guard every 30 s
 
 
 # ---- the programs and the load -------------------------------------------------------------------
@@ -307,7 +308,31 @@ def test_stopped_supervisor_is_replaced_and_never_doubled(daemon: Daemon) -> Non
     down_leaves_nothing(daemon)
 
 
+def test_stopped_supervisor_of_a_replaced_guard_is_replaced(daemon: Daemon) -> None:
+    """A guard the supervisor started is not its parent: no SIGCHLD tells it of the stop.
+    Its rare look (HEARTBEAT_TIMEOUT, 7 s here) finds no sign of life, the pid file
+    untouched, and kills it; the next supervisor adopts the programs."""
+    daemon.env["TWINVISOR_PID_REFRESH"] = LOOK_OFTEN
+    daemon.up({"sleeper": {"command": ["sleep", "infinity"]}})
+    daemon.wait_state("sleeper", "RUNNING")
+    before = snapshot(daemon)
+    old_guard = guard_pid(daemon)
+    assert old_guard is not None
+    os.kill(old_guard, signal.SIGKILL)
+    guard = wait_until(partial(new_guard_pid, daemon, old_guard), what="a new guard pid")
+    wait_until(partial(only_guard_is, daemon, guard))
+    old = answering_pid(daemon)
+    assert psutil.Process(old).ppid() != guard
+    os.kill(old, signal.SIGSTOP)
+    watch_single_supervisor(daemon, lambda: supervisor_pid(daemon) not in (None, old) and gone(old))
+    assert answering_pid(daemon) != old
+    assert snapshot(daemon) == before
+    assert guard_pid(daemon) == guard
+    down_leaves_nothing(daemon)
+
+
 def test_stopped_guard_is_replaced(daemon: Daemon) -> None:
+    daemon.env["TWINVISOR_PID_REFRESH"] = LOOK_OFTEN
     port = free_port()
     daemon.up(web_and_worker(port))
     for name in ("web", "worker"):

@@ -154,6 +154,8 @@ class _Service:
         except OSError as e:
             return self._bind_failed(e)
         if self.link is not None:
+            self.link.beats_itself = False  # on the pid-file refresh's timer: one wake-up
+            self.runtime.freshness_hooks.append(self.link.beat)
             self.link.start()
         self.runtime.freshness_hooks.append(lambda: _restore_socket(server, self.link))
         self.runtime.start_freshness(self.config.daemon.pid_path)

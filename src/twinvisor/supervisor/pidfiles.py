@@ -5,6 +5,7 @@ A pid file someone deleted is rewritten within PID_REFRESH seconds; the state fi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -14,7 +15,10 @@ from twinvisor.supervisor.seams import Recoverable
 
 log = logging.getLogger("twinvisor")
 
-# seconds between checks that pid files still exist (seed 000: 30 s); tunable for tests
+# seconds between checks that pid files still exist (seed 000: 30 s; TWINVISOR_PID_REFRESH for
+# tests). The supervisor's only periodic timer: the guard link's look rides on it (a hook), and
+# the pid file's mtime is its sign of life for the guard (twin/protocol.py reads the same
+# variable: HEARTBEAT)
 PID_REFRESH = float(os.environ.get("TWINVISOR_PID_REFRESH", "30"))
 
 
@@ -37,6 +41,9 @@ def start_freshness(rt: Recoverable, own_pid_path: str) -> None:
         if fsutil.read_pid(own_pid_path) != os.getpid():
             log.warning("pid file %s was missing or wrong: rewritten", own_pid_path)
             fsutil.write_atomic(own_pid_path, f"{os.getpid()}\n", fsync=False)
+        else:  # its mtime is our sign of life for the guard (twin/protocol.py)
+            with contextlib.suppress(OSError):
+                os.utime(own_pid_path)
         for proc in rt.procs.values():
             if proc.spec.pidfile:
                 sync_pidfile(proc)

@@ -41,6 +41,7 @@ from twinvisor.twin.protocol import (
     FDS_PER_MESSAGE,
     GUARD_ENV,
     HEARTBEAT_TIMEOUT,
+    STOPPED_GRACE,
     command,
     peer,
     recv_message,
@@ -86,6 +87,7 @@ class DaemonFiles:
 
     def __init__(self, run_dir: str, log_dir: str, socket: str) -> None:
         self.run_dir, self.log_dir, self.socket = run_dir, log_dir, socket
+        self.pid_path = f"{run_dir}/twinvisor.pid"  # the supervisor's
         self.log_path = f"{log_dir}/twinvisor.log"
         self.out_path = f"{log_dir}/twinvisor.out"
         self.stop_marker = f"{run_dir}/stop"
@@ -114,7 +116,12 @@ class Guard:
         self.failures = 0
         self.supervisor_ready = False  # it said its start-up is over (op "ready")
         self.failed_starts = 0  # supervisors in a row that died before that
-        self.last_ping = time.monotonic()
+        # liveness beyond the pidfd (twin/protocol.py): a rare look for a sign of life, and
+        # the moment our child supervisor stopped (SIGCHLD, WUNTRACED)
+        self.next_look = time.monotonic() + HEARTBEAT_TIMEOUT
+        self.sign: tuple[int, int] | None = None  # (pid file mtime, messages) at the last look
+        self.messages = 0  # from the supervisor: each one is a sign of life
+        self.stopped_since: float | None = None
         self.next_spawn: float | None = None
         self.shutdown_requested = False
         self.upgrade_requested = False
@@ -190,7 +197,8 @@ class Guard:
 
     def _watch_supervisor(self, pid: int, child: bool) -> None:
         self.supervisor, self.supervisor_is_child = pid, child
-        self.last_ping = time.monotonic()
+        self.stopped_since = None
+        self._looked()
         try:
             self.supervisor_pidfd = kernel.pidfd_open(pid)
         except ProcessLookupError:
@@ -255,7 +263,7 @@ class Guard:
         conn.settimeout(5.0)
         self.conn = conn
         self.sel.register(conn, selectors.EVENT_READ, "conn")
-        self.last_ping = time.monotonic()
+        self.messages += 1
         if self.supervisor is None or self.supervisor != pid:
             # a supervisor we did not start (we were restarted, or an upgrade): watch it
             self.supervisor_ready = True
@@ -279,7 +287,7 @@ class Guard:
             return
         message, fds = got
         op = message.get("op")
-        self.last_ping = time.monotonic()
+        self.messages += 1  # `ping` (an older supervisor's heartbeat) does no more than this
         if op == "hold" and len(fds) == 1:
             old = self.held.pop(str(message.get("key")), None)
             if old is not None:
@@ -294,9 +302,6 @@ class Guard:
                 os.close(fd)
         elif op == "hello":
             self._send_held()
-        elif op == "ping":
-            if fsutil.read_pid(self.pid_path) != os.getpid():  # deleted by someone: seed 000
-                fsutil.write_atomic(self.pid_path, f"{os.getpid()}\n", fsync=False)
         elif op == "ready":
             self.supervisor_ready = True
         elif op == "shutdown":
@@ -351,7 +356,9 @@ class Guard:
             for key, _ in self.sel.select(self._timeout()):
                 self._dispatch(key.data, wake_r)
             self._reap()
-            self._check_heartbeat()
+            self._check_stopped()
+            if time.monotonic() >= self.next_look:
+                self._look()
             if self.next_spawn is not None and time.monotonic() >= self.next_spawn:
                 self.next_spawn = None
                 self.spawn_supervisor()
@@ -362,7 +369,7 @@ class Guard:
         stopmark.write(self.daemon.stop_marker)
         self.shutdown_requested = True
         if self.supervisor is not None:
-            _ask_stop(self.supervisor)  # a stop that hangs misses its heartbeats
+            _ask_stop(self.supervisor)  # a stop that hangs gives no sign of life: SIGKILL
         else:
             raise SystemExit(Exit.OK)
 
@@ -374,8 +381,10 @@ class Guard:
         deadlines = []
         if self.next_spawn is not None:
             deadlines.append(self.next_spawn)
-        if self.conn is not None:
-            deadlines.append(self.last_ping + HEARTBEAT_TIMEOUT)
+        if self.supervisor is not None:
+            deadlines.append(self.next_look)
+        if self.stopped_since is not None:
+            deadlines.append(self.stopped_since + STOPPED_GRACE)
         if not deadlines:
             return None
         return max(0.0, min(deadlines) - time.monotonic())
@@ -392,20 +401,69 @@ class Guard:
             self._supervisor_died(None)  # not our child: its parent reaps it
 
     def _reap(self) -> None:
-        """We are a subreaper: reap every orphan, and notice our supervisor's exit."""
+        """We are a subreaper: reap every orphan, and notice our supervisor's exit (and,
+        when it is our child, its stops and continues: the kernel tells, no ping needed)."""
+        if self.supervisor is not None and self.supervisor_is_child:
+            try:
+                flags = os.WNOHANG | os.WUNTRACED | os.WCONTINUED
+                pid, status = os.waitpid(self.supervisor, flags)
+            except ChildProcessError:
+                pid, status = 0, 0
+            if pid == self.supervisor:
+                if os.WIFSTOPPED(status):
+                    self.stopped_since = time.monotonic()
+                    log.warning(
+                        f"supervisor pid {pid} is stopped: SIGKILL in {STOPPED_GRACE:.0f} s "
+                        "unless it continues"
+                    )
+                elif os.WIFCONTINUED(status):
+                    self.stopped_since = None
+                else:
+                    self._supervisor_died(status)
         for pid, status in kernel.reap_zombies():
             if pid == self.supervisor:
                 self._supervisor_died(status)
 
-    def _check_heartbeat(self) -> None:
-        if self.conn is None or self.supervisor is None:
+    def _check_stopped(self) -> None:
+        since = self.stopped_since
+        if since is None or self.supervisor is None:
             return
-        if time.monotonic() - self.last_ping > HEARTBEAT_TIMEOUT:
+        if time.monotonic() - since >= STOPPED_GRACE:
+            self.stopped_since = None
+            log.warning(f"supervisor pid {self.supervisor} stayed stopped: SIGKILL")
+            kernel.signal_pid(self.supervisor, signal.SIGKILL)
+
+    def _sign_of_life(self) -> tuple[int, int]:
+        """What changes while the supervisor lives: its pid file's mtime (touched at each
+        refresh, supervisor/pidfiles.py) and the messages it sent us."""
+        try:
+            mtime = os.stat(self.daemon.pid_path).st_mtime_ns
+        except OSError:
+            mtime = -1
+        return mtime, self.messages
+
+    def _looked(self) -> None:
+        self.sign = self._sign_of_life()
+        self.next_look = time.monotonic() + HEARTBEAT_TIMEOUT
+
+    def _look(self) -> None:
+        """The rare periodic look (HEARTBEAT_TIMEOUT): a supervisor that gave no sign of
+        life since the last look is hung (or stopped, not being our child): SIGKILL. Our
+        own pid file too: rewritten if someone deleted it (seed 000)."""
+        if fsutil.read_pid(self.pid_path) != os.getpid():
+            fsutil.write_atomic(self.pid_path, f"{os.getpid()}\n", fsync=False)
+        before = self.sign
+        now = self.sign = self._sign_of_life()
+        self.next_look = time.monotonic() + HEARTBEAT_TIMEOUT
+        if self.conn is None or self.supervisor is None:
+            return  # not connected yet: the supervisor's start-up has its own timeouts
+        # a missing pid file is no sign either way: the supervisor rewrites it in time
+        if before == now and now[0] != -1:
             log.warning(
-                f"supervisor pid {self.supervisor} missed its heartbeats (stopped or hung): SIGKILL"
+                f"supervisor pid {self.supervisor} gave no sign of life for "
+                f"{HEARTBEAT_TIMEOUT:.0f} s (hung or stopped): SIGKILL"
             )
             kernel.signal_pid(self.supervisor, signal.SIGKILL)
-            self.last_ping = time.monotonic()
 
     def _reexec(self) -> None:
         """`twinvisor upgrade`: become the newly installed code, keeping our pid, our child

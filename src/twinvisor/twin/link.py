@@ -40,6 +40,8 @@ class GuardLink:
         self.handed: dict[str, int] = {}  # what the guard holds for us: key -> our own fd
         self._pidfd: int | None = None
         self._heartbeat: asyncio.TimerHandle | None = None
+        # False: the owner calls `beat` from its own periodic timer (one wake-up, not two)
+        self.beats_itself = True
         self._closing = False
         self._replacing: asyncio.Task[None] | None = None
 
@@ -73,7 +75,8 @@ class GuardLink:
         self.sock.setblocking(False)
         loop.add_reader(self.sock.fileno(), self._readable)
         self._watch_guard()
-        self._heartbeat = loop.call_later(HEARTBEAT, self._beat)
+        if self.beats_itself:
+            self._heartbeat = loop.call_later(HEARTBEAT, self._beat)
 
     def _watch_guard(self) -> None:
         if self.guard_pid is None:
@@ -116,14 +119,17 @@ class GuardLink:
 
     # -- heartbeat and loss -----------------------------------------------------------------
 
-    def _beat(self) -> None:
-        loop = asyncio.get_running_loop()
+    def beat(self) -> None:
+        """The periodic look at the guard: a stopped one is replaced. Nothing is sent (it
+        would wake the guard): our sign of life is the pid file's mtime (twin/protocol.py)."""
         if self.guard_pid is not None and kernel.is_stopped(self.guard_pid):
             # SIGSTOPped (or traced): it cannot act for us; its pidfd will say it died
             log.warning("guard pid %d is stopped: SIGKILL, a new one replaces it", self.guard_pid)
             kernel.signal_pid(self.guard_pid, signal.SIGKILL)
-        self._send({"op": "ping"})
-        self._heartbeat = loop.call_later(HEARTBEAT, self._beat)
+
+    def _beat(self) -> None:
+        self.beat()
+        self._heartbeat = asyncio.get_running_loop().call_later(HEARTBEAT, self._beat)
 
     def _readable(self) -> None:
         assert self.sock is not None

@@ -4,8 +4,14 @@ fds attached (SCM_RIGHTS) where the op carries them.
   supervisor -> guard: hello, hold{key}+fd, release{key}, ping, shutdown, upgrade
   guard -> supervisor: fds{keys}+fds (answer to hello, in batches), fds_end
 
-Pings go one way only (a reply would double the wake-ups of an idle pair): the guard detects
-a hung supervisor by missing pings; the supervisor detects a stopped guard by its /proc state.
+Liveness costs an idle pair almost no wake-ups (issue 16): each side watches the other's pidfd
+(death), the guard sees its child supervisor stop (SIGCHLD, waitpid WUNTRACED); what the kernel
+cannot tell is checked rarely, on timers that wake one process and not the other:
+- the supervisor, every HEARTBEAT s (with its pid-file refresh), touches its pid file and looks
+  at the guard's /proc state (a stopped guard is replaced);
+- the guard, every HEARTBEAT_TIMEOUT s, looks whether that pid file was touched since its last
+  look: no sign of life (hung, or stopped while the guard is not its parent): SIGKILL.
+`ping` (no longer sent) still counts as a sign of life: a supervisor of an older version.
 """
 
 from __future__ import annotations
@@ -20,8 +26,12 @@ if TYPE_CHECKING:
     from typing import Any
 
 GUARD_ENV = "TWINVISOR_GUARD"  # tells a supervisor where its guard listens
-HEARTBEAT = 3.0  # the supervisor pings this often, one way (a third of a wake-up per second each)
-HEARTBEAT_TIMEOUT = 7.0  # no ping for this long: the supervisor is hung or stopped
+# the supervisor's one periodic timer (supervisor/pidfiles.py: the pid-file refresh, seed 000's
+# 30 s) is its sign of life too; tests set the variable low
+HEARTBEAT = float(os.environ.get("TWINVISOR_PID_REFRESH", "30"))
+# the guard looks for that sign this often; two refreshes and a half: a busy loop is not hung
+HEARTBEAT_TIMEOUT = max(7.0, 2.5 * HEARTBEAT)
+STOPPED_GRACE = 5.0  # a stopped child supervisor is killed this long after it stopped
 MAX_MESSAGE = 64 * 1024
 FDS_PER_MESSAGE = 200  # SCM_MAX_FD is 253
 

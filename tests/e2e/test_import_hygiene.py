@@ -33,9 +33,10 @@ def test_a_plain_config_loads_no_tls(daemon: Daemon) -> None:
 def test_a_plain_config_loads_no_ctypes_or_compression(daemon: Daemon) -> None:
     """ctypes only for console programs (tee, linux/console.py); bz2/lzma came with tempfile
     (linux/fsutil.py makes its own temporary files); psutil only for `find`, the metrics and
-    a supervisor without its guard (the tag scan of every start reads /proc itself)."""
+    a supervisor without its guard (the tag scan of every start reads /proc itself); hashlib
+    (OpenSSL's libcrypto) not for the run dir's or the cgroup's digest (config/paths.py)."""
     daemon.up({"a": {"command": child("run")}})
     daemon.cli("restart", "a")  # state written again, a new generation tagged
     mapped = _mapped(daemon)
-    for prefix in ("_ctypes.", "_bz2.", "_lzma.", "_psutil_linux."):
+    for prefix in ("_ctypes.", "_bz2.", "_lzma.", "_psutil_linux.", "_hashlib."):
         assert _loaded(mapped, prefix) == [], mapped

@@ -12,8 +12,6 @@ throttle and expiry are testable without waiting.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import os
 import re
 from dataclasses import dataclass, field
@@ -33,7 +31,13 @@ class UsersFileError(ValueError):
     pass
 
 
+# hashlib and hmac (OpenSSL's libcrypto: 1 MiB of PSS) are imported by the functions that
+# hash: every supervisor imports this module for its control socket, few ever see a login
+
+
 def hash_password(password: str, salt: bytes | None = None) -> str:
+    import hashlib
+
     salt = salt if salt is not None else os.urandom(16)
     digest = hashlib.scrypt(password.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=32)
     b64 = base64.b64encode
@@ -41,6 +45,9 @@ def hash_password(password: str, salt: bytes | None = None) -> str:
 
 
 def check_password(password: str, stored: str) -> bool:
+    import hashlib
+    import hmac
+
     try:
         kind, n, r, p, salt, digest = stored.split("$")
         if kind != "scrypt" or int(n) > 2**20 or int(r) > 32 or int(p) > 16:

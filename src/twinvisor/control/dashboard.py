@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import logging
 import os
 import time
@@ -26,6 +25,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from twinvisor.config.paths import sha256_hex
 from twinvisor.config.specs import HttpSpec
 from twinvisor.control import auth
 from twinvisor.control.names import resolve_names
@@ -44,7 +44,8 @@ _LOGIN_STYLE = (
     "padding:8px;box-sizing:border-box;font:inherit}button{background:#2458c5;color:#fff;"
     "border:0;border-radius:4px}.err{color:#b00020}"
 )
-_STYLE_HASH = base64.b64encode(hashlib.sha256(_LOGIN_STYLE.encode()).digest()).decode()
+# sha256 without hashlib's OpenSSL (config/paths.py): this module is built for every supervisor
+_STYLE_HASH = base64.b64encode(bytes.fromhex(sha256_hex(_LOGIN_STYLE.encode()))).decode()
 CSP = (
     "default-src 'none'; script-src 'self'; connect-src 'self'; img-src 'self' data:; "
     f"style-src 'self' 'sha256-{_STYLE_HASH}'; form-action 'self'; frame-ancestors 'none'; "

@@ -116,9 +116,10 @@ class Runtime:
         if self.link is not None and self.notify.fileno is not None:
             # held like the listening sockets: the name is never free for another uid to take
             self.link.hold(fdkeys.NOTIFY, self.notify.fileno)
-        import hashlib  # one cgroup per daemon (run dir), beside whatever else runs here
+        from twinvisor.config.paths import sha256_hex  # not hashlib: OpenSSL, 1 MiB PSS
 
-        self._cgroup_tag = hashlib.sha256(os.fsencode(self.config.daemon.run_dir)).hexdigest()[:12]
+        # one cgroup per daemon (run dir), beside whatever else runs here
+        self._cgroup_tag = sha256_hex(os.fsencode(self.config.daemon.run_dir))[:12]
         # only found here (programs of an earlier supervisor may live in it); created on the
         # first spawn of a program with `cgroup = true`
         existing = kernel.cgroup2_path(self._cgroup_tag)

@@ -47,8 +47,9 @@ def start_freshness(rt: Recoverable, own_pid_path: str) -> None:
         for proc in rt.procs.values():
             if proc.spec.pidfile:
                 sync_pidfile(proc)
-        rt.mark_state_dirty()  # the state file too, in case it was removed
-        rt.flush_state()
+        if not os.path.exists(f"{rt.config.daemon.run_dir}/state.json"):
+            rt.mark_state_dirty()  # the state file too, if it was removed (else unchanged:
+            rt.flush_state()  # rewriting it each time cost an idle daemon a wake-up more)
         for hook in rt.freshness_hooks:
             hook()
         rt.loop.call_later(PID_REFRESH, refresh)

@@ -158,7 +158,10 @@ def test_dashboard_in_a_real_browser(daemon: Daemon, browser: WebDriver) -> None
     drv.execute_script("window.__sameDocument = 1")
     old = text_of(drv, 'tr[data-name="web"] .pid')
     assert old == str(daemon.pid("web"))
-    drv.find_element(By.CSS_SELECTOR, 'button[data-verb="restart"][data-name="web"]').click()
+    # found and clicked in one script: the table is redrawn on every event, so an element found
+    # by one WebDriver call can be replaced before the next ("stale element reference")
+    restart = 'button[data-verb="restart"][data-name="web"]'
+    drv.execute_script(f"document.querySelector({restart!r}).click()")
 
     def new_pid() -> str | None:
         pid = text_of(drv, 'tr[data-name="web"] .pid')

@@ -53,7 +53,6 @@ import http.client
 import json
 import os
 import platform
-import select
 import shutil
 import signal
 import socket
@@ -72,7 +71,7 @@ try:
 except ImportError:  # pragma: no cover
     sys.exit("bench_core.py needs psutil: run it with the project venv (.venv/bin/python)")
 
-from common import HERE, find_tool, load_average
+from common import HERE, find_tool, load_average, pid_fifo
 
 TAG = f"tvbench-{os.getpid()}"
 POLL = 0.02
@@ -469,54 +468,37 @@ def idle_programs(n: int) -> list[tuple[str, list[str]]]:
 
 def bench_restart(tool: Tool, runs: int, log: Callable[[str], None]) -> list[float]:
     fifo = os.path.join(tool.dir, f"{tool.name[:2]}.fifo")
-    os.mkfifo(fifo)
-    fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # RDWR: never EOF, writers never block
-    buf = b""
-
-    def next_pid(timeout: float) -> int | None:
-        nonlocal buf
-        deadline = time.monotonic() + timeout
-        while b"\n" not in buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            if select.select([fd], [], [], left)[0]:
-                with contextlib.suppress(BlockingIOError):
-                    buf += os.read(fd, 4096)
-        line, buf = buf.split(b"\n", 1)
-        return int(line)
-
     samples: list[float] = []
-    try:
-        tool.write_config(
-            [("k", ["sh", "-c", f"echo $$ >{fifo}; exec sleep infinity"])], fast=False
-        )
-        tool.start()
-        pid = None
-        deadline = time.monotonic() + 30
-        while pid is None and time.monotonic() < deadline:
-            pid = next_pid(0.2)
-            if pid is None and tool.popen is not None and tool.popen.poll() not in (None, 0):
-                break  # `up` failed: finish_start raises with the daemon's logs
-        tool.finish_start()
-        if pid is None:
-            raise RuntimeError(f"{tool.name}: the child never reported")
-        for _ in range(runs):
-            time.sleep(1.3)  # outlive min_uptime / startsecs (1 s): a crash, not a failed start
-            t0 = time.perf_counter()
-            os.kill(pid, signal.SIGKILL)
-            new = next_pid(15)
-            t1 = time.perf_counter()
-            if new is None:
-                log(f"  {tool.name}: no replacement within 15 s")
-                break
-            if new == pid:
-                raise RuntimeError("the same pid reported twice")
-            samples.append((t1 - t0) * 1000)
-            pid = new
-    finally:
-        tool.cleanup()
-        os.close(fd)
+    with pid_fifo(fifo) as next_pid:
+        try:
+            tool.write_config(
+                [("k", ["sh", "-c", f"echo $$ >{fifo}; exec sleep infinity"])], fast=False
+            )
+            tool.start()
+            pid = None
+            deadline = time.monotonic() + 30
+            while pid is None and time.monotonic() < deadline:
+                pid = next_pid(0.2)
+                if pid is None and tool.popen is not None and tool.popen.poll() not in (None, 0):
+                    break  # `up` failed: finish_start raises with the daemon's logs
+            tool.finish_start()
+            if pid is None:
+                raise RuntimeError(f"{tool.name}: the child never reported")
+            for _ in range(runs):
+                time.sleep(1.3)  # outlive min_uptime / startsecs (1 s): a crash, not a failed start
+                t0 = time.perf_counter()
+                os.kill(pid, signal.SIGKILL)
+                new = next_pid(15)
+                t1 = time.perf_counter()
+                if new is None:
+                    log(f"  {tool.name}: no replacement within 15 s")
+                    break
+                if new == pid:
+                    raise RuntimeError("the same pid reported twice")
+                samples.append((t1 - t0) * 1000)
+                pid = new
+        finally:
+            tool.cleanup()
     return samples
 
 

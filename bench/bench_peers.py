@@ -56,10 +56,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import psutil
-from common import HERE, TAG_KEY, find_tool, load_average, tagged, tagged_env
+from common import HERE, TAG_KEY, find_tool, load_average, pid_fifo, tagged, tagged_env
 
 Program = tuple[str, list[str]]
 SLEEP = shutil.which("sleep") or "/bin/sleep"
@@ -476,34 +476,6 @@ def bench_scale(
             tool.end()
 
 
-@contextlib.contextmanager
-def fifo_in(d: str) -> Iterator[tuple[str, Callable[[float], int | None]]]:
-    path = os.path.join(d, "pid.fifo")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    os.mkfifo(path)
-    fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)  # RDWR: never EOF, writers never block
-    buf = b""
-
-    def next_pid(timeout: float) -> int | None:
-        nonlocal buf
-        deadline = time.monotonic() + timeout
-        while b"\n" not in buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            if select.select([fd], [], [], left)[0]:
-                with contextlib.suppress(BlockingIOError):
-                    buf += os.read(fd, 4096)
-        line, buf = buf.split(b"\n", 1)
-        return int(line)
-
-    try:
-        yield path, next_pid
-    finally:
-        os.close(fd)
-
-
 def connects(port: int) -> bool:
     with socket.socket() as s:
         try:
@@ -519,7 +491,8 @@ def bench_kill(tool: Tool, kind: str, runs: int) -> list[float]:
     d = os.path.join(tool.dir, f"kill-{kind}")
     os.makedirs(d, exist_ok=True)
     port = 0
-    with fifo_in(d) as (fifo, next_pid):
+    fifo = os.path.join(d, "pid.fifo")
+    with pid_fifo(fifo) as next_pid:
         if kind == "pid":
             argv = [SH, "-c", f"echo $$ >{fifo}; exec {SLEEP} infinity"]
         else:

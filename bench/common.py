@@ -302,3 +302,32 @@ def ms(seconds: float | None) -> int | str:
 
 def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+@contextlib.contextmanager
+def pid_fifo(path: str) -> Iterator[Callable[[float], int | None]]:
+    """A FIFO at `path` that children write their pid to (`echo $$ >FIFO`), and a reader
+    of the next pid written, or None after `timeout` seconds."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    os.mkfifo(path)
+    fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)  # RDWR: never EOF, writers never block
+    buf = b""
+
+    def next_pid(timeout: float) -> int | None:
+        nonlocal buf
+        deadline = time.monotonic() + timeout
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            if select.select([fd], [], [], left)[0]:
+                with contextlib.suppress(BlockingIOError):
+                    buf += os.read(fd, 4096)
+        line, buf = buf.split(b"\n", 1)
+        return int(line)
+
+    try:
+        yield next_pid
+    finally:
+        os.close(fd)

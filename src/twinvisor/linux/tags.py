@@ -18,6 +18,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from twinvisor.linux import kernel
+
 RUN_DIR = "TWINVISOR_RUN_DIR"
 PROGRAM = "TWINVISOR_PROGRAM"
 GENERATION = "TWINVISOR_GENERATION"
@@ -46,8 +48,6 @@ def scan(run_dir: str, exclude: set[int]) -> list[Tagged]:
 
     Read from /proc directly, not with psutil: this runs at every start of the supervisor,
     and psutil would stay loaded for its life (about 0.9 MiB) for this one scan."""
-    from twinvisor.linux import kernel
-
     found = []
     me = os.getpid()
     for entry in os.listdir("/proc"):
@@ -72,16 +72,13 @@ def scan(run_dir: str, exclude: set[int]) -> list[Tagged]:
                 env[PROGRAM],
                 pid,
                 start_ticks,
-                _BOOT_TIME + start_ticks / _CLK_TCK,  # as psutil's create_time computes it
+                _BOOT_TIME + start_ticks / kernel.CLK_TCK,  # as psutil's create_time computes it
                 env.get(GENERATION),
                 leader,
                 _is_tagged(ppid, run_dir),
             )
         )
     return [t for t in found if not kernel.is_zombie(t.pid)]
-
-
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def _boot_time() -> float:
@@ -115,14 +112,9 @@ def _environ(pid: int) -> dict[str, str] | None:
 
 def _stat(pid: int) -> tuple[int, int] | None:
     """(parent pid, start time in clock ticks since boot) from /proc/PID/stat."""
+    fields = kernel.stat_fields(pid)
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    rest = data[data.rfind(b")") + 2 :].split()  # comm may hold spaces and parentheses
-    try:
-        return int(rest[1]), int(rest[19])  # fields 4 and 22
+        return (int(fields[1]), int(fields[19])) if fields else None  # fields 4 and 22
     except (IndexError, ValueError):
         return None
 

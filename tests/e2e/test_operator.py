@@ -40,8 +40,11 @@ def test_two_configs_in_one_folder_are_two_daemons(daemon: Daemon) -> None:
         assert up_b.rc == 0, up_b
         assert "already running" not in up_b.out
         st_a, st_b = daemon.cli("-c", a, "status"), daemon.cli("-c", b, "status")
-        assert f"config {a} " in st_a.out and "pa" in st_a.out and "pb" not in st_a.out, st_a
-        assert f"config {b} " in st_b.out and "pb" in st_b.out, st_b
+        # the programs by the NAME column: a substring test met "pb" in a random tmp dir name
+        names_a = [line.split()[0] for line in st_a.out.splitlines()[2:] if line.strip()]
+        names_b = [line.split()[0] for line in st_b.out.splitlines()[2:] if line.strip()]
+        assert f"config {a} " in st_a.out and names_a == ["pa"], st_a
+        assert f"config {b} " in st_b.out and names_b == ["pb"], st_b
         assert daemon.cli("-c", b, "down").rc == 0
         assert daemon.cli("-c", b, "status").rc == 3
         assert daemon.cli("-c", a, "status").rc == 0  # a's daemon was not touched

@@ -10,23 +10,40 @@ TwinvisorError
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 
 class TwinvisorError(Exception):
     """Base class of every error twinvisor raises on purpose."""
 
 
-class ConfigProblem(NamedTuple):
+class ConfigProblem:
     """One problem in a config file, located as precisely as we can.
 
-    A NamedTuple, not a dataclass: every CLI call imports this module (through the control
-    client), and `dataclasses` with the `inspect` it pulls in is a tenth of a `status` call."""
+    A plain class, not a dataclass nor a NamedTuple: every CLI call imports this module
+    (through the control client), and `dataclasses` (with `inspect`) or `typing` would be a
+    tenth of a `status` call."""
 
-    file: str
-    line: int | None
-    key: str  # dotted key path, e.g. "program.web.max_retry"
-    message: str
+    __slots__ = ("file", "key", "line", "message")
+
+    def __init__(self, file: str, line: int | None, key: str, message: str) -> None:
+        self.file = file
+        self.line = line
+        self.key = key  # dotted key path, e.g. "program.web.max_retry"
+        self.message = message
+
+    def with_message(self, message: str) -> ConfigProblem:
+        return ConfigProblem(self.file, self.line, self.key, message)
+
+    def _fields(self) -> tuple[str, int | None, str, str]:
+        return (self.file, self.line, self.key, self.message)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ConfigProblem) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return "ConfigProblem(file={!r}, line={!r}, key={!r}, message={!r})".format(*self._fields())
 
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"

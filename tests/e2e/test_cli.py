@@ -319,3 +319,28 @@ def test_status_against_a_socket_nobody_serves_fails_fast(tmp_path: Path) -> Non
         )
     assert r.returncode == 3, r
     assert "did not answer within 1s" in r.stderr and "twinvisor.log" in r.stderr
+
+
+def test_status_refuses_a_broken_answer_in_words(tmp_path: Path) -> None:
+    """`status` reads its answer with json, not msgspec: a row of the wrong shape is still a
+    one-line error naming the field (exit 1), never a traceback from the renderer."""
+    path = str(tmp_path / "s.sock")
+    body = b'{"programs": [{"name": "a", "program": "a", "state": "RUNNING", "pid": "7"}]}'
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(path)
+        server.listen(8)
+        cli = subprocess.Popen(
+            [sys.executable, "-m", "twinvisor", "--socket", path, "status"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        server.settimeout(30)
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(answer)
+        out, err = cli.communicate(timeout=30)
+    assert cli.returncode == 1, (out, err)
+    assert "programs[0].pid should be int, not '7'" in err and "Traceback" not in err, err

@@ -150,6 +150,45 @@ def test_the_light_reader_finds_the_daemon_table_wherever_it_is(
     assert light is not None and light.socket == str(tmp_path / "s.sock")
 
 
+@pytest.mark.parametrize(
+    "table",
+    [
+        '[daemon]\nrun_dir = "r"\n',
+        "[daemon]\nrun_dir = 'r' # where\n\n# a comment\nsocket='s.sock'\n",
+        '  [ daemon ]  # the table\n\trun_dir\t=\t"a b/c"\t\nlog_dir = "${HOME}/logs"\n',
+        '[daemon]\nrun_dir = "tab\\there"\n',  # an escape: tomllib's
+        '[daemon]\nrun_dir = """r"""\n',  # multi-line: tomllib's
+        '[daemon]\n"run_dir" = "r"\n',  # a quoted key: tomllib's
+        '[daemon]\nrun_dir = "r"\nrun_dir = "s"\n',  # a duplicate: invalid TOML
+        '[daemon]\nrun_dir = "r"\n[daemon]\nsocket = "s"\n',  # the table twice: invalid
+        'run_dir = "top"\n[daemon]\nsocket = "s"\n',  # a top-level key
+        '[daemon]\nrun_dir = "r"\nlog_level = 3\n',  # not a string
+        '[daemon]\nrun_dir = "r"\n[daemon.http]\nlisten = "127.0.0.1:1"\n',
+        '[daemon]\nrun_dir = "caf\xc3\xa9"\n',
+        '[daemon]\nrun_dir = "r\x01"\n',  # a control character: invalid
+        '[daemon]\nrun_dir = "r" "s"\n',
+    ],
+)
+def test_the_plain_daemon_table_reads_as_tomllib_does(tmp_path: Path, table: str) -> None:
+    # `status` reads a [daemon] table of plain `key = "text"` lines without tomllib (which
+    # imports typing); every other form goes to tomllib, so the table is the same either way
+    import tomllib
+
+    from twinvisor.config.paths import _daemon_table
+
+    f = tmp_path / "a.toml"
+    f.write_bytes(table.encode("latin-1"))
+    try:
+        expected = tomllib.loads(f.read_text(encoding="utf-8")).get("daemon", {})
+    except (ValueError, UnicodeDecodeError):
+        expected = None  # invalid TOML: the light reader has no table (the loader says why)
+    got = _daemon_table(str(f))
+    if expected is None:
+        assert got is None or got == {}, got
+    else:
+        assert got == expected
+
+
 def test_daemon_relative_paths_and_env_default(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -15,9 +15,10 @@ from twinvisor.exitcodes import Exit
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Container
+    from collections.abc import Callable, Container
     from typing import TypeVar
 
+    from twinvisor.cli.status_lines import StatusAnswer
     from twinvisor.config.specs import Config, DaemonSpec
     from twinvisor.control.client import ControlClient
     from twinvisor.control.messages import ErrorReply
@@ -111,15 +112,44 @@ def request(
     Refused, a Fail that keeps the daemon's ErrorReply; an unreachable daemon or a broken
     answer raises Fail.
     """
+    client, socket = _client(args, method)
+    return _asking(
+        args,
+        method,
+        socket,
+        client.timeout,
+        lambda: client.request(method, path, reply, body=body, query=query, accept=accept),
+    )
+
+
+def request_status(args: argparse.Namespace, query: dict[str, str] | None) -> StatusAnswer:
+    """`GET /status` read without msgspec (cli/status_lines.py says why), failing as
+    request() does."""
+    from twinvisor.cli.status_lines import StatusAnswer
+
+    client, socket = _client(args, "GET")
+    return _asking(
+        args,
+        "GET",
+        socket,
+        client.timeout,
+        lambda: StatusAnswer(client.fetch("GET", "/status", query=query)[1]),
+    )
+
+
+def _asking(
+    args: argparse.Namespace, method: str, socket: str, timeout: float, ask: Callable[[], R]
+) -> R:
+    """``ask()``, with its failures as the CLI reports them: Refused for an error answer,
+    Fail for a daemon that cannot be asked or answers nonsense."""
     from twinvisor.control.client import ApiError
 
-    client, socket = _client(args, method)
     try:
-        return client.request(method, path, reply, body=body, query=query, accept=accept)
+        return ask()
     except ApiError as e:
         raise Refused(e.status, e.reply) from None
     except Exception as e:
-        fail = _unreachable(e, args, method, socket, client.timeout)
+        fail = _unreachable(e, args, method, socket, timeout)
         if fail is None:
             raise
         raise fail from None

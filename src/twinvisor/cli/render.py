@@ -7,7 +7,13 @@ from twinvisor.core.states import Outcome
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # the structs come with msgspec, which the callers have imported already
-    from twinvisor.control.messages import StatusRow
+    from collections.abc import Sequence
+
+    from twinvisor.cli.status_lines import StatusLine
+    from twinvisor.control import messages
+
+    # a row as `status` reads it (json) or as the other verbs and the fleet report do (msgspec)
+    StatusRow = messages.StatusRow | StatusLine
 
 
 def _uptime(seconds: float | None) -> str:
@@ -20,7 +26,7 @@ def _uptime(seconds: float | None) -> str:
     return (f"{days}d " if days else "") + f"{h}:{m:02d}:{s:02d}"
 
 
-def status_table(rows: list[StatusRow]) -> str:
+def status_table(rows: Sequence[StatusRow]) -> str:
     header = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT / STATUS")
     lines = [header]
     for r in rows:

@@ -594,7 +594,7 @@ def _program_specs(
             resolved.console = _program_console(prog_i, scope.daemon)
             scope.nodes.setdefault(name, _Node(src, resolved.depends_on, has_health, oneshot))
         note = f" (instance {inst.name!r})" if len(members) > 1 else ""
-        pr.items += [p._replace(message=p.message + note) for p in mine.items]
+        pr.items += [p.with_message(p.message + note) for p in mine.items]
         if mine.items:
             return []  # the first instance with problems is enough to show what is wrong
         specs.append(_instance(inst, prog_i, resolved, src, scope.daemon))

@@ -109,13 +109,27 @@ class ControlClient:
         import msgspec
 
         payload = b"" if body is None else msgspec.json.encode(body)
-        status, data = self._exchange(method, path, payload, query)
-        if status not in accept:
-            raise ApiError(status, _error_reply(status, data))
+        status, data = self.fetch(method, path, payload, query=query, accept=accept)
         try:
             return msgspec.json.decode(data, type=reply)
         except msgspec.DecodeError as e:
             raise ControlError(f"daemon sent an unexpected answer (status {status}): {e}") from None
+
+    def fetch(
+        self,
+        method: str,
+        path: str,
+        payload: bytes = b"",
+        *,
+        query: dict[str, str] | None = None,
+        accept: Container[int] = (200,),
+    ) -> tuple[int, bytes]:
+        """One request: the status and the raw body, for a caller that reads it itself
+        (`status` does, with json). A status outside ``accept`` raises ApiError."""
+        status, data = self._exchange(method, path, payload, query)
+        if status not in accept:
+            raise ApiError(status, _error_reply(status, data))
+        return status, data
 
     def _exchange(
         self, method: str, path: str, payload: bytes, query: dict[str, str] | None = None

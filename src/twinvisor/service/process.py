@@ -235,8 +235,12 @@ class _Service:
         loop.add_signal_handler(signal.SIGHUP, lambda: _background_task(_reload(runtime)))
         loop.add_signal_handler(signal.SIGUSR1, lambda: _log_status(runtime))
         loop.add_signal_handler(signal.SIGUSR2, runtime.reopen_logs)  # as supervisord: logrotate
+        handled = [signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP]
+        handled += [signal.SIGUSR1, signal.SIGUSR2]
         if self.link is None and kernel.set_child_subreaper():
             loop.add_signal_handler(signal.SIGCHLD, runtime.reap_orphans)
+            handled.append(signal.SIGCHLD)
+        kernel.quiet_wakeup_fd(handled)  # after the last add_signal_handler, which resets it
 
     def _take_over(self) -> list[str]:
         """Adopt what a previous supervisor left running; the names still to start. Runs at

@@ -122,6 +122,7 @@ class ChildWatcher:
                     self._poll_exit(name, child)
 
         self.loop.add_signal_handler(signal.SIGCHLD, on_sigchld)
+        kernel.quiet_wakeup_fd([signal.SIGCHLD])  # (add_signal_handler turned the warning on)
 
     # -- output -------------------------------------------------------------------------------
 

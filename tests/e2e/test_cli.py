@@ -344,3 +344,31 @@ def test_status_refuses_a_broken_answer_in_words(tmp_path: Path) -> None:
         out, err = cli.communicate(timeout=30)
     assert cli.returncode == 1, (out, err)
     assert "programs[0].pid should be int, not '7'" in err and "Traceback" not in err, err
+
+
+def test_logs_of_a_program_that_has_written_nothing_yet(daemon: Daemon) -> None:
+    """Log files are created by a program's first output: `logs` on a quiet one says so
+    (exit 0, nothing on stdout), and `logs -f` waits for the file and shows what comes."""
+    go = daemon.path("go")
+    script = f"while [ ! -e {go} ]; do sleep 0.05; done; echo hello; exec sleep infinity"
+    daemon.up({"quiet": {"command": ["sh", "-c", script]}})
+    daemon.wait_state("quiet", "RUNNING")
+    log = os.path.join(daemon.log_dir, "quiet.stdout.log")
+    assert not os.path.exists(log)
+    r = daemon.cli("logs", "quiet")
+    assert r.rc == 0 and r.out == "" and "has written nothing yet" in r.err, r
+    follow = subprocess.Popen(
+        [*daemon.cli_argv(), "logs", "quiet", "-f"],
+        env=daemon.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert follow.stdout is not None
+        Path(go).touch()
+        assert follow.stdout.readline() == "hello\n"
+    finally:
+        follow.kill()
+        follow.wait(timeout=30)
+    assert Path(log).read_text() == "hello\n"

@@ -186,6 +186,33 @@ def test_deleted_directory_is_recreated_after_the_check_interval(tmp_path: Path)
     assert not problems and log.dropped_bytes == 0
 
 
+def test_a_log_file_is_created_by_its_first_output(tmp_path: Path) -> None:
+    # a quiet program leaves no empty file (and a start of 1000 creates no 2000 inodes)
+    path = tmp_path / "logs" / "x.log"
+    log, _clock, problems = make_log(path)
+    assert (tmp_path / "logs").is_dir() and not path.exists() and not problems
+    log.write(b"first\n")
+    log.close()
+    assert path.read_bytes() == b"first\n"
+
+
+def test_a_read_only_log_directory_is_reported_at_start(tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro", "tmpfs", str(ro)], check=False)
+    if done.returncode != 0:
+        pytest.skip("cannot mount a read-only tmpfs here")
+    try:
+        log, _clock, problems = make_log(ro / "x.log")
+        assert len(problems) == 1, problems  # before any output, as for every other bad path
+        assert str(ro / "x.log") in problems[0] and "Read-only file system" in problems[0]
+        log.write(b"lost\n")
+        assert log.dropped_bytes == 5
+        log.close()
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)
+
+
 def test_open_failure_counts_reports_and_recovers(tmp_path: Path) -> None:
     blocker = tmp_path / "logs"
     blocker.write_bytes(b"a regular file where the log directory should be")
@@ -258,6 +285,8 @@ def fill(path: Path) -> None:
 def test_full_filesystem(full_fs: tuple[str, Path]) -> None:
     kind, mnt = full_fs
     path = mnt / "x.log"
+    if kind == "devfull":
+        path.touch()  # a log file from an earlier run: opened at start (a new one at 1st write)
     log, clock, problems = make_log(path)
     page = os.sysconf("SC_PAGE_SIZE")
     if kind == "tmpfs":

@@ -148,8 +148,11 @@ def cmd_logs(args: argparse.Namespace) -> int:
     from twinvisor.linux import logs
 
     out = sys.stdout.buffer
+    written = os.path.lexists(path)  # a log file is created by the program's first output
+    if not written:
+        print(f"twinvisor: {args.name} has written nothing yet to {path}", file=sys.stderr)
     try:
-        for line in logs.tail_lines(path, args.lines):
+        for line in logs.tail_lines(path, args.lines) if written else []:
             out.write(line if line.endswith(b"\n") else line + b"\n")
         out.flush()
         if args.follow:

@@ -68,8 +68,7 @@ class LogFile:
         self._announced = False  # on_problem was told about the current failure
         self._reason = ""
         if spec.path is not None:
-            # Open now so that a bad path is reported at start, not at the first output.
-            self._emit(b"")
+            self._check_at_start()
 
     @property
     def path(self) -> str | None:
@@ -176,6 +175,24 @@ class LogFile:
         self._open_fd()
 
     # -- opening and checking ------------------------------------------------------------
+
+    def _check_at_start(self) -> None:
+        """A bad path is reported at start, not at the first output; but a file that does
+        not exist yet is created by the first output. Quiet programs leave no empty files,
+        and a start of 1000 programs no longer creates 2000 inodes (ext4's allocator was a
+        fifth of that start's CPU time, measured with perf)."""
+        path = self._require_path()
+        try:
+            if os.path.lexists(path):
+                self._open_fd()  # ours already: open it as before (and see what it is)
+                return
+            parent = os.path.dirname(path) or "."
+            os.makedirs(parent, mode=_DIR_MODE, exist_ok=True)
+            if not os.access(parent, os.W_OK | os.X_OK):
+                code = errno.EROFS if os.statvfs(parent).f_flag & os.ST_RDONLY else errno.EACCES
+                raise OSError(code, os.strerror(code), parent)
+        except OSError as e:
+            self._fail(e, 0)
 
     def _ensure_open(self) -> OSError | None:
         if self._fd is not None:

@@ -29,6 +29,9 @@ class Child:
     stdout_fd: int | None
     stderr_fd: int | None
     popen: subprocess.Popen[bytes] | None = None
+    # its output goes through named FIFOs in the run dir (older spawns, or no /proc), which
+    # are removed once read to the end; False: anonymous pipes, nothing on disk
+    named_fifos: bool = False
     # descendants seen when the stop began: (pid, start ticks); killed if they outlive it
     tree: list[tuple[int, int | None]] = field(default_factory=list)
     cgroup: str | None = None  # its cgroup v2 leaf, where available: holds every descendant
@@ -64,7 +67,9 @@ class SpawnOptions:
     env_extra: Mapping[str, str] = field(default_factory=dict)  # NOTIFY_SOCKET, LISTEN_FDS, …
     argv_prefix: Sequence[str] = ()  # the sh trampoline (LISTEN_PID, cgroup entry)
     preexec: Callable[[], None] | None = None  # places listening sockets at fd 3, 4, …
-    fifo_dir: str | None = None  # stdout/stderr as FIFOs there (see OutputFifo), not pipes
+    # stdout/stderr as pipes the program holds open (OutputPipe; FIFOs here without /proc),
+    # that survive both twins; None: plain pipes, which die with the supervisor and guard
+    fifo_dir: str | None = None
 
 
 def spawn(spec: ProgramSpec, options: SpawnOptions = SpawnOptions()) -> Child:
@@ -72,8 +77,8 @@ def spawn(spec: ProgramSpec, options: SpawnOptions = SpawnOptions()) -> Child:
     capture_out = spec.stdout.path is not None or spec.stdout.console is not None
     capture_err = spec.stderr.path is not None or spec.stderr.console is not None
     fifo_dir = options.fifo_dir
-    fifos: list[OutputFifo | None] = [
-        OutputFifo.create(fifo_dir, spec.name, stream) if fifo_dir and wanted else None
+    fifos: list[OutputPipe | OutputFifo | None] = [
+        _output(fifo_dir, spec.name, stream) if fifo_dir and wanted else None
         for stream, wanted in (("out", capture_out), ("err", capture_err))
     ]
     try:
@@ -84,7 +89,13 @@ def spawn(spec: ProgramSpec, options: SpawnOptions = SpawnOptions()) -> Child:
                 fifo.after_spawn()
 
 
-def _popen(spec: ProgramSpec, options: SpawnOptions, fifos: list[OutputFifo | None]) -> Child:
+def _output(fifo_dir: str, name: str, stream: str) -> OutputPipe | OutputFifo:
+    return OutputPipe.create() or OutputFifo.create(fifo_dir, name, stream)
+
+
+def _popen(
+    spec: ProgramSpec, options: SpawnOptions, fifos: list[OutputPipe | OutputFifo | None]
+) -> Child:
     capture_out = spec.stdout.path is not None or spec.stdout.console is not None
     capture_err = spec.stderr.path is not None or spec.stderr.console is not None
     out_target = (
@@ -122,10 +133,54 @@ def _popen(spec: ProgramSpec, options: SpawnOptions, fifos: list[OutputFifo | No
     out_fd = fifos[0].name_after(popen.pid) if fifos[0] else _detach_pipe(popen.stdout)
     err_fd = fifos[1].name_after(popen.pid) if fifos[1] else _detach_pipe(popen.stderr)
     popen.stdout = popen.stderr = None
-    return Child(popen.pid, kernel.process_start_time(popen.pid), out_fd, err_fd, popen)
+    named = any(isinstance(f, OutputFifo) for f in fifos)
+    start = kernel.process_start_time(popen.pid)
+    return Child(popen.pid, start, out_fd, err_fd, popen, named_fifos=named)
 
 
 FIFO_BUFFER = 1 << 20  # what a program may write while no supervisor reads (capped by the kernel)
+
+
+@dataclass
+class OutputPipe:
+    """A program's stdout or stderr: an anonymous pipe that the program holds read-write.
+
+    The program's end is opened through /proc/self/fd with O_RDWR, so the pipe has a reader
+    for as long as the program lives: if both twins die, its writes block once the buffer is
+    full instead of failing with EPIPE (which kills most programs), and the next supervisor
+    opens a new read end through /proc/PID/fd/N (open_program_end) and reads what waits. A
+    named FIFO in the run dir did this before (OutputFifo, still the fallback without /proc):
+    the pipe needs no inode (creating 2000 FIFOs was a quarter of the supervisor's time
+    starting 1000 programs: ext4's inode allocator) and has no path anyone could touch."""
+
+    read_fd: int
+    child_fd: int
+    taken: bool = False  # the spawn succeeded: read_fd is the supervisor's now
+
+    @classmethod
+    def create(cls) -> OutputPipe | None:
+        r, w = os.pipe2(os.O_CLOEXEC)
+        try:
+            rw = os.open(f"/proc/self/fd/{w}", os.O_RDWR | os.O_CLOEXEC)
+        except OSError:  # no /proc: the FIFO instead
+            os.close(r)
+            return None
+        finally:
+            os.close(w)
+        os.set_blocking(r, False)
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(r, F_SETPIPE_SZ, FIFO_BUFFER)
+        return cls(r, rw)
+
+    def name_after(self, pid: int) -> int:
+        """The supervisor's read end (an OutputFifo is renamed for `pid` here)."""
+        self.taken = True
+        return self.read_fd
+
+    def after_spawn(self) -> None:
+        os.close(self.child_fd)  # only the program keeps its end
+        if not self.taken:  # the spawn failed
+            os.close(self.read_fd)
 
 
 @dataclass
@@ -189,11 +244,11 @@ def open_fifo(directory: str, name: str, stream: str, pid: int) -> int | None:
 
 
 def open_program_end(pid: int, target_fd: int) -> int | None:
-    """A new read end of the FIFO a live program writes to at `target_fd`, when the FIFO's
-    path is gone (run/pipes removed while no supervisor held it): through /proc/PID/fd,
-    which reaches the pipe without a path. Not pidfd_getfd: that would share the program's
-    open file description, and making it non-blocking for us would make the program's
-    writes fail with EAGAIN."""
+    """A new read end of the pipe a live program writes to at `target_fd` (an OutputPipe,
+    or a FIFO whose path is gone: run/pipes removed while no supervisor held it): through
+    /proc/PID/fd, which reaches the pipe without a path. Not pidfd_getfd: that would share
+    the program's open file description, and making it non-blocking for us would make the
+    program's writes fail with EAGAIN."""
     path = f"/proc/{pid}/fd/{target_fd}"
     try:
         if not stat.S_ISFIFO(os.stat(path).st_mode):
@@ -201,6 +256,23 @@ def open_program_end(pid: int, target_fd: int) -> int | None:
         return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
+
+
+def is_named_fifo(fd: int) -> bool:
+    """A FIFO made by mkfifo (it has an inode on a disk), not an anonymous pipe."""
+    try:
+        return os.fstat(fd).st_dev != _pipefs_dev()
+    except OSError:
+        return False
+
+
+def _pipefs_dev() -> int:
+    r, w = os.pipe()
+    try:
+        return os.fstat(r).st_dev
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 def trampoline(cgroup_procs: str | None, listen_pid: bool) -> list[str]:

@@ -82,26 +82,31 @@ def _trusted(rt: Recoverable, saved: statefile.PersistedState, rec: statefile.Ch
 
 def _reattach(rt: Recoverable, rec: statefile.ChildRecord, handed: dict[str, int]) -> Child:
     """A Child for a live process, with its output pipes: the guard's copy if it survived,
-    else the FIFO by its path (both twins died), else the program's own end of the FIFO
-    (its path was removed too)."""
+    else (both twins died) the FIFO by its path, for a program spawned with one, else the
+    program's own end of its pipe, through /proc (an OutputPipe, or a FIFO whose path was
+    removed too)."""
     spec = rt.procs[rec.name].spec
     ends = []
+    named = False
     for stream, target, captured in (("out", 1, spec.stdout), ("err", 2, spec.stderr)):
+        fifo = children.fifo_path(rt.fifo_dir, f"{rec.name}.{stream}", rec.pid)
+        named = named or os.path.exists(fifo)  # spawned with FIFOs: removed once read out
         fd = handed.pop(fdkeys.pipe(rec.name, rec.pid, stream), None)
         if fd is None:
             fd = children.open_fifo(rt.fifo_dir, rec.name, stream, rec.pid)
         if fd is None and captured.path is not None:
             fd = children.open_program_end(rec.pid, target)
-            if fd is not None:
+            if fd is not None and children.is_named_fifo(fd):
                 log.warning(
                     "%s: output FIFO %s was removed: reading it through /proc/%d/fd/%d",
                     rec.name,
-                    children.fifo_path(rt.fifo_dir, f"{rec.name}.{stream}", rec.pid),
+                    fifo,
                     rec.pid,
                     target,
                 )
         ends.append(fd)
-    child = Child(rec.pid, kernel.process_start_time(rec.pid), ends[0], ends[1])
+    start = kernel.process_start_time(rec.pid)
+    child = Child(rec.pid, start, ends[0], ends[1], named_fifos=named)
     for fd in ends:
         if fd is not None:
             os.set_blocking(fd, False)

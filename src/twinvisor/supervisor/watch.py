@@ -132,9 +132,10 @@ class ChildWatcher:
             if fd is not None:
                 key = fdkeys.pipe(name, child.pid, stream)
                 self._pipe_keys[fd] = key
-                self._fifo_paths[fd] = children.fifo_path(
-                    self._fifo_dir, f"{name}.{stream}", child.pid
-                )
+                if child.named_fifos:  # removed from the run dir once read to the end
+                    self._fifo_paths[fd] = children.fifo_path(
+                        self._fifo_dir, f"{name}.{stream}", child.pid
+                    )
                 if link is not None:
                     link.hold(key, fd)
 

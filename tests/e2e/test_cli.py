@@ -19,6 +19,7 @@ from tests.support.helpers import (
     read_report,
     wait_until,
 )
+from twinvisor.cli.liveness import anything_running
 
 
 def sleeper(daemon: Daemon, name: str, **keys: object) -> dict[str, object]:
@@ -372,3 +373,23 @@ def test_logs_of_a_program_that_has_written_nothing_yet(daemon: Daemon) -> None:
         follow.kill()
         follow.wait(timeout=30)
     assert Path(log).read_text() == "hello\n"
+
+
+def test_up_with_config_errors_says_where_and_leaves_nothing_running(daemon: Daemon) -> None:
+    """`up` reads only the [daemon] table itself; the supervisor validates the rest and
+    its answer is what `up` reports: exit 2, file:line: [key] (also in --json), and
+    neither twin is left running."""
+    daemon.write_raw(
+        f'[daemon]\nrun_dir = "{daemon.run_dir}"\n\n[program.a]\ncommand = ["sleep", "1"]\n'
+        "autorestrat = true\n"
+    )
+    r = daemon.cli("up")
+    assert r.rc == 2, r
+    assert f"{daemon.config}:6: [program.a.autorestrat]" in r.err and "did you mean" in r.err
+    assert "Traceback" not in r.err
+    r = daemon.cli("up", "--json")
+    doc = json.loads(r.out)
+    assert r.rc == 2 and doc["ok"] is False and doc["exit_code"] == 2, r
+    assert any("program.a.autorestrat" in p for p in doc["problems"]), doc
+    assert not anything_running(daemon.run_dir)
+    assert daemon.cli("status").rc == 3

@@ -8,23 +8,25 @@ import subprocess
 import sys
 import time
 
-from twinvisor.config.specs import Config, DaemonSpec
+from twinvisor.cli.common import Fail
+from twinvisor.config.specs import DaemonSpec
 from twinvisor.exitcodes import Exit
 from twinvisor.linux import fsutil, kernel
 from twinvisor.twin import protocol, startup_report
 from twinvisor.twin.startup_report import Report
 
 
-def start_background(config: Config, timeout: float, twin: bool = True) -> int:
+def start_background(
+    config_path: str, daemon: DaemonSpec, timeout: float, twin: bool = True
+) -> int:
     """Start the daemon detached: the guard (which starts the supervisor), or with
     twin=False the supervisor alone. An explicit `up` lifts a previous `down`'s stop marker."""
-    daemon = config.daemon
     fsutil.make_private_dir(daemon.run_dir)
     fsutil.remove_quietly(daemon.stop_marker)
     os.makedirs(daemon.log_dir, mode=0o750, exist_ok=True)
     read_end, write_end = os.pipe()
     try:
-        proc = _spawn_detached(config, "guard" if twin else "daemon", write_end)
+        proc = _spawn_detached(config_path, daemon, "guard" if twin else "daemon", write_end)
     finally:
         os.close(write_end)
     try:
@@ -45,16 +47,17 @@ def start_background(config: Config, timeout: float, twin: bool = True) -> int:
     return _render_refusal(message, daemon)
 
 
-def _spawn_detached(config: Config, verb: str, report_fd: int) -> subprocess.Popen[bytes]:
+def _spawn_detached(
+    config_path: str, daemon: DaemonSpec, verb: str, report_fd: int
+) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     if verb == "guard":  # told its paths, the guard loads no config (and stays small)
-        d = config.daemon
-        env.update(protocol.daemon_paths_env(d.run_dir, d.log_dir, d.socket))
+        env.update(protocol.daemon_paths_env(daemon.run_dir, daemon.log_dir, daemon.socket))
     pass_fds = startup_report.hand_down(env, report_fd)
     # the daemon's own stdout/stderr (tracebacks before logging is set up) go to a file
-    with os.fdopen(fsutil.open_log(config.daemon.out_path), "ab") as out:
+    with os.fdopen(fsutil.open_log(daemon.out_path), "ab") as out:
         return subprocess.Popen(
-            protocol.command(verb, config.path),
+            protocol.command(verb, os.path.abspath(config_path)),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
@@ -103,11 +106,9 @@ def _render_refusal(message: Report, daemon: DaemonSpec) -> int:
         for line in pids_text(daemon.run_dir) or [f"  pid:            {message.get('pid')}"]:
             print(line)
         return Exit.OK
-    if error == "config":
-        print("twinvisor: the config has errors:", file=sys.stderr)
-        for p in message.get("problems", []):
-            print(f"  {p}", file=sys.stderr)
-        return Exit.USAGE
+    if error == "config":  # as the CLI's own load says it (app.load_config): exit 2
+        problems = [str(p) for p in message.get("problems", [])]
+        raise Fail("\n".join(problems) or "the config has errors", Exit.USAGE, problems)
     if error in ("control", "startup"):
         print(
             f"twinvisor: the daemon could not start: {message.get('message')}; "

@@ -391,5 +391,6 @@ def test_up_with_config_errors_says_where_and_leaves_nothing_running(daemon: Dae
     doc = json.loads(r.out)
     assert r.rc == 2 and doc["ok"] is False and doc["exit_code"] == 2, r
     assert any("program.a.autorestrat" in p for p in doc["problems"]), doc
-    assert not anything_running(daemon.run_dir)
+    # the twins exit right after their answer
+    wait_until(lambda: not anything_running(daemon.run_dir), 10, "the twins to exit")
     assert daemon.cli("status").rc == 3

@@ -40,6 +40,15 @@ class Child:
     def pgid(self) -> int:
         return self.pid  # start_new_session makes the child its own group (and session) leader
 
+    def known_start(self) -> int | None:
+        """The /proc start time, read when first needed (the state file): a read right
+        after the spawn waits for the child's exec to finish, and cost a start of 1000
+        programs as much as forking them (py-spy). Until then nothing needs it: while it
+        is our unreaped child its pid cannot be reused."""
+        if self.start_ticks is None and self.popen is not None and self.popen.returncode is None:
+            self.start_ticks = kernel.process_start_time(self.pid)
+        return self.start_ticks
+
 
 def child_environment(spec: ProgramSpec, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
@@ -134,8 +143,7 @@ def _popen(
     err_fd = fifos[1].name_after(popen.pid) if fifos[1] else _detach_pipe(popen.stderr)
     popen.stdout = popen.stderr = None
     named = any(isinstance(f, OutputFifo) for f in fifos)
-    start = kernel.process_start_time(popen.pid)
-    return Child(popen.pid, start, out_fd, err_fd, popen, named_fifos=named)
+    return Child(popen.pid, None, out_fd, err_fd, popen, named_fifos=named)  # (known_start)
 
 
 FIFO_BUFFER = 1 << 20  # what a program may write while no supervisor reads (capped by the kernel)

@@ -51,7 +51,7 @@ class StateFile:
             proc = rt.procs.get(name)
             started = proc.started_at if proc is not None and proc.pid == pid else None
             age = now - started if started is not None else 0.0
-            records.append(statefile.ChildRecord(name, pid, child.start_ticks, wall - age))
+            records.append(statefile.ChildRecord(name, pid, child.known_start(), wall - age))
         records = [] if clean else records
         if self.counters_reset:
             return statefile.PersistedState(dict(self.desired), records, clean)

@@ -107,6 +107,14 @@ class GuardLink:
     def _send(self, message: dict[str, object], fds: list[int] | None = None) -> None:
         if self.sock is None:
             return
+        try:  # at once, as most are (a seqpacket send is all or nothing)
+            send_message(self.sock, message, fds)
+            return
+        except BlockingIOError:
+            pass  # the guard is behind: wait below for room, a while
+        except OSError as e:
+            log.warning("guard link: %s", e)
+            return
         try:
             self.sock.setblocking(True)
             self.sock.settimeout(2.0)

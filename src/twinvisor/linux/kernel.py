@@ -311,6 +311,19 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def children_of(pid: int) -> list[int]:
+    """The live (or zombie) children of `pid`: /proc/PID/task/*/children, else psutil."""
+    kids = _children(pid)
+    if kids is not None:
+        return kids
+    import psutil
+
+    try:
+        return [p.pid for p in psutil.Process(pid).children()]
+    except psutil.Error:
+        return []
+
+
 def _children(pid: int) -> list[int] | None:
     """None where the kernel lacks CONFIG_PROC_CHILDREN."""
     try:

@@ -172,14 +172,10 @@ def remove_stale_fifos(fifo_dir: str, live: set[str]) -> None:
 
 def reap_orphans(ours: dict[int, tuple[str, Child]]) -> None:
     """Without a guard we are the subreaper: reap orphans that are not our programs
-    (ours are reaped by pid through their own watchers, never by a wildcard wait)."""
-    import psutil
-
-    try:
-        kids = psutil.Process().children()
-    except psutil.Error:
-        return
-    for kid in kids:
-        if kid.pid not in ours and kernel.is_zombie(kid.pid):
+    (ours are reaped by pid through their own watchers, never by a wildcard wait). Our
+    children are listed by the kernel (one file per thread), not by psutil's scan of every
+    process on the machine, at each SIGCHLD."""
+    for kid in kernel.children_of(os.getpid()):
+        if kid not in ours and kernel.is_zombie(kid):
             with contextlib.suppress(ChildProcessError):
-                os.waitpid(kid.pid, os.WNOHANG)
+                os.waitpid(kid, os.WNOHANG)

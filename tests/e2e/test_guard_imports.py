@@ -11,11 +11,14 @@ The memory it saves is measured in bench/, not asserted here.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 from pathlib import Path
 
 from tests.support.faults import kill_supervisor, read_pid
 from tests.support.helpers import Daemon, daemon_fixture, wait_until  # noqa: F401
 from twinvisor.config.specs import DaemonSpec
+from twinvisor.errors import ControlError
 from twinvisor.linux import console
 from twinvisor.supervisor import console as supervisor_console
 from twinvisor.twin import guard
@@ -98,3 +101,37 @@ def test_guard_names_match_their_homes() -> None:
         assert getattr(files, name) == getattr(spec, name), name
     assert guard.CONSOLE_ENV == console.CONSOLE_ENV
     assert guard.FOREGROUND_ENV == supervisor_console.FOREGROUND_ENV
+
+
+def test_a_foreground_guard_is_the_light_guard_in_the_same_process(daemon: Daemon) -> None:
+    """`up --foreground` (a container's PID 1, a systemd unit) execs the guard's own entry
+    in place: the same pid, and none of the CLI's imports for the container's whole life."""
+    listing = Path(daemon.path("guard-modules"))
+    daemon.write_config({"sleeper": {"command": ["sleep", "infinity"]}})
+    env = dict(daemon.env, **{guard.MODULES_ENV: str(listing)})
+    fg = subprocess.Popen(
+        [*daemon.cli_argv(), "up", "--foreground"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        supervisor = wait_until(
+            lambda: read_pid(os.path.join(daemon.run_dir, "twinvisor.pid")), what="a supervisor"
+        )
+        modules = wait_until(lambda: guard_modules(listing, supervisor), what="its modules")
+        assert read_pid(os.path.join(daemon.run_dir, "guard.pid")) == fg.pid
+        assert "twinvisor.twin.guard" in modules
+        assert heavy(modules) == [] and mapped_extensions(fg.pid) == []
+        wait_until(lambda: _running(daemon, "sleeper"), what="the program running")
+    finally:
+        fg.send_signal(signal.SIGTERM)  # docker stop
+        assert fg.wait(30) == 0
+
+
+def _running(daemon: Daemon, name: str) -> bool:
+    try:
+        return bool(daemon.status()[name]["state"] == "RUNNING")
+    except ControlError:  # the socket is not there yet: a foreground start is not waited for
+        return False

@@ -290,11 +290,23 @@ def _run_foreground(path: str, twin: bool) -> int:
 
         return entry.run(path, foreground=True)
     from twinvisor.linux import fsutil
-    from twinvisor.twin import guard
+    from twinvisor.twin import guard, protocol
 
     config = load_config(path)
     fsutil.remove_quietly(config.daemon.stop_marker)
-    return guard.run_guard(path, None, foreground=True)
+    # This guard stays for the container's whole life (often as its PID 1): exec its own
+    # light entry, in this same process, rather than run it here, where the CLI's imports
+    # (argparse, the config loader, msgspec) would stay in its memory for good.
+    d = config.daemon
+    env = dict(os.environ, **protocol.daemon_paths_env(d.run_dir, d.log_dir, d.socket))
+    argv = protocol.command("guard", os.path.abspath(path), "--foreground")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    import contextlib
+
+    with contextlib.suppress(OSError):  # (no interpreter at sys.executable?)
+        os.execve(argv[0], argv, env)
+    return guard.run_guard(path, None, foreground=True)  # then the guard runs here
 
 
 def cmd_down(args: argparse.Namespace) -> int:

@@ -584,14 +584,17 @@ def run_guard(config_path: str, watch_pid: int | None, foreground: bool = False)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The guard's process entry (`command("guard", ...)`): `guard -c CONFIG [--watch PID]`,
-    read by hand: argparse alone would cost the guard more than its own code."""
+    """The guard's process entry (`command("guard", ...)`): `guard -c CONFIG [--watch PID]
+    [--foreground]`, read by hand: argparse alone would cost the guard more than its code."""
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["twinvisor"]:
         args = args[1:]
-    config, watch = None, None
+    config, watch, foreground = None, None, False
     words = iter(args[1:] if args[:1] == ["guard"] else args)
     for word in words:
+        if word == "--foreground":  # `up --foreground` execs into us (containers, systemd)
+            foreground = True
+            continue
         value = next(words, None)
         if word == "-c" and value is not None:
             config = value
@@ -603,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
     if config is None:
         print("twinvisor guard: -c CONFIG is required", file=sys.stderr)
         return Exit.USAGE
-    return run_guard(config, watch)
+    return run_guard(config, watch, foreground)
 
 
 def _take_handoff() -> tuple[dict[str, int], int | None]:

@@ -49,6 +49,8 @@ from tests.support.helpers import (
     wait_until,
 )
 from tests.support.paths import EXAMPLES
+from twinvisor.errors import ControlError
+from twinvisor.twin import protocol
 
 WEBSERVER = str(EXAMPLES / "webserver.py")
 WORKER = str(EXAMPLES / "worker.py")
@@ -329,6 +331,48 @@ def test_stopped_supervisor_of_a_replaced_guard_is_replaced(daemon: Daemon) -> N
     assert snapshot(daemon) == before
     assert guard_pid(daemon) == guard
     down_leaves_nothing(daemon)
+
+
+def test_a_watched_supervisor_that_never_reached_its_new_guard_is_still_looked_at(
+    daemon: Daemon,
+) -> None:
+    """A guard started with --watch (by a supervisor whose guard died) looks for a sign of
+    life even before that supervisor connects: one stopped or hung before it got there was
+    watched for ever (a flaky test on a loaded machine showed it). Here the "supervisor" is
+    a process that never connects and never touches its pid file: the guard kills it within
+    two looks and starts a real supervisor in its place."""
+    daemon.env["TWINVISOR_PID_REFRESH"] = LOOK_OFTEN  # looks every 7 s
+    daemon.write_config({"sleeper": {"command": ["sleep", "infinity"]}})
+    os.makedirs(daemon.run_dir, mode=0o700, exist_ok=True)
+    mute = subprocess.Popen(["sleep", "infinity"])
+    guard = mute  # (until the guard is started)
+    try:
+        Path(daemon.run_dir, "twinvisor.pid").write_text(f"{mute.pid}\n")
+        guard = subprocess.Popen(
+            protocol.command("guard", daemon.config, "--watch", str(mute.pid)),
+            env=daemon.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        assert mute.wait(timeout=30) == -signal.SIGKILL
+        wait_until(lambda: supervisor_pid(daemon) not in (None, mute.pid), 30, "a supervisor")
+        assert guard_pid(daemon) == guard.pid
+        wait_until(lambda: _state(daemon, "sleeper") == "RUNNING", 30, "the program running")
+        down_leaves_nothing(daemon)
+        assert guard.wait(timeout=30) == 0
+    finally:
+        for proc in (mute, guard):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def _state(daemon: Daemon, name: str) -> str | None:
+    with contextlib.suppress(ControlError):  # its socket is not there yet
+        return str(daemon.status()[name]["state"])
+    return None
 
 
 def test_stopped_guard_is_replaced(daemon: Daemon) -> None:

@@ -456,8 +456,9 @@ class Guard:
         before = self.sign
         now = self.sign = self._sign_of_life()
         self.next_look = time.monotonic() + HEARTBEAT_TIMEOUT
-        if self.conn is None or self.supervisor is None:
-            return  # not connected yet: the supervisor's start-up has its own timeouts
+        if self.supervisor is None or (self.conn is None and not self.supervisor_ready):
+            return  # our child's start-up has its own timeouts (a watched one is past it,
+            # connected or not: one stopped before it reached us must not be watched forever)
         # a missing pid file is no sign either way: the supervisor rewrites it in time
         if before == now and now[0] != -1:
             log.warning(

@@ -188,7 +188,8 @@ class GuardLink:
             start_new_session=True,
         )
         proc.returncode = 0  # it lives on its own; we watch it by pidfd once connected
-        for _ in range(100):
+        for _ in range(500):  # 10 s: a new interpreter's start on a loaded machine (2 s was
+            # not always enough: then a second guard was started beside the first)
             await asyncio.sleep(0.02)  # the guard binds its socket: no other signal to await
             try:
                 self.connect()

@@ -11,14 +11,14 @@ def test_kill_brings_a_new_pid(daemon: Daemon) -> None:
     daemon.up({"sl": {"command": child("run"), "numprocs": 2}})
     old = {n: daemon.wait_state(n, "RUNNING")["pid"] for n in ("sl:0", "sl:1")}
     r = daemon.cli("kill", "sl", "--timeout", "20")
-    assert r.rc == 0, r
+    assert r.rc == 0, (r, daemon.log_tail())
     status = daemon.status()
     for name, pid in old.items():
         new = status[name]["pid"]
         assert status[name]["state"] == "RUNNING" and new != pid
         assert f"{name}: killed pid {pid} -> restarted as pid {new}" in r.out
     r = daemon.cli("kill", "sl:0", "--json")
-    assert r.rc == 0, r
+    assert r.rc == 0, (r, daemon.log_tail())
     report = json.loads(r.out)["sl:0"]
     assert report["killed"] and report["new_pid"] not in (None, report["old_pid"])
 

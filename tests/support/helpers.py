@@ -206,6 +206,14 @@ class Daemon:
 
     # -- teardown -----------------------------------------------------------------------------
 
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of the daemon's own log, for an assertion's message."""
+        try:
+            text = Path(self.log_dir, "twinvisor.log").read_text(errors="replace")
+        except OSError as e:
+            return f"(no daemon log: {e.strerror})"
+        return "\n".join(text.splitlines()[-lines:])
+
     def survivors(self) -> list[psutil.Process]:
         found = []
         for proc in psutil.process_iter(["pid", "cmdline", "status"]):

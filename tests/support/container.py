@@ -134,8 +134,11 @@ class Pid1:
     def supervisor(self) -> psutil.Process:
         def find() -> psutil.Process | None:
             for p in self.init().children():
-                if "daemon" in p.cmdline():
-                    return p
+                try:
+                    if "daemon" in p.cmdline():
+                        return p
+                except psutil.Error:  # a supervisor just killed: a zombie until PID 1 reaps it
+                    continue
             return None
 
         return wait_until(find, 30, "the supervisor")

@@ -6,7 +6,7 @@ SIGUSR1) fills that buffer. CPython then printed one traceback per signal to the
 supervisor's stderr (8,243 of them for a 2 s storm, before the fix) and, under load, was seen
 spinning at 100% CPU inside that printing with every program unsupervised. A byte that does
 not fit is now a coalesced signal, as the kernel coalesces them (linux/kernel.py,
-quiet_wakeup_fd)."""
+add_signal_handler)."""
 
 from __future__ import annotations
 

@@ -513,7 +513,8 @@ class Daemon:
     def _install_signals(self) -> None:
         # The handler only records the signal; set_wakeup_fd wakes whatever select waits.
         self._wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        # only a wake-up: a full pipe still wakes us; no warning per signal (kernel.quiet_wakeup_fd)
+        # only a wake-up: a full pipe still wakes us, no warning per signal (see
+        # kernel.add_signal_handler)
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
 
         def on_signal(signum: int, _frame: object) -> None:

@@ -11,8 +11,9 @@ import os
 import signal
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Iterable
+if TYPE_CHECKING:  # annotations only: the guard imports this module, and asyncio is heavy
+    import asyncio
+    from collections.abc import Callable
 
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -247,17 +248,21 @@ def pidfd_getfd(pid: int, target_fd: int) -> int | None:
     return fd if fd >= 0 else None
 
 
-def quiet_wakeup_fd(signals: Iterable[int]) -> None:
-    """Keep the current signal wake-up fd (asyncio's), without CPython's warning when it is
-    full. Each signal writes one byte there; a burst (a thousand children exiting, a storm
-    of SIGUSR1) fills the buffer while the loop is busy, and CPython then prints a
-    traceback per signal to stderr (12,618 of them for 13,622 paced SIGUSR1s, measured),
-    and on 3.11 under load it was seen spinning at 100% CPU inside that printing, never
-    returning to the loop. A byte that does not fit is a signal coalesced, as the kernel
-    coalesces them: our handlers scan every child, so one SIGCHLD stands for many.
-    `signals` are blocked while the fd is swapped, so none arrives with no fd set."""
-    wanted = set(signals)
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+def add_signal_handler(
+    loop: asyncio.AbstractEventLoop, sig: int, callback: Callable[[], object]
+) -> None:
+    """loop.add_signal_handler, keeping asyncio's signal wake-up fd without CPython's warning
+    when it is full (add_signal_handler turns that warning on again each time).
+
+    Each signal writes one byte there; a burst (a thousand children exiting, a storm of
+    SIGUSR1) fills the buffer while the loop is busy, and CPython then prints a traceback
+    per signal to stderr (12,618 of them for 13,622 paced SIGUSR1s, measured), and on 3.11
+    under load it was seen spinning at 100% CPU inside that printing, never returning to the
+    loop. A byte that does not fit is a signal coalesced, as the kernel coalesces them: our
+    handlers scan every child, so one SIGCHLD stands for many. Signals are blocked while the
+    fd is swapped, so none arrives with no fd set."""
+    loop.add_signal_handler(sig, callback)
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     try:
         fd = signal.set_wakeup_fd(-1)
         signal.set_wakeup_fd(fd, warn_on_full_buffer=False)

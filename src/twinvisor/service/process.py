@@ -231,16 +231,13 @@ class _Service:
         loop, runtime = self.loop, self.runtime
         # SIGQUIT too: images that set STOPSIGNAL SIGQUIT (nginx's) mean a graceful stop by it
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
-            loop.add_signal_handler(sig, lambda: _background_task(self.shutdown()))
-        loop.add_signal_handler(signal.SIGHUP, lambda: _background_task(_reload(runtime)))
-        loop.add_signal_handler(signal.SIGUSR1, lambda: _log_status(runtime))
-        loop.add_signal_handler(signal.SIGUSR2, runtime.reopen_logs)  # as supervisord: logrotate
-        handled = [signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP]
-        handled += [signal.SIGUSR1, signal.SIGUSR2]
+            kernel.add_signal_handler(loop, sig, lambda: _background_task(self.shutdown()))
+        kernel.add_signal_handler(loop, signal.SIGHUP, lambda: _background_task(_reload(runtime)))
+        kernel.add_signal_handler(loop, signal.SIGUSR1, lambda: _log_status(runtime))
+        # as supervisord: logrotate
+        kernel.add_signal_handler(loop, signal.SIGUSR2, runtime.reopen_logs)
         if self.link is None and kernel.set_child_subreaper():
-            loop.add_signal_handler(signal.SIGCHLD, runtime.reap_orphans)
-            handled.append(signal.SIGCHLD)
-        kernel.quiet_wakeup_fd(handled)  # after the last add_signal_handler, which resets it
+            kernel.add_signal_handler(loop, signal.SIGCHLD, runtime.reap_orphans)
 
     def _take_over(self) -> list[str]:
         """Adopt what a previous supervisor left running; the names still to start. Runs at

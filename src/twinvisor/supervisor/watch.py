@@ -124,8 +124,7 @@ class ChildWatcher:
                 if child.popen is not None:  # adopted ones are polled on their own
                     self._poll_exit(name, child)
 
-        self.loop.add_signal_handler(signal.SIGCHLD, on_sigchld)
-        kernel.quiet_wakeup_fd([signal.SIGCHLD])  # (add_signal_handler turned the warning on)
+        kernel.add_signal_handler(self.loop, signal.SIGCHLD, on_sigchld)
 
     # -- output -------------------------------------------------------------------------------
 

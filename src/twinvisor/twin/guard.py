@@ -338,7 +338,8 @@ class Guard:
 
     def run(self) -> None:
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        # only a wake-up: a full pipe still wakes us; no warning per signal (kernel.quiet_wakeup_fd)
+        # only a wake-up: a full pipe still wakes us, no warning per signal (see
+        # kernel.add_signal_handler)
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         # SIGTERM/SIGINT/SIGQUIT (docker stop, systemctl stop, Ctrl-C) mean `down`: stop

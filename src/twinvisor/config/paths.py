@@ -175,14 +175,7 @@ def _quick_read(data: bytes) -> bytes | None:
     whole file), so a quick read that parses gives the table the whole file would."""
     if b'"""' in data or b"'''" in data:
         return None
-    out: list[bytes] = []
-    inside = True  # the top-level keys, before any header
-    for line in data.splitlines():
-        if _HEADER.match(line):
-            inside = bool(_MAYBE_DAEMON_HEADER.match(line))
-        if inside:
-            out.append(line)
-    return b"\n".join(out)
+    return _lines_of_tables(data, _MAYBE_DAEMON_HEADER, top_level=True)
 
 
 def _plain_daemon_table(quick: bytes) -> dict[str, str] | None:
@@ -216,11 +209,17 @@ def _plain_daemon_table(quick: bytes) -> dict[str, str] | None:
 
 def _daemon_lines(data: bytes) -> bytes:
     """The [daemon] table's lines alone: from its header to the next table header."""
+    return _lines_of_tables(data, _DAEMON_HEADER, top_level=False)
+
+
+def _lines_of_tables(data: bytes, header: re.Pattern[bytes], top_level: bool) -> bytes:
+    """The lines of the tables whose header matches `header` (and of the top-level keys
+    before any header, with `top_level`)."""
     out: list[bytes] = []
-    inside = False
+    inside = top_level
     for line in data.splitlines():
         if _HEADER.match(line):
-            inside = bool(_DAEMON_HEADER.match(line))
+            inside = bool(header.match(line))
         if inside:
             out.append(line)
     return b"\n".join(out)

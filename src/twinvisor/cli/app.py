@@ -35,7 +35,7 @@ from twinvisor.cli.render import outcome_text, status_table
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # the structs come with msgspec: imported by the verbs that talk to the daemon
-    from twinvisor.config.specs import DaemonSpec
+    from twinvisor.config.specs import Config, DaemonSpec
     from twinvisor.control.messages import ChangesReply, UpdateReply
 
 Command = Callable[[argparse.Namespace], int]  # a verb: its parsed arguments in, exit code out
@@ -224,9 +224,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     path = config_path(args.config)
     if args.foreground:
-        _require_writable(load_config(path).daemon)
+        config = load_config(path)
+        _require_writable(config.daemon)
         _refuse_second_foreground(path)
-        return _run_foreground(path, twin=not args.no_twin)
+        return _run_foreground(config, twin=not args.no_twin)
     # Only the [daemon] table here: the supervisor validates the whole file anyway, and this
     # call waits for its word (config errors come back as they would from here, exit 2).
     # Loading 1000 programs twice, one after the other, was a tenth of their start.
@@ -282,24 +283,24 @@ def _refuse_second_foreground(path: str) -> None:
     raise Fail("\n".join(lines), EXIT_FAILED)
 
 
-def _run_foreground(path: str, twin: bool) -> int:
+def _run_foreground(config: Config, twin: bool) -> int:
     """Containers and systemd: the guard (or, alone, the supervisor) stays in the foreground.
     As PID 1 of a container the guard is also the reaper every container needs."""
+    path = config.path
     if not twin:
         from twinvisor.service import entry
 
-        return entry.run(path, foreground=True)
+        return entry.run(path, foreground=True)  # (loads it again: the supervisor's own)
     from twinvisor.linux import fsutil
     from twinvisor.twin import guard, protocol
 
-    config = load_config(path)
     fsutil.remove_quietly(config.daemon.stop_marker)
     # This guard stays for the container's whole life (often as its PID 1): exec its own
     # light entry, in this same process, rather than run it here, where the CLI's imports
     # (argparse, the config loader, msgspec) would stay in its memory for good.
     d = config.daemon
     env = dict(os.environ, **protocol.daemon_paths_env(d.run_dir, d.log_dir, d.socket))
-    argv = protocol.command("guard", os.path.abspath(path), "--foreground")
+    argv = protocol.command("guard", path, "--foreground")
     sys.stdout.flush()
     sys.stderr.flush()
     import contextlib

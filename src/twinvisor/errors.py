@@ -33,17 +33,18 @@ class ConfigProblem:
     def with_message(self, message: str) -> ConfigProblem:
         return ConfigProblem(self.file, self.line, self.key, message)
 
-    def _fields(self) -> tuple[str, int | None, str, str]:
+    def _as_tuple(self) -> tuple[str, int | None, str, str]:
         return (self.file, self.line, self.key, self.message)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, ConfigProblem) and self._fields() == other._fields()
+        return isinstance(other, ConfigProblem) and self._as_tuple() == other._as_tuple()
 
     def __hash__(self) -> int:
-        return hash(self._fields())
+        return hash(self._as_tuple())
 
     def __repr__(self) -> str:
-        return "ConfigProblem(file={!r}, line={!r}, key={!r}, message={!r})".format(*self._fields())
+        file, line, key, message = self._as_tuple()
+        return f"ConfigProblem({file=!r}, {line=!r}, {key=!r}, {message=!r})"
 
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"

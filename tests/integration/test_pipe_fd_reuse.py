@@ -42,7 +42,9 @@ async def _scenario(d: Path) -> None:
     child.popen.wait(30)
     stdout_fd, stderr_fd = child.stdout_fd, child.stderr_fd
     assert stdout_fd is not None
+    deadline = loop.time() + 10
     while not (_closed(stdout_fd) and _closed(stderr_fd)):  # read to their ends and closed
+        assert loop.time() < deadline, "the pipes were not read to their end within 10 s"
         await asyncio.sleep(0.01)
     # the number is free: a control connection gets it (the lowest free number: most often
     # by itself), with a request waiting in it

@@ -345,6 +345,7 @@ def test_status_refuses_a_broken_answer_in_words(tmp_path: Path) -> None:
         out, err = cli.communicate(timeout=30)
     assert cli.returncode == 1, (out, err)
     assert "programs[0].pid should be int, not '7'" in err and "Traceback" not in err, err
+    assert "twinvisor upgrade" in err  # what to do about it
 
 
 def test_logs_of_a_program_that_has_written_nothing_yet(daemon: Daemon) -> None:

@@ -104,7 +104,7 @@ class StatusLine:
         for name, kind, nullable, default in FIELDS:
             if name not in data:
                 if default is _REQUIRED:
-                    raise ControlError(f"daemon sent an unexpected answer: {where} has no {name!r}")
+                    raise _unexpected(f"{where} has no {name!r}")
                 value: Any = list(default) if isinstance(default, tuple) else default
             else:
                 value = data[name]
@@ -177,6 +177,12 @@ def _checked(value: object, kind: str, nullable: bool, where: str) -> Any:
 def _bad(where: str, expected: str, value: object) -> ControlError:
     shown = repr(value)
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return _unexpected(f"{where} should be {expected}, not {shown}")
+
+
+def _unexpected(what: str) -> ControlError:
+    # the likely cause is a daemon started from another version than this CLI
     return ControlError(
-        f"daemon sent an unexpected answer: {where} should be {expected}, not {shown}"
+        f"daemon sent an unexpected answer: {what} (a daemon of another twinvisor version? "
+        "`twinvisor upgrade` restarts it on the installed one)"
     )

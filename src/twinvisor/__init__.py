@@ -6,7 +6,7 @@ that `import twinvisor` stays cheap for the CLI, which is started often.
 
 from __future__ import annotations
 
-import importlib
+import sys
 
 TYPE_CHECKING = False  # typing itself costs the guard 1 MiB: `import twinvisor` must not load it
 if TYPE_CHECKING:
@@ -30,4 +30,5 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'twinvisor' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    __import__(module)  # not importlib: the guard imports this package, and needs no more
+    return getattr(sys.modules[module], name)

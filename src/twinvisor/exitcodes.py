@@ -7,10 +7,10 @@ only hide it from the operator.
 
 from __future__ import annotations
 
-from enum import IntEnum
 
+class Exit:
+    """Plain ints, not an IntEnum: the guard imports this, and enum would cost it 0.8 MiB."""
 
-class Exit(IntEnum):
     OK = 0
     FAILED = 1
     USAGE = 2  # a bad command line, or a config with errors

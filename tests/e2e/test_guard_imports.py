@@ -43,6 +43,19 @@ FORBIDDEN = (
     "twinvisor.core",
     "twinvisor.supervisor",
     "twinvisor.control",
+    # the pure-Python layers over the C modules the guard uses instead (issue 16): enum
+    # (signal.py, socket.py, IntEnum), re (json), collections (array), site (-S: the .pth
+    # files of every package installed beside us)
+    "enum",
+    "re",
+    "json",
+    "signal",
+    "socket",
+    "selectors",
+    "contextlib",
+    "collections",
+    "site",
+    "importlib",
 )
 FORBIDDEN_SO = ("_ssl", "_asyncio", "_posixsubprocess", "_hashlib", "_datetime")
 

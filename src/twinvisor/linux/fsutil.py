@@ -3,10 +3,11 @@ on a full disk where the caller is the daemon."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 import time
+
+from twinvisor.linux.quiet import suppress
 
 
 def make_private_dir(path: str) -> None:
@@ -105,7 +106,7 @@ def move_aside(path: str, what: str = "corrupt") -> str:
 
 
 def remove_quietly(path: str) -> None:
-    with contextlib.suppress(OSError):
+    with suppress(OSError):
         os.unlink(path)
 
 
@@ -117,7 +118,7 @@ def open_log(path: str) -> int:
     ours left wider by an older version is tightened: logs may hold secrets a program
     prints, and the daemon's logs are no less private than the programs'."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, LOG_MODE)
-    with contextlib.suppress(OSError):
+    with suppress(OSError):
         st = os.fstat(fd)
         if st.st_uid == os.geteuid() and st.st_mode & 0o777 != LOG_MODE:
             os.fchmod(fd, LOG_MODE)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: the guard imports this module, and asyncio is heavy
     import asyncio
+    import signal
     from collections.abc import Callable
+else:  # signal.py is _signal with IntEnum wrappers around it: enum costs the guard 0.8 MiB
+    import _signal as signal
 
 _PR_SET_CHILD_SUBREAPER = 36
 

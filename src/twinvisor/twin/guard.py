@@ -22,19 +22,17 @@ is in every page of memory it keeps for the daemon's whole life.
 
 from __future__ import annotations
 
-import contextlib
+import _socket
 import fcntl
-import json
 import os
-import selectors
-import signal
-import socket
+import select
 import sys
 import time
 
 from twinvisor.exitcodes import FINAL_AT_STARTUP, Exit
 from twinvisor.linux import fsutil, kernel, rundir
-from twinvisor.twin import startup_report, stopmark
+from twinvisor.linux.quiet import suppress
+from twinvisor.twin import cjson, startup_report, stopmark
 from twinvisor.twin.guardlog import log
 from twinvisor.twin.protocol import (
     DAEMON_PATHS_ENV,
@@ -50,9 +48,12 @@ from twinvisor.twin.protocol import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal
     from typing import Any
 
     from twinvisor.config.specs import DaemonSpec
+else:  # signal.py is _signal with IntEnum wrappers around it: enum alone is 0.8 MiB here
+    import _signal as signal
 
 # neighbours' names, not imported (each would bring its module's imports); a test pins them
 FOREGROUND_ENV = "TWINVISOR_FOREGROUND"  # as supervisor/console.py
@@ -107,8 +108,9 @@ class Guard:
         self.sock_path, self.lock_path = daemon.guard_socket, daemon.guard_lock_path
         self.pid_path = daemon.guard_pid_path
         self.held: dict[str, int] = {}
-        self.sel = selectors.DefaultSelector()
-        self.conn: socket.socket | None = None
+        self.poll = select.epoll()
+        self.watched: dict[int, str] = {}  # fd -> what its readiness means (_dispatch)
+        self.conn: _socket.socket | None = None
         self.supervisor: int | None = None
         self.supervisor_is_child = False  # we started it: we reap it (else its parent does)
         self.supervisor_pidfd: int | None = None
@@ -140,10 +142,11 @@ class Guard:
 
     def listen(self, inherited: int | None) -> None:
         if inherited is not None:
-            listener = socket.socket(fileno=inherited)
+            listener = _socket.socket(fileno=inherited)
         else:
             fsutil.remove_quietly(self.sock_path)
-            listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+            kind = _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC
+            listener = _socket.socket(_socket.AF_UNIX, kind)
             old = os.umask(0o177)
             try:
                 listener.bind(self.sock_path)
@@ -152,7 +155,7 @@ class Guard:
             listener.listen(4)
         os.set_inheritable(listener.fileno(), False)
         self.listener = listener
-        self.sel.register(listener, selectors.EVENT_READ, "accept")
+        self._watch(listener.fileno(), "accept")
 
     def take_over(self, handed: dict[str, int]) -> None:
         """Listen (on the socket a previous guard handed down, if any) and hold its fds."""
@@ -206,12 +209,12 @@ class Guard:
             self._supervisor_died(None)
             return
         if self.supervisor_pidfd is not None:
-            self.sel.register(self.supervisor_pidfd, selectors.EVENT_READ, "supervisor")
+            self._watch(self.supervisor_pidfd, "supervisor")
 
     def _supervisor_died(self, status: int | None) -> None:
         pid = self.supervisor
         if self.supervisor_pidfd is not None:
-            self.sel.unregister(self.supervisor_pidfd)
+            self._unwatch(self.supervisor_pidfd)
             os.close(self.supervisor_pidfd)
             self.supervisor_pidfd = None
         self.supervisor, self.supervisor_is_child = None, False
@@ -253,7 +256,11 @@ class Guard:
     # -- connection with the supervisor ----------------------------------------------------
 
     def _accept(self) -> None:
-        conn, _ = self.listener.accept()
+        try:
+            fd, _ = self.listener._accept()  # type: ignore[attr-defined]  # socket.accept's
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return  # gone before we looked
+        conn = _socket.socket(fileno=fd)
         pid, uid = peer(conn)
         if uid not in (os.geteuid(), 0):
             conn.close()
@@ -262,20 +269,20 @@ class Guard:
         conn.setblocking(True)
         conn.settimeout(5.0)
         self.conn = conn
-        self.sel.register(conn, selectors.EVENT_READ, "conn")
+        self._watch(conn.fileno(), "conn")
         self.messages += 1
         if self.supervisor is None or self.supervisor != pid:
             # a supervisor we did not start (we were restarted, or an upgrade): watch it
             self.supervisor_ready = True
             if self.supervisor_pidfd is not None:
-                self.sel.unregister(self.supervisor_pidfd)
+                self._unwatch(self.supervisor_pidfd)
                 os.close(self.supervisor_pidfd)
                 self.supervisor_pidfd = None
             self._watch_supervisor(pid, child=False)
 
     def _drop_connection(self) -> None:
         if self.conn is not None:
-            self.sel.unregister(self.conn)
+            self._unwatch(self.conn.fileno())
             self.conn.close()
             self.conn = None
 
@@ -350,13 +357,20 @@ class Guard:
         # are the supervisor's: passed on (`docker kill -s HUP` reaches PID 1, the guard)
         for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
             signal.signal(sig, self._forward)
-        self.sel.register(wake_r, selectors.EVENT_READ, "signal")
+        self._watch(wake_r, "signal")
         modules_file = os.environ.get(MODULES_ENV)
         while True:
             if modules_file:
                 _tell_modules(modules_file, self.supervisor)
-            for key, _ in self.sel.select(self._timeout()):
-                self._dispatch(key.data, wake_r)
+            timeout = self._timeout()
+            try:
+                ready = self.poll.poll(-1 if timeout is None else timeout)
+            except InterruptedError:  # pragma: no cover - PEP 475 retries; a handler raised
+                ready = []
+            for fd, _ in ready:
+                what = self.watched.get(fd)
+                if what is not None:  # not unwatched by an earlier one of this batch
+                    self._dispatch(what, wake_r)
             self._reap()
             self._check_stopped()
             if time.monotonic() >= self.next_look:
@@ -379,6 +393,14 @@ class Guard:
         if self.supervisor is not None:
             kernel.signal_pid(self.supervisor, signum)
 
+    def _watch(self, fd: int, what: str) -> None:
+        self.poll.register(fd, select.EPOLLIN)
+        self.watched[fd] = what
+
+    def _unwatch(self, fd: int) -> None:
+        if self.watched.pop(fd, None) is not None:
+            self.poll.unregister(fd)
+
     def _timeout(self) -> float | None:
         deadlines = []
         if self.next_spawn is not None:
@@ -397,7 +419,7 @@ class Guard:
         elif what == "conn":
             self._on_message()
         elif what == "signal":
-            with contextlib.suppress(BlockingIOError):
+            with suppress(BlockingIOError):
                 os.read(wake_r, 4096)
         elif what == "supervisor" and not self.supervisor_is_child:
             self._supervisor_died(None)  # not our child: its parent reaps it
@@ -475,8 +497,8 @@ class Guard:
         for fd in fds.values():
             os.set_inheritable(fd, True)
         d = self.daemon  # told again: the new code loads no config either
-        env = dict(os.environ, **{_FDS_ENV: json.dumps(fds)})
-        env[DAEMON_PATHS_ENV] = json.dumps([d.run_dir, d.log_dir, d.socket])
+        env = dict(os.environ, **{_FDS_ENV: cjson.dumps(fds)})
+        env[DAEMON_PATHS_ENV] = cjson.dumps([d.run_dir, d.log_dir, d.socket])
         if self.supervisor is not None:
             env[_WATCH_ENV] = str(self.supervisor)
         log.info("upgrade: re-executing the guard")
@@ -524,7 +546,7 @@ def _spawn(
         )
     finally:
         for fd in pass_fds:
-            with contextlib.suppress(OSError):
+            with suppress(OSError):
                 os.set_inheritable(fd, False)
 
 
@@ -614,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
 def _take_handoff() -> tuple[dict[str, int], int | None]:
     """What the guard we were before an upgrade's re-exec handed down: the fds it held (and
     its listener), and the supervisor to watch. Nothing when we were started afresh."""
-    fds = json.loads(os.environ.pop(_FDS_ENV, "{}"))
+    fds = cjson.loads(os.environ.pop(_FDS_ENV, "{}"))
     watch = os.environ.pop(_WATCH_ENV, None)
     watch_pid = int(watch) if watch and watch.isdigit() else None
     return {str(k): int(v) for k, v in fds.items()}, watch_pid
@@ -622,7 +644,7 @@ def _take_handoff() -> tuple[dict[str, int], int | None]:
 
 def _paths_from_parent() -> DaemonFiles | None:
     try:
-        run_dir, log_dir, sock = json.loads(os.environ.pop(DAEMON_PATHS_ENV, ""))
+        run_dir, log_dir, sock = cjson.loads(os.environ.pop(DAEMON_PATHS_ENV, ""))
     except (ValueError, TypeError):
         return None
     if not all(isinstance(p, str) and os.path.isabs(p) for p in (run_dir, log_dir, sock)):

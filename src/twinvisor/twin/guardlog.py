@@ -7,12 +7,12 @@ the guard's memory, for a process that writes a handful of lines in its life.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
 
 from twinvisor.linux import fsutil
+from twinvisor.linux.quiet import suppress
 
 
 class GuardLog:
@@ -59,7 +59,7 @@ class GuardLog:
     @staticmethod
     def _write_stderr(data: bytes) -> None:
         # no stderr (closed, or None): the file has the line
-        with contextlib.suppress(OSError, ValueError, AttributeError):
+        with suppress(OSError, ValueError, AttributeError):
             os.write(sys.stderr.fileno(), data)
 
 

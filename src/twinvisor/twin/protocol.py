@@ -16,10 +16,11 @@ cannot tell is checked rarely, on timers that wake one process and not the other
 
 from __future__ import annotations
 
-import json
+import _socket
 import os
-import socket
 import sys
+
+from twinvisor.twin import cjson
 
 TYPE_CHECKING = False  # the guard imports this: typing stays out of it
 if TYPE_CHECKING:
@@ -41,38 +42,56 @@ DAEMON_PATHS_ENV = "TWINVISOR_GUARD_DAEMON"  # [run_dir, log_dir, socket], from 
 
 def daemon_paths_env(run_dir: str, log_dir: str, socket_path: str) -> dict[str, str]:
     """Told to a guard the supervisor starts: the config file may have errors by now."""
-    return {DAEMON_PATHS_ENV: json.dumps([run_dir, log_dir, socket_path])}
+    return {DAEMON_PATHS_ENV: cjson.dumps([run_dir, log_dir, socket_path])}
 
 
-# `python -c`, not `-m twinvisor guard`: -m loads runpy, the CLI and argparse into the
-# guard for its whole life (0.7 MiB for runpy alone). The word "twinvisor" in its argv keeps
-# `ps` (and the tests that find the twins) reading `... twinvisor guard -c CONFIG`.
-GUARD_BOOT = "from twinvisor.twin.guard import main; raise SystemExit(main())"
+# `python -I -S -c`, not `-m twinvisor guard`: -m loads runpy, the CLI and argparse into the
+# guard for its whole life (0.7 MiB for runpy alone), and `site` (with the .pth files of every
+# package installed beside us) is 0.25 MiB more. Without site, the guard is told where
+# twinvisor is (argv[1]: the directory holding the package we run from); -I keeps the
+# caller's directory and PYTHON* variables out of its sys.path. The word "twinvisor" in its
+# argv keeps `ps` (and the tests that find the twins) reading `... twinvisor guard -c CONFIG`.
+GUARD_BOOT = (
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+    "from twinvisor.twin.guard import main; raise SystemExit(main())"
+)
+
+
+def package_root() -> str:
+    """The directory the running twinvisor package is imported from."""
+    here = os.path.dirname(os.path.abspath(__file__))  # .../twinvisor/twin
+    return os.path.dirname(os.path.dirname(here))
 
 
 def command(verb: str, config_path: str, *extra: str) -> list[str]:
     """How one side of the twin starts the other: `guard` (the guard, from `up` or from a
     supervisor whose guard died) or `daemon` (the supervisor, from its guard)."""
     if verb == "guard":
-        return [sys.executable, "-c", GUARD_BOOT, "twinvisor", verb, "-c", config_path, *extra]
+        # -I drops PYTHONDONTWRITEBYTECODE with the rest: keep the caller's choice
+        flags = "-IS" + ("B" if sys.dont_write_bytecode else "")
+        boot = [sys.executable, flags, "-c", GUARD_BOOT, package_root()]
+        return [*boot, "twinvisor", verb, "-c", config_path, *extra]
     return [sys.executable, "-m", "twinvisor", verb, "-c", config_path, *extra]
 
 
 # Any: a decoded JSON object, read by key at the edge (the peer may send anything)
+# The sockets are `_socket.socket`, the C type that socket.socket subclasses: the guard uses
+# it directly (socket.py brings enum and selectors), the supervisor passes socket.socket.
 def send_message(
-    sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None
+    sock: _socket.socket, message: dict[str, Any], fds: list[int] | None = None
 ) -> None:
-    data = json.dumps(message).encode()
-    if fds:
-        socket.send_fds(sock, [data], fds)
+    data = cjson.dumps(message).encode()
+    if fds:  # socket.send_fds
+        rights = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _ints(fds))]
+        sock.sendmsg([data], rights)
     else:
         sock.send(data)
 
 
-def recv_message(sock: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
+def recv_message(sock: _socket.socket) -> tuple[dict[str, Any], list[int]] | None:
     """One message and its fds; None when the peer is gone."""
     try:
-        data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, FDS_PER_MESSAGE)
+        data, fds = _recv_fds(sock)
     except (ConnectionResetError, BrokenPipeError):
         return None
     if not data:
@@ -80,14 +99,42 @@ def recv_message(sock: socket.socket) -> tuple[dict[str, Any], list[int]] | None
             os.close(fd)
         return None
     try:
-        message = json.loads(data)
+        message = cjson.loads(data)
     except ValueError:
         message = {}
     return (message if isinstance(message, dict) else {}), fds
 
 
-def peer(sock: socket.socket) -> tuple[int, int]:
+def _recv_fds(sock: _socket.socket) -> tuple[bytes, list[int]]:
+    """socket.recv_fds, and the fds arrive close-on-exec (MSG_CMSG_CLOEXEC) as every fd
+    Python opens does: a held fd must not leak into whatever either side starts."""
+    room = _socket.CMSG_LEN(FDS_PER_MESSAGE * _INT)
+    data, ancdata, _flags, _addr = sock.recvmsg(MAX_MESSAGE, room, _socket.MSG_CMSG_CLOEXEC)
+    fds: list[int] = []
+    for level, kind, payload in ancdata:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds += _from_ints(payload)
+    return data, fds
+
+
+# SCM_RIGHTS carries C ints; not array("i"): the array module brings collections
+_INT = 4
+
+
+def _ints(values: list[int]) -> bytes:
+    return b"".join(v.to_bytes(_INT, sys.byteorder, signed=True) for v in values)
+
+
+def _from_ints(payload: bytes) -> list[int]:
+    whole = len(payload) - len(payload) % _INT  # a truncated last one is no fd
+    return [
+        int.from_bytes(payload[i : i + _INT], sys.byteorder, signed=True)
+        for i in range(0, whole, _INT)
+    ]
+
+
+def peer(sock: _socket.socket) -> tuple[int, int]:
     """(pid, uid) of the process at the other end (SO_PEERCRED: the kernel vouches for it)."""
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+    creds = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
     pid, uid = (int.from_bytes(creds[i : i + 4], sys.byteorder, signed=True) for i in (0, 4))
     return pid, uid

@@ -14,13 +14,13 @@ EOF without a line means the daemon died on the way.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import select
 import time
 
 from twinvisor.exitcodes import Exit
+from twinvisor.linux.quiet import suppress
+from twinvisor.twin import cjson
 
 TYPE_CHECKING = False  # the guard imports this: typing stays out of it
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ class Reporter:
         if self.fd is None:
             return
         try:
-            os.write(self.fd, (json.dumps(message) + "\n").encode())
+            os.write(self.fd, (cjson.dumps(message) + "\n").encode())
             self.told = True
         except OSError:
             pass  # the caller gave up waiting; that must not stop the daemon
@@ -78,7 +78,7 @@ class Reporter:
     def close(self) -> None:
         """Done with it without a word (the guard, once its supervisor has the pipe)."""
         if self.fd is not None:
-            with contextlib.suppress(OSError):
+            with suppress(OSError):
                 os.close(self.fd)
             self.fd = None
 
@@ -107,7 +107,7 @@ def read(fd: int, timeout: float) -> Report | None:
             return None
         data += chunk
     try:
-        parsed = json.loads(data.split(b"\n", 1)[0])
+        parsed = cjson.loads(data.split(b"\n", 1)[0])
     except ValueError:
         return None
     return parsed if isinstance(parsed, dict) else None

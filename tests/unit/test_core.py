@@ -65,9 +65,9 @@ def shape(actions: list[Any]) -> list[tuple[Any, ...]]:
 
 def fire(timer: events.SetTimer) -> events.TimerFired:
     """The TimerFired event for a SetTimer action (same name, token, and kind where present)."""
-    names = {f.name for f in dataclasses.fields(events.TimerFired)}
+    names = set(events.TimerFired.__struct_fields__)
     return events.TimerFired(
-        **{f.name: getattr(timer, f.name) for f in dataclasses.fields(timer) if f.name in names}
+        **{name: getattr(timer, name) for name in timer.__struct_fields__ if name in names}
     )
 
 

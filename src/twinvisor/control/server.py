@@ -35,7 +35,6 @@ import socket
 import stat
 import struct
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -67,8 +66,7 @@ _BACKLOG = 4096  # connects beyond it fail at once (EAGAIN): a burst must fit; c
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(msgspec.Struct, frozen=True):
     method: str  # upper case, e.g. "GET"
     path: str  # percent-decoded path, without the query
     params: dict[str, str]  # path parameters from the route pattern
@@ -78,7 +76,7 @@ class Request:
     peer_uid: int
     peer_pid: int
     # lower-case names; repeated headers joined with ", " (Cookie with "; ")
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
     raw_body: bytes = b""  # as it arrived
 
     def decode(self, shape: type[T]) -> T:
@@ -90,11 +88,10 @@ class Request:
             raise HTTPError(400, f"bad request body: {e}") from None
 
 
-@dataclass(frozen=True)
-class Response:
+class Response(msgspec.Struct, frozen=True):
     status: int
     body: object = None  # anything msgspec.json encodes: a Struct, a dict, a list...
-    headers: tuple[tuple[str, str], ...] = field(default=())
+    headers: tuple[tuple[str, str], ...] = msgspec.field(default=())
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -111,8 +108,7 @@ class HTTPError(Exception):
         self.body = {"error": message} if body is None else body
 
 
-@dataclass(frozen=True)
-class _Route:
+class _Route(msgspec.Struct, frozen=True):
     method: str
     pattern: str
     segments: tuple[tuple[bool, str], ...]  # (is_param, literal text or param name)
@@ -220,8 +216,7 @@ class _ClientGone(Exception):
     pass
 
 
-@dataclass(frozen=True)
-class _Peer:
+class _Peer(msgspec.Struct, frozen=True):
     pid: int
     uid: int
     gid: int

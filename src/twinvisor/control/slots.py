@@ -14,16 +14,16 @@ from __future__ import annotations
 import asyncio
 import resource
 import time
-from dataclasses import dataclass, field
+
+import msgspec
 
 
-@dataclass
-class Slot:
+class Slot(msgspec.Struct):
     """One admitted connection. `reading`: between requests or inside one (it may be
     evicted when silent); False while its request is being answered."""
 
     task: asyncio.Task[None]
-    progress: float = field(default_factory=time.monotonic)
+    progress: float = msgspec.field(default_factory=time.monotonic)
     reading: bool = True
 
     def touch(self) -> None:

@@ -3,12 +3,16 @@
 Frozen records only, no logic. The runtime turns the world into events (a spawn happened, a
 process exited, a timer fired, the user asked for something) and carries actions out (spawn,
 signal, arm a timer); `core.Core.handle` maps one to the other.
+
+msgspec Structs rather than dataclasses: a dataclass is ~13 KiB of generated methods per
+class, a Struct ~3 KiB, and the daemon keeps these 25 for its whole life (issue 16).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
+
+import msgspec
 
 from twinvisor.core.states import ProcessState
 
@@ -33,35 +37,29 @@ class RestartReason(StrEnum):
 # ---- events -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class StartRequested:
+class StartRequested(msgspec.Struct, frozen=True):
     name: str
 
 
-@dataclass(frozen=True)
-class StopRequested:
+class StopRequested(msgspec.Struct, frozen=True):
     name: str
 
 
-@dataclass(frozen=True)
-class RestartRequested:
+class RestartRequested(msgspec.Struct, frozen=True):
     name: str
 
 
-@dataclass(frozen=True)
-class Spawned:
+class Spawned(msgspec.Struct, frozen=True):
     name: str
     pid: int
 
 
-@dataclass(frozen=True)
-class SpawnFailed:
+class SpawnFailed(msgspec.Struct, frozen=True):
     name: str
     reason: str
 
 
-@dataclass(frozen=True)
-class Exited:
+class Exited(msgspec.Struct, frozen=True):
     name: str
     pid: int
     exit_code: int | None  # None when killed by a signal or unknown (adopted process)
@@ -69,24 +67,21 @@ class Exited:
     signal_name: str | None = None  # "SIGTERM": the shell names it, the core has no table
 
 
-@dataclass(frozen=True)
-class TimerFired:
+class TimerFired(msgspec.Struct, frozen=True):
     name: str
     token: int
     kind: TimerKind = TimerKind.MAIN
     pid: int | None = None  # for TimerKind.KILL
 
 
-@dataclass(frozen=True)
-class Ready:
+class Ready(msgspec.Struct, frozen=True):
     """A readiness probe succeeded for `pid` (tcp/http probes run in the runtime)."""
 
     name: str
     pid: int
 
 
-@dataclass(frozen=True)
-class Notified:
+class Notified(msgspec.Struct, frozen=True):
     """An sd_notify datagram from a process of this program (sender already verified)."""
 
     name: str
@@ -94,8 +89,7 @@ class Notified:
     fields: tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True)
-class Adopted:
+class Adopted(msgspec.Struct, frozen=True):
     """A live process of this instance found at start-up (state file, guard): take it on."""
 
     name: str
@@ -103,8 +97,7 @@ class Adopted:
     started_at: float  # monotonic, reconstructed from its wall-clock start
 
 
-@dataclass(frozen=True)
-class StrayGeneration:
+class StrayGeneration(msgspec.Struct, frozen=True):
     """At a takeover, an older generation of this instance is still alive beside the one
     adopted (a restart was half done when the supervisor died): it is retired."""
 
@@ -112,8 +105,7 @@ class StrayGeneration:
     pid: int
 
 
-@dataclass(frozen=True)
-class ExitRecord:
+class ExitRecord(msgspec.Struct, frozen=True):
     """How a generation ended, as a previous supervisor persisted it."""
 
     exit_code: int | None
@@ -123,8 +115,7 @@ class ExitRecord:
     asked: bool = False
 
 
-@dataclass(frozen=True)
-class CountersRestored:
+class CountersRestored(msgspec.Struct, frozen=True):
     """Counters a previous supervisor persisted: RESTARTS and LAST EXIT survive a takeover."""
 
     name: str
@@ -132,16 +123,14 @@ class CountersRestored:
     last_exit: ExitRecord | None = None
 
 
-@dataclass(frozen=True)
-class DependencyFailed:
+class DependencyFailed(msgspec.Struct, frozen=True):
     """The shell's start order found a dependency of this instance that did not start."""
 
     name: str
     dependency: str
 
 
-@dataclass(frozen=True)
-class HealthResult:
+class HealthResult(msgspec.Struct, frozen=True):
     name: str
     pid: int
     ok: bool
@@ -169,13 +158,11 @@ Event = (
 # ---- actions ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Spawn:
+class Spawn(msgspec.Struct, frozen=True):
     name: str
 
 
-@dataclass(frozen=True)
-class SendSignal:
+class SendSignal(msgspec.Struct, frozen=True):
     """The program's stop signal (a number resolved by the config) to `pid`'s group."""
 
     name: str
@@ -185,24 +172,21 @@ class SendSignal:
     resume: bool = False  # then SIGCONT: a stopped (SIGSTOP) process cannot act on it otherwise
 
 
-@dataclass(frozen=True)
-class ForceKill:
+class ForceKill(msgspec.Struct, frozen=True):
     """SIGKILL `pid`'s process group: it outlived stop_timeout (or was asked to die)."""
 
     name: str
     pid: int
 
 
-@dataclass(frozen=True)
-class KillRemnants:
+class KillRemnants(msgspec.Struct, frozen=True):
     """The group leader is gone: SIGKILL whatever it left behind in its group."""
 
     name: str
     pid: int
 
 
-@dataclass(frozen=True)
-class SetTimer:
+class SetTimer(msgspec.Struct, frozen=True):
     name: str
     token: int
     delay: float
@@ -210,16 +194,14 @@ class SetTimer:
     pid: int | None = None
 
 
-@dataclass(frozen=True)
-class StartProbe:
+class StartProbe(msgspec.Struct, frozen=True):
     """Start probing readiness (tcp/http) of `pid`; the runtime answers with Ready."""
 
     name: str
     pid: int
 
 
-@dataclass(frozen=True)
-class Restarting:
+class Restarting(msgspec.Struct, frozen=True):
     """A new generation is on its way for `reason` (after `delay` seconds): for events and
     metrics; the Spawn itself comes as its own action."""
 
@@ -228,15 +210,13 @@ class Restarting:
     delay: float = 0.0
 
 
-@dataclass(frozen=True)
-class StateChanged:
+class StateChanged(msgspec.Struct, frozen=True):
     name: str
     old: ProcessState
     new: ProcessState
 
 
-@dataclass(frozen=True)
-class ShutdownRequested:
+class ShutdownRequested(msgspec.Struct, frozen=True):
     """This program's exit policy (on_exit / on_fatal = "shutdown", essential) asks for the
     whole daemon to stop, every program in dependency order, then exit with `code`."""
 
@@ -245,8 +225,7 @@ class ShutdownRequested:
     reason: str
 
 
-@dataclass(frozen=True)
-class LogLine:
+class LogLine(msgspec.Struct, frozen=True):
     name: str
     message: str
     level: str = "info"

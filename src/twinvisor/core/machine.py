@@ -14,9 +14,10 @@ token is stale is ignored, so nothing has to be cancelled.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Set
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol, assert_never
+
+import msgspec
 
 from twinvisor.config.specs import (
     AfterGiveUp,
@@ -65,8 +66,7 @@ S = ProcessState
 # ---- per-instance record ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ExitInfo:
+class ExitInfo(msgspec.Struct, frozen=True):
     exit_code: int | None
     signal: int | None
     run_time: float
@@ -86,8 +86,7 @@ class ExitInfo:
         return f"exit {self.exit_code}"
 
 
-@dataclass(slots=True)  # one per program instance: no __dict__ each (issue 16)
-class Proc:
+class Proc(msgspec.Struct):  # one per program instance: no __dict__ each (issue 16)
     spec: ProgramSpec
     state: ProcessState = S.STOPPED
     pid: int | None = None  # the current generation
@@ -103,7 +102,7 @@ class Proc:
     # zero-downtime restart: the previous generation keeps serving until the new one is ready
     old_pid: int | None = None
     old_started_at: float | None = None
-    retiring: set[int] = field(default_factory=set)  # pids being stopped in the background
+    retiring: set[int] = msgspec.field(default_factory=set)  # pids being stopped in the background
     handover_failed: bool = False
     restart_pending: bool = False  # asked while a handover was under way: runs after it
     status_text: str | None = None  # last STATUS= from sd_notify
@@ -180,9 +179,8 @@ class ProcView(Protocol):
     def stop_outcome(self) -> Outcome: ...
 
 
-@dataclass
-class Core:
-    _procs: dict[str, Proc] = field(default_factory=dict)
+class Core(msgspec.Struct):
+    _procs: dict[str, Proc] = msgspec.field(default_factory=dict)
 
     @property
     def procs(self) -> Mapping[str, ProcView]:

@@ -6,24 +6,21 @@ restart, back off and give up by the same rules.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 from twinvisor.config.specs import AfterGiveUp, AutoRestart, RestartPolicy
 
 
-@dataclass(frozen=True)
-class Restart:
+class Restart(msgspec.Struct, frozen=True):
     delay: float  # seconds to wait before the next start
     flapping: bool = False  # the delay comes from the crash rate (see flap_delay)
 
 
-@dataclass(frozen=True)
-class Stay:
+class Stay(msgspec.Struct, frozen=True):
     """Do not restart: the exit was expected (or auto restart is off)."""
 
 
-@dataclass(frozen=True)
-class GiveUp:
+class GiveUp(msgspec.Struct, frozen=True):
     """Too many consecutive failures: stop trying (FATAL)."""
 
 

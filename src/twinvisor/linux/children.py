@@ -15,15 +15,15 @@ import stat
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+
+import msgspec
 
 from twinvisor.config.specs import ProgramSpec
 from twinvisor.errors import SpawnError
 from twinvisor.linux import kernel
 
 
-@dataclass
-class Child:
+class Child(msgspec.Struct):
     pid: int
     start_ticks: int | None  # /proc start time: identifies the process across pid reuse
     stdout_fd: int | None
@@ -33,7 +33,7 @@ class Child:
     # are removed once read to the end; False: anonymous pipes, nothing on disk
     named_fifos: bool = False
     # descendants seen when the stop began: (pid, start ticks); killed if they outlive it
-    tree: list[tuple[int, int | None]] = field(default_factory=list)
+    tree: list[tuple[int, int | None]] = msgspec.field(default_factory=list)
     cgroup: str | None = None  # its cgroup v2 leaf, where available: holds every descendant
 
     @property
@@ -69,11 +69,12 @@ def child_environment(spec: ProgramSpec, extra: Mapping[str, str] | None = None)
     return env
 
 
-@dataclass(frozen=True)
-class SpawnOptions:
+class SpawnOptions(msgspec.Struct, frozen=True):
     """How one generation starts beyond what its spec says (decided by the runtime)."""
 
-    env_extra: Mapping[str, str] = field(default_factory=dict)  # NOTIFY_SOCKET, LISTEN_FDS, …
+    env_extra: Mapping[str, str] = msgspec.field(
+        default_factory=dict
+    )  # NOTIFY_SOCKET, LISTEN_FDS, …
     argv_prefix: Sequence[str] = ()  # the sh trampoline (LISTEN_PID, cgroup entry)
     preexec: Callable[[], None] | None = None  # places listening sockets at fd 3, 4, …
     # stdout/stderr as pipes the program holds open (OutputPipe; FIFOs here without /proc),
@@ -81,7 +82,10 @@ class SpawnOptions:
     fifo_dir: str | None = None
 
 
-def spawn(spec: ProgramSpec, options: SpawnOptions = SpawnOptions()) -> Child:
+_NO_OPTIONS = SpawnOptions()
+
+
+def spawn(spec: ProgramSpec, options: SpawnOptions = _NO_OPTIONS) -> Child:
     """Start one instance. Raises SpawnError with a message naming what went wrong."""
     capture_out = spec.stdout.path is not None or spec.stdout.console is not None
     capture_err = spec.stderr.path is not None or spec.stderr.console is not None
@@ -149,8 +153,7 @@ def _popen(
 FIFO_BUFFER = 1 << 20  # what a program may write while no supervisor reads (capped by the kernel)
 
 
-@dataclass
-class OutputPipe:
+class OutputPipe(msgspec.Struct):
     """A program's stdout or stderr: an anonymous pipe that the program holds read-write.
 
     The program's end is opened through /proc/self/fd with O_RDWR, so the pipe has a reader
@@ -191,8 +194,7 @@ class OutputPipe:
             os.close(self.read_fd)
 
 
-@dataclass
-class OutputFifo:
+class OutputFifo(msgspec.Struct):
     """A program's stdout or stderr as a named FIFO in the run dir.
 
     The program gets it opened read-write, so the pipe always has a reader as long as the

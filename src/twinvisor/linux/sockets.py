@@ -15,15 +15,15 @@ import os
 import socket
 import stat
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+
+import msgspec
 
 SD_LISTEN_FDS_START = 3
 BACKLOG = 1024
 MAX_FD = 1 << 20
 
 
-@dataclass(frozen=True)
-class ListenAddr:
+class ListenAddr(msgspec.Struct, frozen=True):
     text: str  # as written in the config: ":4041", "127.0.0.1:8000", "[::1]:8000", "unix:/p"
     family: socket.AddressFamily
     address: str | tuple[str, int]

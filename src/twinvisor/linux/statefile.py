@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, cast
 
 import msgspec
@@ -58,22 +57,20 @@ class _Wire(msgspec.Struct, frozen=True):
 _decoder = msgspec.json.Decoder(_Wire)
 
 
-@dataclass(frozen=True)
-class ChildRecord:
+class ChildRecord(msgspec.Struct, frozen=True):
     name: str  # instance name
     pid: int
     start_ticks: int | None  # /proc start time: a reused pid never matches
     started_wall: float  # time.time() at spawn, for uptime after adoption
 
 
-@dataclass
-class PersistedState:
-    desired: dict[str, bool] = field(default_factory=dict)  # instance -> should run
-    children: list[ChildRecord] = field(default_factory=list)
+class PersistedState(msgspec.Struct):
+    desired: dict[str, bool] = msgspec.field(default_factory=dict)  # instance -> should run
+    children: list[ChildRecord] = msgspec.field(default_factory=list)
     clean_shutdown: bool = False  # `down` finished: the next `up` starts afresh
-    restarts: dict[str, int] = field(default_factory=dict)
+    restarts: dict[str, int] = msgspec.field(default_factory=dict)
     # instance -> how its last generation ended: {exit_code, signal, signal_name, run_time, asked}
-    last_exits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    last_exits: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
 
     def to_json(self) -> str:
         wire = _Wire(

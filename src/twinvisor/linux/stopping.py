@@ -20,13 +20,13 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Awaitable, Iterator
-from dataclasses import dataclass
+
+import msgspec
 
 from twinvisor.linux import kernel
 
 
-@dataclass(frozen=True)
-class StopPlan:
+class StopPlan(msgspec.Struct, frozen=True):
     pid: int  # the process whose exit ends the stop (the group leader when `group`)
     signal: int = signal.SIGTERM
     timeout: float | None = 10.0  # from `ask` to `force`; None: never force

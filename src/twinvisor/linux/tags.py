@@ -16,7 +16,8 @@ whatever subreaper caught the orphans (`systemd --user`, a container's init, PID
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+
+import msgspec
 
 from twinvisor.linux import kernel
 
@@ -32,8 +33,7 @@ def spawn_tag(run_dir: str) -> dict[str, str]:
     return {RUN_DIR: run_dir, GENERATION: os.urandom(8).hex()}
 
 
-@dataclass(frozen=True)
-class Tagged:
+class Tagged(msgspec.Struct, frozen=True):
     name: str
     pid: int
     start_ticks: int | None  # /proc start time, in clock ticks since boot

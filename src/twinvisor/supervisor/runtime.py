@@ -19,8 +19,9 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import assert_never
+
+import msgspec
 
 from twinvisor.config.signals import describe_signal
 from twinvisor.config.specs import Config, LogSpec, ProgramSpec, ReadyMode, group_of
@@ -44,14 +45,13 @@ from twinvisor.supervisor.watch import ChildWatcher, Streams
 log = logging.getLogger("twinvisor")
 
 
-@dataclass
-class _Waiter:
+class _Waiter(msgspec.Struct):
     names: tuple[str, ...]
     outcome: OutcomeOf
     future: asyncio.Future[dict[str, Outcome]]
     # the names last seen pending: a dispatch re-checks only those it touched, so waiting on
     # 1000 programs costs O(1) per event, not O(1000) (`up`, `down` of many programs)
-    pending: set[str] = field(default_factory=set)
+    pending: set[str] = msgspec.field(default_factory=set)
 
 
 class Runtime:

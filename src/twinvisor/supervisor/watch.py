@@ -13,7 +13,8 @@ import asyncio
 import os
 import signal
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+
+import msgspec
 
 from twinvisor.linux import children, fsutil, kernel
 from twinvisor.linux.children import Child
@@ -25,8 +26,7 @@ from twinvisor.supervisor.seams import FdKeeper
 OnExit = Callable[[str, int, int | None, int | None], None]  # (instance, pid, exit code, signal)
 
 
-@dataclass
-class Streams:
+class Streams(msgspec.Struct):
     """Where one instance's output goes."""
 
     stdout: LogFile | ConsoleStream

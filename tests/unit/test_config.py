@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from twinvisor.config.load import config_to_dict, format_problems, load_config, parse_size
+from twinvisor.config.applied import config_to_dict
+from twinvisor.config.load import format_problems, load_config, parse_size
 from twinvisor.config.locate import Locator, split_key, toml_error_line
 from twinvisor.config.paths import daemon_table_paths, default_run_dir
 from twinvisor.config.specs import (

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from twinvisor.config.applied import config_to_dict
 from twinvisor.config.expand import Instance, expand_env, expand_instance
-from twinvisor.config.load import config_to_dict, load_config
+from twinvisor.config.load import load_config
 from twinvisor.config.paths import daemon_table_paths
 from twinvisor.config.specs import match_instances
 from twinvisor.errors import ConfigError, ConfigProblem

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from twinvisor.config.values import no_such_program
+from twinvisor.config.suggest import no_such_program
 
 
 def test_no_such_program_suggests_the_nearest_name() -> None:

@@ -207,7 +207,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     """A table and warnings; the resolved config (and the warnings) with --json."""
     from twinvisor.cli import checkconfig
     from twinvisor.cli.liveness import daemon_running
-    from twinvisor.config.load import config_to_dict
+    from twinvisor.config.applied import config_to_dict
 
     config = load_config(config_path(args.config))
     warnings = checkconfig.warnings(config, daemon_running(config.daemon.run_dir))

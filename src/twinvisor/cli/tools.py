@@ -64,7 +64,7 @@ def select_instances(config: Config, patterns: list[str]) -> list[ProgramSpec]:
     instances = [(p.name, p.program) for p in config.programs]
     names, unknown = match_instances(patterns, instances, groups)
     if unknown:
-        from twinvisor.config.values import no_such_program
+        from twinvisor.config.suggest import no_such_program
 
         known = list(dict.fromkeys([p.program for p in config.programs] + list(by_name)))
         known += list(groups)

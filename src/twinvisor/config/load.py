@@ -13,8 +13,7 @@ from __future__ import annotations
 import math
 import os
 import tomllib
-from dataclasses import dataclass, field, fields, is_dataclass, replace
-from enum import Enum
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -77,7 +76,7 @@ from twinvisor.config.values import (
 from twinvisor.config.values import show as _show
 from twinvisor.errors import ConfigError, ConfigProblem
 
-__all__ = ["config_to_dict", "format_problems", "load_config", "parse_size"]
+__all__ = ["format_problems", "load_config", "parse_size"]
 
 MAX_SECONDS = 30 * 86400.0  # any delay or timeout: past a month it is a typo (1e20 was taken)
 PATH_MAX = 4096  # Linux: a longer path cannot be opened anyway
@@ -898,25 +897,6 @@ def _in_file_order(problems: list[ConfigProblem]) -> list[ConfigProblem]:
     """Problems grouped by file (in the order files were first named), then by line."""
     files = list(dict.fromkeys(p.file for p in problems))
     return sorted(problems, key=lambda p: (files.index(p.file), p.line or 0))
-
-
-def _jsonable(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def config_to_dict(config: Config) -> dict[str, Any]:
-    """The resolved config as plain JSON-able data (for `twinvisor check-config`)."""
-    out: dict[str, Any] = _jsonable(config)
-    for program in out["programs"]:
-        program["environment"] = dict(program["environment"])  # pairs read better as a table
-        program["socket_mode"] = f"{program['socket_mode']:04o}"  # as written: "0660"
-    return out
 
 
 def format_problems(err: ConfigError) -> str:

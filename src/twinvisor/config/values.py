@@ -19,6 +19,7 @@ import msgspec
 
 from twinvisor.config.locate import Problems, Source
 from twinvisor.config.specs import DependCondition, Dependency, HealthKind, ReadyMode, ReadySpec
+from twinvisor.config.suggest import did_you_mean as _did_you_mean
 
 __all__ = [
     "MAX_NAME",
@@ -64,13 +65,6 @@ def show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _did_you_mean(word: str, known: list[str] | tuple[str, ...]) -> str:
-    import difflib  # only needed when something is wrong
-
-    close = difflib.get_close_matches(word, known, n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
 # ---------------------------------------------------------------------------------------------
 # types, against a msgspec schema
 
@@ -96,18 +90,6 @@ def unknown_program(name: str, known: list[str]) -> str:
     if not hint and known:
         hint = f"; programs: {', '.join(known[:20])}{', ...' if len(known) > 20 else ''}"
     return f"depends on {name!r}, but there is no such program{hint}"
-
-
-def no_such_program(unknown: list[str], known: list[str]) -> str:
-    """A command named programs the config does not have (`restart wbe`): each one with the
-    nearest known name, else the list of programs. `known`: programs and instance names."""
-    parts = []
-    for name in unknown:
-        hint = _did_you_mean(name.removesuffix(":*"), known).removeprefix("; ")
-        parts.append(f"{name} ({hint})" if hint else name)
-    listing = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
-    text = f"no such program: {', '.join(parts)}"
-    return text if any("did you mean" in p for p in parts) else f"{text}; programs: {listing}"
 
 
 _MSGSPEC_ERROR = re.compile(r"^(?P<body>.*?)(?: - at `\$(?P<at>[^`]*)`)?$", re.S)

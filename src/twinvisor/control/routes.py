@@ -11,10 +11,10 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 
 from twinvisor import __version__
-from twinvisor.config.load import config_to_dict, load_config
+from twinvisor.config.applied import config_to_dict
 from twinvisor.config.signals import signal_number
 from twinvisor.config.specs import Config
-from twinvisor.config.values import no_such_program
+from twinvisor.config.suggest import no_such_program
 from twinvisor.control.messages import (
     ChangesReply,
     ConfigChanges,
@@ -37,6 +37,7 @@ from twinvisor.control.messages import (
 from twinvisor.control.names import resolve_names
 from twinvisor.control.server import Handler, HTTPError, Request, Response, Router
 from twinvisor.errors import ConfigError
+from twinvisor.supervisor.configload import load_config_async
 from twinvisor.supervisor.runtime import Runtime, diff_configs
 
 DEFAULT_WAIT = 60.0
@@ -145,13 +146,13 @@ class _Routes:
         return Response(200 if ok else 409, SignalReply(ok=ok, sent=sent))
 
     async def reread(self, req: Request) -> Response:
-        new = self._load()
+        new = await self._load()
         return Response(
             200, ChangesReply(changes=_changes(diff_configs(self._runtime.config, new)))
         )
 
     async def update(self, req: Request) -> Response:
-        new = self._load()  # a config with errors changes nothing
+        new = await self._load()  # a config with errors changes nothing
         if new.daemon != self._runtime.config.daemon:
             raise HTTPError(409, "the [daemon] section changed: restart the daemon to apply it")
         changes = _changes(await self._runtime.apply_config(new))
@@ -197,10 +198,10 @@ class _Routes:
         result = await self._upgrade()
         return Response(200 if result.ok else 409, result)
 
-    def _load(self) -> Config:
+    async def _load(self) -> Config:
         """The config on disk; 400 with its problems when it has errors."""
         try:
-            return load_config(self._runtime.config.path)  # no thread: spawns fork this process
+            return await load_config_async(self._runtime.config.path)
         except ConfigError as e:
             message = "the config has errors; nothing was changed"
             problems = [str(p) for p in e.problems]

@@ -16,11 +16,11 @@ import logging
 import os
 import sys
 
-from twinvisor.config.load import load_config
 from twinvisor.config.specs import Config, DaemonSpec
 from twinvisor.errors import AlreadyRunning, ConfigError
 from twinvisor.exitcodes import Exit
 from twinvisor.linux import daemonlog, fsutil, rundir
+from twinvisor.supervisor.configload import load_config
 from twinvisor.twin import startup_report
 
 log = logging.getLogger("twinvisor")

@@ -14,7 +14,6 @@ import socket
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from twinvisor.config.load import load_config
 from twinvisor.config.specs import Config
 from twinvisor.control.messages import ShutdownReply, UpgradeReply
 from twinvisor.control.server import ControlServer
@@ -23,6 +22,7 @@ from twinvisor.exitcodes import Exit
 from twinvisor.linux import kernel
 from twinvisor.supervisor import console as terminal  # not the programs' console fds
 from twinvisor.supervisor import fdkeys, persistence
+from twinvisor.supervisor.configload import load_config_async
 from twinvisor.supervisor.runtime import Runtime
 from twinvisor.twin import startup_report
 
@@ -374,7 +374,7 @@ def _log_status(runtime: Runtime) -> None:
 async def _reload(runtime: Runtime) -> None:
     """SIGHUP = `twinvisor update`, as operators expect from daemons."""
     try:
-        new = load_config(runtime.config.path)
+        new = await load_config_async(runtime.config.path)
     except ConfigError as e:
         log.error("reload refused, the config has errors; nothing changed:\n%s", e)
         return

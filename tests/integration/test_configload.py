@@ -88,7 +88,10 @@ def test_a_loader_that_hangs_is_stopped_and_reported(
 def test_the_daemons_modules_never_load_the_config_parser() -> None:
     probe = (
         "import sys\n"
-        "from twinvisor.service import entry, process\n"
+        "from twinvisor.service import entry\n"
+        "entry._import_asyncio(tls=False)\n"
+        "assert 'ssl' not in sys.modules, 'asyncio was imported before entry could keep ssl out'\n"
+        "from twinvisor.service import process\n"
         "from twinvisor.control import routes, dashboard\n"
         "heavy = [m for m in sys.modules if m.split('.')[0] == 'tomllib' or m in (\n"
         "    'twinvisor.config.load', 'twinvisor.config.values', 'twinvisor.config.locate')]\n"

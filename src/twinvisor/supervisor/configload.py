@@ -11,7 +11,6 @@ applied.
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 
@@ -47,6 +46,10 @@ def load_config(path: str) -> Config:
 
 async def load_config_async(path: str) -> Config:
     """load_config without blocking the event loop (`update`, `reread`, SIGHUP)."""
+    # here, not at the top: entry.py imports this before asyncio, which it imports its own
+    # way (without ssl: service/entry._import_asyncio)
+    import asyncio
+
     try:
         proc = await asyncio.create_subprocess_exec(
             *_argv(path),

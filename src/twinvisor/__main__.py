@@ -1,9 +1,10 @@
 """`python -m twinvisor`: the CLI, or one of the twin's own processes.
 
-The supervisor, as twin/protocol.py starts it (`daemon -c PATH`), goes straight to
-service/entry.py: through the CLI it would keep argparse, json, shutil (bz2, lzma) and the
-CLI's own modules in its memory for the life of the process. Any other form of `daemon`
-still goes through the CLI's parser (its errors and its -c lookup).
+The supervisor is started with `python -c` (twin/protocol.command: -m would keep runpy in its
+memory); `python -m twinvisor daemon -c PATH` by hand goes straight to service/entry.py too:
+through the CLI it would keep argparse, json, shutil (bz2, lzma) and the CLI's own modules in
+its memory for the life of the process. Any other form of `daemon` still goes through the
+CLI's parser (its errors and its -c lookup).
 """
 
 import sys

@@ -6,7 +6,7 @@ import os
 import signal
 from pathlib import Path
 
-from tests.support.helpers import Daemon, child, daemon_fixture  # noqa: F401
+from tests.support.helpers import Daemon, child, daemon_fixture, wait_until  # noqa: F401
 
 
 def test_sighup_to_the_supervisor_applies_the_config(daemon: Daemon) -> None:
@@ -14,6 +14,9 @@ def test_sighup_to_the_supervisor_applies_the_config(daemon: Daemon) -> None:
     a = daemon.wait_state("a", "RUNNING")["pid"]
     daemon.write_config({"a": {"command": child("run")}, "b": {"command": child("run")}})
     os.kill(int(Path(daemon.run_dir, "twinvisor.pid").read_text()), signal.SIGHUP)
+    # the reload reads the file in a child process (supervisor/configload.py): b appears
+    # once it has answered
+    wait_until(lambda: "b" in daemon.status(), what="b added by the reload")
     daemon.wait_state("b", "RUNNING")
     assert daemon.status()["a"]["pid"] == a  # unchanged programs untouched
 

@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import socket
+import subprocess
 import sys
 
 import pytest
@@ -95,3 +96,18 @@ def test_the_guard_command_runs_isolated_from_the_callers_directory() -> None:
     assert argv[4] == protocol.package_root()
     assert os.path.isdir(os.path.join(argv[4], "twinvisor"))
     assert argv[5:] == ["twinvisor", "guard", "-c", "/etc/x.toml"]
+
+
+def test_the_supervisor_command_runs_without_runpy() -> None:
+    argv = protocol.command("daemon", "/etc/x.toml")
+    assert "-m" not in argv and argv[1:4] == ["-P", "-c", protocol.DAEMON_BOOT]
+    assert argv[4:] == ["twinvisor", "daemon", "-c", "/etc/x.toml"]
+    # the boot line runs entry.main, which refuses anything but that argv (exit 2, no traceback)
+    bad = subprocess.run(
+        [sys.executable, "-P", "-c", protocol.DAEMON_BOOT, "twinvisor", "daemon", "--x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "unexpected arguments" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -42,6 +42,16 @@ def acquire_lock(daemon: DaemonSpec) -> int:
     return fd
 
 
+def main() -> int:
+    """The supervisor's process entry, as its guard starts it (twin/protocol.command):
+    `python -P -c DAEMON_BOOT twinvisor daemon -c CONFIG`."""
+    args = sys.argv[1:]
+    if len(args) == 4 and args[:3] == ["twinvisor", "daemon", "-c"] and args[3]:
+        return run(args[3], foreground=False)
+    print(f"twinvisor daemon: unexpected arguments {args!r}", file=sys.stderr)
+    return Exit.USAGE
+
+
 def run(config_path: str, foreground: bool) -> int:
     """Config, run-dir lock, logging and pid file, then the event loop until down/upgrade."""
     reporter = startup_report.Reporter()

@@ -57,6 +57,12 @@ GUARD_BOOT = (
 )
 
 
+# the supervisor: `-c`, not `-m twinvisor daemon` either (runpy, 0.6 MiB for the daemon's
+# whole life); -P keeps the caller's directory out of its sys.path. service/entry.main reads
+# the rest of the argv (`twinvisor daemon -c CONFIG`).
+DAEMON_BOOT = "from twinvisor.service.entry import main; raise SystemExit(main())"
+
+
 def package_root() -> str:
     """The directory the running twinvisor package is imported from."""
     here = os.path.dirname(os.path.abspath(__file__))  # .../twinvisor/twin
@@ -71,7 +77,7 @@ def command(verb: str, config_path: str, *extra: str) -> list[str]:
         flags = "-IS" + ("B" if sys.dont_write_bytecode else "")
         boot = [sys.executable, flags, "-c", GUARD_BOOT, package_root()]
         return [*boot, "twinvisor", verb, "-c", config_path, *extra]
-    return [sys.executable, "-m", "twinvisor", verb, "-c", config_path, *extra]
+    return [sys.executable, "-P", "-c", DAEMON_BOOT, "twinvisor", verb, "-c", config_path, *extra]
 
 
 # Any: a decoded JSON object, read by key at the edge (the peer may send anything)

@@ -26,8 +26,9 @@ import ctypes, os, signal, subprocess, sys
 ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 rc = subprocess.run(sys.argv[2:], stdin=subprocess.DEVNULL).returncode
-with open(sys.argv[1], "w") as f:
+with open(sys.argv[1] + ".tmp", "w") as f:  # then renamed: rc() never reads it half written
     f.write(str(rc))
+os.replace(sys.argv[1] + ".tmp", sys.argv[1])
 while True:
     try:
         os.wait()

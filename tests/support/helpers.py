@@ -193,7 +193,9 @@ class Daemon:
         where: Callable[[dict[str, Any]], bool] | None = None,
     ) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
-            row = self.status()[name]
+            row = self.status().get(name)  # a program being added (a reload) is not there yet
+            if row is None:
+                return None
             ok = row["state"] in states and (where is None or where(row))
             return row if ok else None
 

@@ -21,18 +21,21 @@ from twinvisor.config.load import load_config
 from twinvisor.errors import ConfigError
 
 
+def answer(path: str) -> bytes:
+    """The answer for the config file at `path` (also run in a fork: supervisor/configload)."""
+    try:
+        config = load_config(path)
+    except ConfigError as e:
+        problems = [(p.file, p.line, p.key, p.message) for p in e.problems]
+        return msgspec.json.encode({"problems": problems}) + b"\n"
+    return b'{"config":' + msgspec.json.encode(config) + b"}\n"
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m twinvisor.config.child CONFIG", file=sys.stderr)
         return 2
-    try:
-        config = load_config(argv[0])
-    except ConfigError as e:
-        problems = [(p.file, p.line, p.key, p.message) for p in e.problems]
-        answer = msgspec.json.encode({"problems": problems})
-    else:
-        answer = b'{"config":' + msgspec.json.encode(config) + b"}"
-    sys.stdout.buffer.write(answer + b"\n")
+    sys.stdout.buffer.write(answer(argv[0]))
     sys.stdout.buffer.flush()
     return 0
 

@@ -7,8 +7,10 @@ no size is asserted here (bench/ measures memory), only which extension modules 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from tests.support.helpers import Daemon, child, daemon_fixture  # noqa: F401
+from twinvisor.service.process import MODULES_ENV
 
 
 def _mapped(daemon: Daemon) -> set[str]:
@@ -40,3 +42,47 @@ def test_a_plain_config_loads_no_ctypes_or_compression(daemon: Daemon) -> None:
     mapped = _mapped(daemon)
     for prefix in ("_ctypes.", "_bz2.", "_lzma.", "_psutil_linux.", "_hashlib."):
         assert _loaded(mapped, prefix) == [], mapped
+
+
+# pure-Python modules a plain supervisor (no [daemon.http], no HTTP checks, no console
+# programs) does without for its whole life: the dashboard is built on its first request,
+# the control server decodes targets itself (control/target.py), the console's JSON lines
+# are msgspec's
+NOT_IN_A_PLAIN_SUPERVISOR = (
+    "json",
+    "urllib",
+    "ipaddress",
+    "http",
+    "twinvisor.control.dashboard",
+    "twinvisor.control.auth",
+    "twinvisor.cli",
+)
+
+
+def _supervisor_modules(listing: Path) -> set[str]:
+    return set(listing.read_text().split())
+
+
+def _heavy(modules: set[str]) -> list[str]:
+    return sorted(
+        m for m in modules for f in NOT_IN_A_PLAIN_SUPERVISOR if m == f or m.startswith(f + ".")
+    )
+
+
+def test_a_plain_supervisor_serves_requests_without_the_dashboard(daemon: Daemon) -> None:
+    listing = Path(daemon.path("supervisor-modules"))
+    daemon.env[MODULES_ENV] = str(listing)
+    daemon.up({"a": {"command": child("run")}})
+    # a query string with percent-escapes, decoded without urllib.parse
+    code, body = daemon.api("POST", "/programs/a/restart", query={"wait": "1", "why": "a b/c"})
+    assert code == 200, body
+    assert daemon.status()["a"]["state"] == "RUNNING"
+    modules = _supervisor_modules(listing)
+    assert "twinvisor.service.process" in modules  # the supervisor's list, current
+    assert _heavy(modules) == []
+
+    # the first dashboard request builds it, and it guards at once: the client's
+    # "Host: twinvisor" is no loopback name, so the DNS-rebinding check refuses it
+    code, page = daemon.api("GET", "/ui/status")
+    assert (code, page) == (403, {"error": "unexpected Host header"})
+    assert "twinvisor.control.dashboard" in _supervisor_modules(listing)

@@ -20,7 +20,6 @@ import base64
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 import msgspec
@@ -29,7 +28,8 @@ from twinvisor.config.paths import sha256_hex
 from twinvisor.config.specs import HttpSpec
 from twinvisor.control import auth
 from twinvisor.control.names import resolve_names
-from twinvisor.control.server import Request, Response, Router
+from twinvisor.control.server import Handler, Request, Response, Router
+from twinvisor.control.ui_table import ui_routes
 from twinvisor.supervisor.runtime import Runtime
 
 log = logging.getLogger("twinvisor.control")
@@ -58,8 +58,6 @@ SECURITY_HEADERS = (
     ("referrer-policy", "same-origin"),  # no-referrer would make form posts send Origin: null
     ("cache-control", "no-store"),
 )
-
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _with_headers(resp: Response, *extra: tuple[str, str]) -> Response:
@@ -194,20 +192,26 @@ class Dashboard:
 
     # -- routes -------------------------------------------------------------------------------
 
-    def add_routes(self, router: Router) -> None:
-        router.add("GET", "/", self.guard(self.page, page=True))
-        router.add("GET", "/static/{file}", self.guard(self.static))
-        router.add("GET", "/ui/status", self.guard(self.status))
-        router.add("GET", "/ui/events", self.guard(self.events))
-        router.add("GET", "/ui/logs/{name}", self.guard(self.logs))
+    def routes(self) -> list[tuple[str, str, Handler]]:
+        """Every route of the dashboard with its handler, in the order of `ui_routes`."""
+        wiring: dict[tuple[str, str], Handler] = {
+            ("GET", "/"): self.guard(self.page, page=True),
+            ("GET", "/static/{file}"): self.guard(self.static),
+            ("GET", "/ui/status"): self.guard(self.status),
+            ("GET", "/ui/events"): self.guard(self.events),
+            ("GET", "/ui/logs/{name}"): self.guard(self.logs),
+            ("POST", "/ui/programs/{name}/signal"): self.guard(self.signal, write=True),
+            ("POST", "/logout"): self.guard(self.logout, write=True),
+            ("POST", "/login"): self.login,
+        }
         for verb in ("start", "stop", "restart"):
-            router.add(
-                "POST", f"/ui/programs/{{name}}/{verb}", self.guard(self.verb(verb), write=True)
-            )
-        router.add("POST", "/ui/programs/{name}/signal", self.guard(self.signal, write=True))
-        router.add("POST", "/logout", self.guard(self.logout, write=True))
-        if not self.trusted:
-            router.add("POST", "/login", self.login)
+            pattern = f"/ui/programs/{{name}}/{verb}"
+            wiring["POST", pattern] = self.guard(self.verb(verb), write=True)
+        return [(m, p, wiring[m, p]) for m, p in ui_routes(trusted=self.trusted)]
+
+    def add_routes(self, router: Router) -> None:
+        for method, pattern, handler in self.routes():
+            router.add(method, pattern, handler)
 
     async def page(self, req: Request) -> Response:
         session = self._session(req)

@@ -36,6 +36,7 @@ from twinvisor.control.messages import (
 )
 from twinvisor.control.names import resolve_names
 from twinvisor.control.server import Handler, HTTPError, Request, Response, Router
+from twinvisor.control.ui_table import LazyRoutes, ui_routes
 from twinvisor.errors import ConfigError
 from twinvisor.supervisor.configload import load_config_async
 from twinvisor.supervisor.runtime import Runtime, diff_configs
@@ -56,11 +57,16 @@ def build_router(
 ) -> Router:
     router = Router()
     api = _Routes(runtime, router, shutdown, upgrade)
-    # the dashboard's pages on the control socket too (through `ssh -L` to the socket); its
-    # peers are vouched for by SO_PEERCRED, so there is no login, but actions need its CSRF token
-    from twinvisor.control.dashboard import Dashboard
 
-    Dashboard(runtime, runtime.config.daemon.http, trusted=True).add_routes(router)
+    # the dashboard's pages on the control socket too (through `ssh -L` to the socket); its
+    # peers are vouched for by SO_PEERCRED, so there is no login, but actions need its CSRF
+    # token. Built on its first request: see control/ui_table.py
+    def dashboard() -> list[tuple[str, str, Handler]]:
+        from twinvisor.control.dashboard import Dashboard
+
+        return Dashboard(runtime, runtime.config.daemon.http, trusted=True).routes()
+
+    LazyRoutes(dashboard).add_to(router, ui_routes(trusted=True))
     router.add("GET", "/metrics", api.metrics)
     router.add("GET", "/usage", api.usage)
     router.add("GET", "/events", api.events)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import http
 import logging
 import os
 import re
@@ -36,12 +35,12 @@ import stat
 import struct
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 import h11
 import msgspec
 
 from twinvisor.control.slots import ConnectionSlots, Slot
+from twinvisor.control.target import absolute_to_origin, parse_qsl, unquote
 from twinvisor.errors import AlreadyRunning, ControlError
 
 __all__ = [
@@ -122,10 +121,13 @@ class Router:
         self._routes: list[_Route] = []
         # answered requests by (method, route pattern, status): the API's own metrics
         self.requests: dict[tuple[str, str, int], int] = {}
+        self.answered: Callable[[], None] | None = None  # debug: called as each answer is sent
 
     def count(self, method: str, pattern: str, status: int) -> None:
         key = (method, pattern, status)
         self.requests[key] = self.requests.get(key, 0) + 1
+        if self.answered is not None:
+            self.answered()
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
         method = method.upper()
@@ -234,7 +236,32 @@ def _peer_credentials(writer: asyncio.StreamWriter) -> _Peer | None:
     return _Peer(pid, uid, gid)
 
 
+# the statuses this server answers with; http.HTTPStatus (an enum of 60) for any other
+_REASONS = {
+    200: b"OK",
+    303: b"See Other",
+    400: b"Bad Request",
+    401: b"Unauthorized",
+    403: b"Forbidden",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    408: b"Request Timeout",
+    409: b"Conflict",
+    413: b"Request Entity Too Large",
+    415: b"Unsupported Media Type",
+    429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
+    503: b"Service Unavailable",
+}
+
+
 def _reason(status: int) -> bytes:
+    known = _REASONS.get(status)
+    if known is not None:
+        return known
+    import http
+
     try:
         return http.HTTPStatus(status).phrase.encode("ascii")
     except ValueError:
@@ -704,7 +731,7 @@ def _decode_form(raw: bytes) -> dict[str, str]:
     except UnicodeDecodeError:
         raise HTTPError(400, "form body is not valid UTF-8") from None
     try:
-        return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=_MAX_QUERY_FIELDS))
+        return dict(parse_qsl(text, _MAX_QUERY_FIELDS))
     except ValueError:
         raise HTTPError(400, "too many form fields") from None
 
@@ -735,18 +762,13 @@ def _split_target(target: bytes) -> tuple[str, dict[str, str]]:
         raise HTTPError(400, "request target is not ASCII") from None
     if not text.startswith("/"):
         try:
-            parts = urlsplit(text)  # absolute-form, e.g. "http://x/status"
-        except ValueError:  # e.g. "http://[::1": an unclosed IPv6 literal
+            text = absolute_to_origin(text)  # absolute-form, e.g. "http://x/status"
+        except ValueError:  # no scheme, or "http://[::1": an unclosed IPv6 literal
             raise HTTPError(400, f"bad request target: {text[:100]}") from None
-        if not parts.scheme:
-            raise HTTPError(400, f"bad request target: {text[:100]}")
-        text = (parts.path or "/") + ("?" + parts.query if parts.query else "")
     path, _, qs = text.partition("?")
     path = path.partition("#")[0]
     try:
-        pairs = parse_qsl(
-            qs, keep_blank_values=True, errors="strict", max_num_fields=_MAX_QUERY_FIELDS
-        )
+        pairs = parse_qsl(qs, _MAX_QUERY_FIELDS, errors="strict")
     except (UnicodeDecodeError, ValueError) as e:
         raise HTTPError(400, f"bad query string: {e}") from None
     return path, dict(pairs)

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import socket
 import stat
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
+
+import msgspec  # already the supervisor's codec: `json` would add its package and `re` patterns
 
 CONSOLE_ENV = "TWINVISOR_CONSOLE_FDS"  # "OUT,ERR": the guard's console, handed to a supervisor
 BUFFER_LIMIT = 1024 * 1024  # bytes waiting for a slow console before lines are dropped
@@ -229,7 +230,7 @@ class ConsoleStream:
             "stream": self._stream,
             "line": line.decode("utf-8", errors="replace"),
         }
-        return json.dumps(record, ensure_ascii=False).encode() + b"\n"
+        return msgspec.json.encode(record) + b"\n"  # UTF-8 as is, like ensure_ascii=False
 
     def reopen(self) -> None:
         pass  # nothing to reopen: the console is the daemon's own stream

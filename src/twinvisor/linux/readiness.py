@@ -20,7 +20,6 @@ import socket
 import struct
 import subprocess
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 from twinvisor.linux import fsutil, kernel
 
@@ -184,6 +183,8 @@ async def probe_tcp(target: str, timeout: float) -> tuple[bool, str]:
 
 async def probe_http(url: str, timeout: float) -> tuple[bool, str]:
     """GET url; 2xx and 3xx count as healthy. Plain HTTP/1.0 keeps the probe tiny."""
+    from urllib.parse import urlsplit  # here: with ipaddress, only where a program has HTTP checks
+
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ from twinvisor.control.messages import ShutdownReply, UpgradeReply
 from twinvisor.control.server import ControlServer
 from twinvisor.errors import ConfigError, TwinvisorError
 from twinvisor.exitcodes import Exit
-from twinvisor.linux import kernel
+from twinvisor.linux import fsutil, kernel
 from twinvisor.supervisor import console as terminal  # not the programs' console fds
 from twinvisor.supervisor import fdkeys, persistence
 from twinvisor.supervisor.configload import load_config_async
@@ -33,6 +34,9 @@ if TYPE_CHECKING:  # imported when needed: a guard to connect to, a listener con
 log = logging.getLogger("twinvisor")
 
 STARTUP_TIMEOUT = 60.0
+# debug: a file the supervisor lists its sys.modules in as it answers each control request
+# (tests/e2e/test_import_hygiene.py keeps what a plain supervisor imports small)
+MODULES_ENV = "TWINVISOR_SUPERVISOR_MODULES"
 
 
 def serve(config: Config, reporter: startup_report.Reporter, problems: list[str]) -> int:
@@ -176,6 +180,9 @@ class _Service:
         from twinvisor.control.routes import build_router
 
         router = build_router(self.runtime, self.shutdown, self.upgrade)
+        listing = os.environ.get(MODULES_ENV)
+        if listing:
+            router.answered = lambda: _tell_modules(listing)
         server = ControlServer(self.config.daemon.socket, router)
         control_fd = self.handed.pop(fdkeys.CONTROL, None)
         if control_fd is not None:  # the guard kept it: no connection was ever refused
@@ -380,3 +387,7 @@ async def _reload(runtime: Runtime) -> None:
         return
     changes = await runtime.apply_config(new)
     log.info("reloaded: %s", changes)
+
+
+def _tell_modules(path: str) -> None:
+    fsutil.write_atomic(path, "\n".join(sorted(sys.modules)) + "\n", fsync=False)

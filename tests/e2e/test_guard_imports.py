@@ -56,6 +56,8 @@ FORBIDDEN = (
     "collections",
     "site",
     "importlib",
+    # ctypes/__init__ for one prctl: linux/kernel.libc_call uses _ctypes itself
+    "ctypes",
 )
 FORBIDDEN_SO = ("_ssl", "_asyncio", "_posixsubprocess", "_hashlib", "_datetime")
 

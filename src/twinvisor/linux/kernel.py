@@ -232,8 +232,6 @@ _SYS_PIDFD_GETFD = 438  # x86_64, arm64 and the other asm-generic architectures
 def pidfd_getfd(pid: int, target_fd: int) -> int | None:
     """A duplicate of another process's fd `target_fd` (Linux 5.6+, needs ptrace rights over
     it: root, or our own uid with a permissive yama policy). None where that is not possible."""
-    import ctypes
-
     try:
         pidfd = pidfd_open(pid)
     except ProcessLookupError:
@@ -241,8 +239,7 @@ def pidfd_getfd(pid: int, target_fd: int) -> int | None:
     if pidfd is None:
         return None
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fd = int(libc.syscall(_SYS_PIDFD_GETFD, pidfd, target_fd, 0))
+        fd = libc_call("syscall", _SYS_PIDFD_GETFD, pidfd, target_fd, 0)
     except (OSError, AttributeError):
         return None
     finally:
@@ -274,13 +271,32 @@ def add_signal_handler(
 
 def set_child_subreaper() -> bool:
     """Make orphaned descendants reparent to us (so we can reap and kill them)."""
-    import ctypes  # only here: it costs the light processes (CLI, guard) memory and time
-
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+        return libc_call("prctl", _PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
+
+
+def libc_call(name: str, *args: int) -> int:
+    """libc's function `name` called with C ints, its C int result: what
+    `ctypes.CDLL(None, use_errno=True).name(*args)` does, on `_ctypes` itself.
+
+    ctypes/__init__ (with struct, and the types it defines at import) is 0.4 MiB of anonymous
+    memory in the guard, which makes this one call for its whole life (prctl); _ctypes is the
+    C module under it. AttributeError where libc has no such function, as with ctypes."""
+    import _ctypes
+
+    class CInt(_ctypes._SimpleCData):  # type: ignore[type-arg]  # ctypes.c_int, not generic at run time
+        _type_ = "i"
+
+    class Function(_ctypes.CFuncPtr):  # a CDLL's function: cdecl, errno saved, int result
+        _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+        _restype_ = CInt
+
+    class Libc:  # what CFuncPtr((name, library)) reads: the handle dlopen(NULL) gave
+        _handle = _ctypes.dlopen(None, _ctypes.RTLD_LOCAL)  # type: ignore[arg-type]  # NULL: us
+
+    return int(Function((name, Libc()))(*args))  # type: ignore[arg-type]  # any `_handle` will do
 
 
 def reap_zombies() -> list[tuple[int, int]]:

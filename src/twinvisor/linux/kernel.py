@@ -284,6 +284,16 @@ def libc_call(name: str, *args: int) -> int:
     ctypes/__init__ (with struct, and the types it defines at import) is 0.4 MiB of anonymous
     memory in the guard, which makes this one call for its whole life (prctl); _ctypes is the
     C module under it. AttributeError where libc has no such function, as with ctypes."""
+    function = _libc_functions.get(name)
+    if function is None:  # looked up once a name: a takeback calls pidfd_getfd per socket
+        function = _libc_functions[name] = _libc_function(name)
+    return int(function(*args))
+
+
+_libc_functions: dict[str, Callable[..., int]] = {}
+
+
+def _libc_function(name: str) -> Callable[..., int]:
     import _ctypes
 
     class CInt(_ctypes._SimpleCData):  # type: ignore[type-arg]  # ctypes.c_int, not generic at run time
@@ -296,7 +306,7 @@ def libc_call(name: str, *args: int) -> int:
     class Libc:  # what CFuncPtr((name, library)) reads: the handle dlopen(NULL) gave
         _handle = _ctypes.dlopen(None, _ctypes.RTLD_LOCAL)  # type: ignore[arg-type]  # NULL: us
 
-    return int(Function((name, Libc()))(*args))  # type: ignore[arg-type]  # any `_handle` will do
+    return Function((name, Libc()))  # type: ignore[arg-type]  # any `_handle` will do
 
 
 def reap_zombies() -> list[tuple[int, int]]:

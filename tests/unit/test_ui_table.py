@@ -1,5 +1,5 @@
 """The dashboard's route table, known before the dashboard is built (control/ui_table.py),
-is the dashboard's own: the same routes in the same order, each with its handler."""
+is the dashboard's own: every handler it wires has a row, every row a handler."""
 
 from __future__ import annotations
 
@@ -13,12 +13,18 @@ from twinvisor.control.ui_table import ui_routes
 from twinvisor.supervisor.runtime import Runtime
 
 
-@pytest.mark.parametrize("trusted", [True, False])
-def test_the_table_is_the_dashboards(trusted: bool) -> None:
+def _dashboard(trusted: bool) -> Dashboard:
     runtime = cast(Runtime, object())  # only kept by the constructor: no handler runs here
-    dashboard = Dashboard(runtime, None, trusted=trusted)
+    return Dashboard(runtime, None, trusted=trusted)
+
+
+def test_every_wired_handler_is_in_the_table() -> None:
+    assert sorted(_dashboard(trusted=False).wiring()) == sorted(ui_routes(trusted=False))
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_the_routes_are_the_tables(trusted: bool) -> None:
+    dashboard = _dashboard(trusted)
     assert [(m, p) for m, p, _ in dashboard.routes()] == ui_routes(trusted=trusted)
-    router = Router()
-    dashboard.add_routes(router)  # no pattern clashes with another
-    assert ("POST", "/login") in ui_routes(trusted=False)
-    assert ("POST", "/login") not in ui_routes(trusted=True)
+    dashboard.add_routes(Router())  # no pattern clashes with another
+    assert (("POST", "/login") in ui_routes(trusted=trusted)) is not trusted

@@ -194,6 +194,11 @@ class Dashboard:
 
     def routes(self) -> list[tuple[str, str, Handler]]:
         """Every route of the dashboard with its handler, in the order of `ui_routes`."""
+        wiring = self.wiring()
+        return [(m, p, wiring[m, p]) for m, p in ui_routes(trusted=self.trusted)]
+
+    def wiring(self) -> dict[tuple[str, str], Handler]:
+        """The handler of each (method, pattern), /login included: `ui_routes` picks."""
         wiring: dict[tuple[str, str], Handler] = {
             ("GET", "/"): self.guard(self.page, page=True),
             ("GET", "/static/{file}"): self.guard(self.static),
@@ -207,7 +212,7 @@ class Dashboard:
         for verb in ("start", "stop", "restart"):
             pattern = f"/ui/programs/{{name}}/{verb}"
             wiring["POST", pattern] = self.guard(self.verb(verb), write=True)
-        return [(m, p, wiring[m, p]) for m, p in ui_routes(trusted=self.trusted)]
+        return wiring
 
     def add_routes(self, router: Router) -> None:
         for method, pattern, handler in self.routes():

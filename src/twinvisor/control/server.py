@@ -121,7 +121,8 @@ class Router:
         self._routes: list[_Route] = []
         # answered requests by (method, route pattern, status): the API's own metrics
         self.requests: dict[tuple[str, str, int], int] = {}
-        self.answered: Callable[[], None] | None = None  # debug: called as each answer is sent
+        # debug: called as each answer is counted, before it is sent (service/process.py)
+        self.answered: Callable[[], None] | None = None
 
     def count(self, method: str, pattern: str, status: int) -> None:
         key = (method, pattern, status)

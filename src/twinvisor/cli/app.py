@@ -295,6 +295,9 @@ def _run_foreground(config: Config, twin: bool) -> int:
     from twinvisor.twin import guard, protocol
 
     fsutil.remove_quietly(config.daemon.stop_marker)
+    from twinvisor.cli.launch import prepare_bytecode
+
+    prepare_bytecode()  # before the exec: the guard then starts the supervisor with -OO
     # This guard stays for the container's whole life (often as its PID 1): exec its own
     # light entry, in this same process, rather than run it here, where the CLI's imports
     # (argparse, the config loader, msgspec) would stay in its memory for good.

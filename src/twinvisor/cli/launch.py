@@ -12,7 +12,7 @@ from twinvisor.cli.common import Fail
 from twinvisor.config.specs import DaemonSpec
 from twinvisor.exitcodes import Exit
 from twinvisor.linux import fsutil, kernel
-from twinvisor.twin import protocol, startup_report
+from twinvisor.twin import bytecode, protocol, startup_report
 from twinvisor.twin.startup_report import Report
 
 
@@ -24,6 +24,7 @@ def start_background(
     fsutil.make_private_dir(daemon.run_dir)
     fsutil.remove_quietly(daemon.stop_marker)
     os.makedirs(daemon.log_dir, mode=0o750, exist_ok=True)
+    prepare_bytecode()
     read_end, write_end = os.pipe()
     try:
         proc = _spawn_detached(config_path, daemon, "guard" if twin else "daemon", write_end)
@@ -45,6 +46,31 @@ def start_background(
     if message.get("ok"):
         return _render_up(message, proc.pid if twin else None)
     return _render_refusal(message, daemon)
+
+
+WARM_TIMEOUT = 120.0
+
+
+def prepare_bytecode() -> bool:
+    """Write the supervisor's optimized bytecode if it is not there yet (twin/bytecode.py),
+    so the supervisor about to start runs with -OO. Once per install: later calls only look.
+    Where this user cannot write, the supervisor starts plain and its log says why."""
+    if not bytecode.enabled():
+        return False
+    if bytecode.ready():
+        return True
+    try:
+        subprocess.run(
+            bytecode.warm_command(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=WARM_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return bytecode.ready()
 
 
 def _spawn_detached(
@@ -182,6 +208,7 @@ def upgrade_daemon(socket_path: str, timeout: float) -> int:
     from twinvisor.errors import ControlError, DaemonNotRunning
 
     client = ControlClient(socket_path, timeout=timeout + 5)
+    prepare_bytecode()  # the installed code's, for the new supervisor
     try:
         code, result = client.call("POST", "/upgrade")
     except DaemonNotRunning as e:

@@ -265,7 +265,8 @@ class Core(msgspec.Struct):
         old = proc.state
         if old is new:
             return
-        assert is_legal(old, new), f"{proc.spec.name}: illegal transition {old} -> {new}"
+        if not is_legal(old, new):  # an invariant, kept under -OO (twin/bytecode.py)
+            raise AssertionError(f"{proc.spec.name}: illegal transition {old} -> {new}")
         proc.state = new
         out.append(StateChanged(proc.spec.name, old, new))
 

@@ -21,7 +21,7 @@ from twinvisor.errors import AlreadyRunning, ConfigError
 from twinvisor.exitcodes import Exit
 from twinvisor.linux import daemonlog, fsutil, rundir
 from twinvisor.supervisor.configload import load_config
-from twinvisor.twin import startup_report
+from twinvisor.twin import bytecode, startup_report
 
 log = logging.getLogger("twinvisor")
 
@@ -77,6 +77,8 @@ def run(config_path: str, foreground: bool) -> int:
     daemonlog.setup(config.daemon, foreground)
     for message in moved:
         log.warning("run dir: %s", message)
+    if sys.flags.optimize < bytecode.LEVEL:  # nothing happens silently: 0.7 MiB more
+        log.info("running on plain bytecode, not -OO: %s", bytecode.why_plain())
     if problems:
         log.error(
             "the config file %s has errors; running on the last applied config until it is "

@@ -20,7 +20,7 @@ import _socket
 import os
 import sys
 
-from twinvisor.twin import cjson
+from twinvisor.twin import bytecode, cjson
 
 TYPE_CHECKING = False  # the guard imports this: typing stays out of it
 if TYPE_CHECKING:
@@ -58,7 +58,8 @@ GUARD_BOOT = (
 
 
 # the supervisor: `-c`, not `-m twinvisor daemon` either (runpy, 0.6 MiB for the daemon's
-# whole life); -P keeps the caller's directory out of its sys.path. service/entry.main reads
+# whole life); -P keeps the caller's directory out of its sys.path; -OO when its optimized
+# bytecode is ready (twin/bytecode.py: 0.7 MiB of docstrings). service/entry.main reads
 # the rest of the argv (`twinvisor daemon -c CONFIG`).
 DAEMON_BOOT = "from twinvisor.service.entry import main; raise SystemExit(main())"
 
@@ -77,7 +78,8 @@ def command(verb: str, config_path: str, *extra: str) -> list[str]:
         flags = "-IS" + ("B" if sys.dont_write_bytecode else "")
         boot = [sys.executable, flags, "-c", GUARD_BOOT, package_root()]
         return [*boot, "twinvisor", verb, "-c", config_path, *extra]
-    return [sys.executable, "-P", "-c", DAEMON_BOOT, "twinvisor", verb, "-c", config_path, *extra]
+    boot = [sys.executable, *bytecode.interpreter_flags(), "-P", "-c", DAEMON_BOOT]
+    return [*boot, "twinvisor", verb, "-c", config_path, *extra]
 
 
 # Any: a decoded JSON object, read by key at the edge (the peer may send anything)

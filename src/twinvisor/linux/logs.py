@@ -55,6 +55,7 @@ class LogFile:
         self._framer = _LineFramer(spec.timestamps, wallclock)
         self._fd: int | None = None
         self._size = 0  # our idea of the file size, resynced from fstat on open and each check
+        self._ident: tuple[int, int] | None = None  # (device, inode) of the open file
         self._at_line_start = True  # the last byte we wrote was a newline (or we wrote none)
         self._closed = False
         self._last_check = 0.0
@@ -78,6 +79,13 @@ class LogFile:
     def written_bytes(self) -> int:
         """Total bytes written to the file (with timestamps, if framed), over this object's life."""
         return self._written_total
+
+    def position(self) -> tuple[int, int, int] | None:
+        """(device, inode, size) of the open file as the next write finds it; None: no file
+        open yet (the first output creates it). Noted with a chunk in flight (inflight.py)."""
+        if self._fd is None or self._ident is None:
+            return None
+        return (*self._ident, self._size)
 
     @property
     def dropped_bytes(self) -> int:
@@ -210,10 +218,12 @@ class LogFile:
             os.makedirs(parent, mode=_DIR_MODE, exist_ok=True)
         fd = fsutil.open_log(path)
         try:
-            self._size = os.fstat(fd).st_size
+            st = os.fstat(fd)
         except OSError:
             os.close(fd)
             raise
+        self._size = st.st_size
+        self._ident = (st.st_dev, st.st_ino)
         self._fd = fd
         self._last_check = self._clock()
 

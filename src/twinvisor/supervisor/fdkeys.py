@@ -5,6 +5,7 @@ reads here which is which.
 
   control                 the control socket's listener
   notify                  the NOTIFY_SOCKET datagram socket (its name is random: bound once)
+  inflight                the memfd holding a chunk of output between pipe and log file
   listen:ADDR             a listening socket (one per address, whoever names it)
   pipe:NAME:PID:out|err   the read end of one program generation's stdout or stderr pipe
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 CONTROL = "control"
 NOTIFY = "notify"
+INFLIGHT = "inflight"
 _LISTEN = "listen:"
 
 

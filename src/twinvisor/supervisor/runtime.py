@@ -32,6 +32,7 @@ from twinvisor.errors import SpawnError
 from twinvisor.linux import children, kernel, readiness, sockets, statefile, tags
 from twinvisor.linux.children import Child
 from twinvisor.linux.console import Console, ConsoleStream, open_nonblocking
+from twinvisor.linux.inflight import InFlight
 from twinvisor.linux.logs import LogFile
 from twinvisor.supervisor import fdkeys, orchestration, persistence, pidfiles, recovery, trust
 from twinvisor.supervisor.health import Health
@@ -116,6 +117,10 @@ class Runtime:
         if self.link is not None and self.notify.fileno is not None:
             # held like the listening sockets: the name is never free for another uid to take
             self.link.hold(fdkeys.NOTIFY, self.notify.fileno)
+        # the chunk of output between a pipe and its log file, kept for the next supervisor
+        self.watcher.inflight = InFlight(handed.pop(fdkeys.INFLIGHT, None))
+        if self.link is not None:
+            self.link.hold(fdkeys.INFLIGHT, self.watcher.inflight.fd)
         from twinvisor.config.paths import sha256_hex  # not hashlib: OpenSSL, 1 MiB PSS
 
         # one cgroup per daemon (run dir), beside whatever else runs here
@@ -504,7 +509,9 @@ class Runtime:
         return self.listeners.registry
 
     def recover(self, saved: statefile.PersistedState, handed: dict[str, int]) -> set[str]:
-        return recovery.recover(self, saved, handed)
+        adopted = recovery.recover(self, saved, handed)
+        self.watcher.write_pending()  # before the loop reads any pipe again
+        return adopted
 
     def claim_sockets(self) -> None:
         recovery.claim_sockets(self, sorted(self.listeners.unbound))

@@ -10,6 +10,7 @@ EOF. It reaps a child only by its pid, never by a wildcard wait.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from collections.abc import Callable, Mapping
@@ -19,9 +20,12 @@ import msgspec
 from twinvisor.linux import children, fsutil, kernel
 from twinvisor.linux.children import Child
 from twinvisor.linux.console import ConsoleStream, PipePeek
+from twinvisor.linux.inflight import InFlight
 from twinvisor.linux.logs import LogFile
 from twinvisor.supervisor import fdkeys
 from twinvisor.supervisor.seams import FdKeeper
+
+log = logging.getLogger("twinvisor")
 
 OnExit = Callable[[str, int, int | None, int | None], None]  # (instance, pid, exit code, signal)
 
@@ -62,6 +66,9 @@ class ChildWatcher:
         self._reading: dict[int, Child] = {}
         self._sigchld_fallback = False
         self._peek: PipePeek | None = None  # made for the first console stream
+        # pipe fd -> (instance, "out" | "err"): what a chunk in flight is noted as
+        self._stream_of: dict[int, tuple[str, str]] = {}
+        self.inflight: InFlight | None = None  # set by the runtime (held by the guard)
 
     def watch(self, name: str, child: Child) -> None:
         """Hand the child's pipes to the guard, log its output, report its exit."""
@@ -143,9 +150,13 @@ class ChildWatcher:
 
     def _watch_output(self, name: str, child: Child) -> None:
         streams = self._sinks[name]
-        for fd, sink in ((child.stdout_fd, streams.stdout), (child.stderr_fd, streams.stderr)):
+        for fd, sink, stream in (
+            (child.stdout_fd, streams.stdout, "out"),
+            (child.stderr_fd, streams.stderr, "err"),
+        ):
             if fd is not None:
                 self._reading[fd] = child
+                self._stream_of[fd] = (name, stream)
                 self.loop.add_reader(fd, self._read_pipe, fd, sink)
 
     def _read_pipe(self, fd: int, sink: LogFile | ConsoleStream) -> None:
@@ -161,6 +172,7 @@ class ChildWatcher:
             sink.end(fd)
         self.loop.remove_reader(fd)
         self._reading.pop(fd, None)
+        self._stream_of.pop(fd, None)
         os.close(fd)
         key = self._pipe_keys.pop(fd, None)
         link = self._link()
@@ -187,13 +199,53 @@ class ChildWatcher:
             sink.write(data, fd)
             return data
         data = os.read(fd, 65536)
-        sink.write(data)
+        self._write_kept(fd, sink, data)
         return data
+
+    def _write_kept(self, fd: int, sink: LogFile, data: bytes) -> None:
+        """Write a chunk just taken out of a pipe, noted in flight meanwhile: a supervisor
+        killed between the read and the write leaves it to the next one (linux/inflight.py)."""
+        where = self._stream_of.get(fd)
+        kept = (
+            self.inflight is not None
+            and where is not None
+            and bool(data)
+            and sink.path is not None
+            and self.inflight.put(where[0], where[1], sink.position(), data)
+        )
+        sink.write(data)
+        if kept and self.inflight is not None:
+            self.inflight.clear()
+
+    def write_pending(self) -> None:
+        """After a takeover, before any pipe is read again: write the chunk the previous
+        supervisor had read and not written, so the log keeps the program's order."""
+        if self.inflight is None:
+            return
+        pending = self.inflight.pending()
+        self.inflight.clear()
+        streams = None if pending is None else self._sinks.get(pending.name)
+        if pending is None or streams is None:
+            return
+        sink = streams.stdout if pending.stream == "out" else streams.stderr
+        if not isinstance(sink, LogFile) or sink.path is None or pending.written(sink.path):
+            return
+        sink.write(pending.data)
+        log.info(
+            "wrote %d bytes of %s's std%s that the previous supervisor had read and not "
+            "written (it was killed in between)",
+            len(pending.data),
+            pending.name,
+            pending.stream,
+        )
 
     def close(self) -> None:
         if self._peek is not None:
             self._peek.close()
             self._peek = None
+        if self.inflight is not None:  # the guard keeps its own copy (upgrade, takeover)
+            self.inflight.close()
+            self.inflight = None
 
     def _drain_output(self, name: str, child: Child) -> None:
         """Read what is already in the pipes, so output lands before the exit is logged.

@@ -7,6 +7,8 @@ no size is asserted here (bench/ measures memory), only which extension modules 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.support.helpers import Daemon, child, daemon_fixture  # noqa: F401
@@ -86,3 +88,27 @@ def test_a_plain_supervisor_serves_requests_without_the_dashboard(daemon: Daemon
     code, page = daemon.api("GET", "/ui/status")
     assert (code, page) == (403, {"error": "unexpected Host header"})
     assert "twinvisor.control.dashboard" in _supervisor_modules(listing)
+
+
+# what `status` (the call scripts and probes make in a loop) does without: socket.py's enum
+# conversions and the json package's regexes (the client talks through _socket and _json), and
+# msgspec and asyncio, which only other verbs need
+NOT_IN_STATUS = ("socket", "json", "struct", "msgspec", "asyncio", "typing")
+
+
+def test_the_status_command_loads_no_socket_or_json_module(daemon: Daemon) -> None:
+    daemon.up({"a": {"command": child("run")}})
+    listing = Path(daemon.path("cli-modules"))
+    code = (
+        "import sys\nfrom twinvisor.cli import main\n"
+        "try:\n    rc = main(sys.argv[2:])\n"
+        "finally:\n    open(sys.argv[1], 'w').write(' '.join(sorted(sys.modules)))\n"
+        "raise SystemExit(rc)\n"
+    )
+    argv = [sys.executable, "-c", code, str(listing), "-c", daemon.config, "status"]
+    p = subprocess.run(argv, env=daemon.env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p
+    assert p.stdout.split("\n")[-2].split()[:2] == ["a", "RUNNING"], p.stdout
+    loaded = set(listing.read_text().split())
+    assert "twinvisor.control.client" in loaded  # this listing is the status call's own
+    assert sorted(set(NOT_IN_STATUS) & loaded) == []

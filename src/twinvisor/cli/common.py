@@ -8,7 +8,6 @@ imported by the functions that need them.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 from twinvisor.exitcodes import Exit
@@ -187,6 +186,8 @@ def _unreachable(
 
 def print_json(data: object) -> None:
     """Pretty, sorted JSON of plain data or of Structs (which go through msgspec)."""
+    import json  # here: its regexes are 2 ms of every CLI call that prints none
+
     print(json.dumps(data, indent=2, sort_keys=True, default=_builtins))
 
 

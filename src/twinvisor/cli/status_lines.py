@@ -1,21 +1,20 @@
-"""The daemon's `GET /status` answer read with json into plain rows: what `status` and `logs`
-show.
+"""The daemon's `GET /status` answer read as JSON into plain rows: what `status` and `logs` show.
 
-Every other verb decodes its answer into the msgspec Structs of control.messages. Importing
-msgspec costs a CLI call about 20 ms (its C module loads datetime, decimal, uuid, typing and
-dataclasses), a third of a `status` with 200 programs, and `status` is the call that scripts
-and probes make in a loop. So these rows are read with the json module the client has
-already loaded. They carry StatusRow's fields and defaults (tests/unit/test_status_lines.py
-pins both against the Struct) and are checked as strictly as msgspec would: a value of the
-wrong type is a ControlError naming the field, never a traceback in the renderer.
+Every other verb decodes its answer into the msgspec Structs of control.messages. Importing msgspec
+costs a CLI call about 20 ms (its C module loads datetime, decimal, uuid, typing and dataclasses), a
+third of a `status` with 200 programs, and `status` is the call that scripts and probes make in a
+loop. So these rows are read with the C JSON scanner the client has already loaded (twin/cjson:
+`_json` without the json package). They carry StatusRow's fields and defaults
+(tests/unit/test_status_lines.py pins both against the Struct) and are checked as strictly as
+msgspec would: a value of the wrong type is a ControlError naming the field, never a traceback in
+the renderer.
 """
 
 from __future__ import annotations
 
-import json
-
 from twinvisor.core.states import ProcessState
 from twinvisor.errors import ControlError
+from twinvisor.twin import cjson
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -127,7 +126,7 @@ class StatusAnswer:
 
     def __init__(self, body: bytes) -> None:
         try:
-            data = json.loads(body)
+            data = cjson.loads(body)
         except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
             raise ControlError(f"daemon sent invalid JSON: {e}") from None
         if not isinstance(data, dict) or not isinstance(data.get("programs"), list):

@@ -15,6 +15,6 @@ if len(_argv) == 3 and _argv[0] == "daemon" and _argv[1] == "-c" and _argv[2]:
 
     raise SystemExit(entry.run(_argv[2], foreground=False))
 
-from twinvisor.cli.app import main  # noqa: E402  (after the supervisor's own way in)
+from twinvisor.cli import main  # noqa: E402  (after the supervisor's own way in)
 
 raise SystemExit(main())

@@ -8,6 +8,7 @@ beside the sources, the guard starts the supervisor with -OO, and the supervisor
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,3 +79,14 @@ def test_a_read_only_install_runs_plain_and_says_why(
     log = daemon.log_tail(200)
     assert "running on plain bytecode, not -OO: no fresh optimized bytecode beside" in log, log
     assert str(_own_sentinel()) in log
+
+
+def test_an_image_build_step_writes_it_too() -> None:
+    """`python -OO -m twinvisor.service.warm` (README, containers): the same warm, by hand."""
+    cached = Path(bytecode.cached_path(str(_own_sentinel())))
+    cached.unlink(missing_ok=True)
+    p = subprocess.run(
+        [sys.executable, "-OO", "-m", "twinvisor.service.warm"], capture_output=True, timeout=120
+    )
+    assert p.returncode == 0, p
+    assert bytecode.is_fresh(str(_own_sentinel()))

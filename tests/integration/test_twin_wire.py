@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from twinvisor.twin import cjson, protocol
+from twinvisor.twin import bytecode, cjson, protocol
 
 JSON = st.recursive(
     st.none()
@@ -100,8 +100,11 @@ def test_the_guard_command_runs_isolated_from_the_callers_directory() -> None:
 
 def test_the_supervisor_command_runs_without_runpy() -> None:
     argv = protocol.command("daemon", "/etc/x.toml")
-    assert "-m" not in argv and argv[1:4] == ["-P", "-c", protocol.DAEMON_BOOT]
-    assert argv[4:] == ["twinvisor", "daemon", "-c", "/etc/x.toml"]
+    flags = bytecode.interpreter_flags()  # -OO when its optimized bytecode is ready
+    assert "-m" not in argv and argv[1 : len(flags) + 1] == flags
+    rest = argv[len(flags) + 1 :]
+    assert rest[:3] == ["-P", "-c", protocol.DAEMON_BOOT]
+    assert rest[3:] == ["twinvisor", "daemon", "-c", "/etc/x.toml"]
     # the boot line runs entry.main, which refuses anything but that argv (exit 2, no traceback)
     bad = subprocess.run(
         [sys.executable, "-P", "-c", protocol.DAEMON_BOOT, "twinvisor", "daemon", "--x"],

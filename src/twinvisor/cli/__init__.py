@@ -1,7 +1,31 @@
 """The command line: argument parsing, talking to the daemon, rendering; and the tools
 that need no daemon (up/down/upgrade in `launch`, timers and units in `integrate`,
-`export`, `import`). Started often, so every command imports only what it needs."""
+`export`, `import`). Started often, so every command imports only what it needs: a plain
+`status` not even argparse (cli/quick.py)."""
 
-from twinvisor.cli.app import main
+from __future__ import annotations
 
 __all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import os
+    import sys
+
+    from twinvisor.cli.quick import status_args
+
+    args = status_args(sys.argv[1:] if argv is None else argv, os.environ)
+    if args is None:
+        from twinvisor.cli.app import main as parse_and_run
+
+        return parse_and_run(argv)
+    from twinvisor.cli.common import EXIT_OK, Fail
+    from twinvisor.cli.status_verb import cmd_status
+
+    try:
+        return cmd_status(args)  # type: ignore[arg-type]  # argparse's fields, no argparse
+    except Fail as e:  # as app.main reports it
+        print(f"twinvisor: {e}", file=sys.stderr)
+        return e.code
+    except BrokenPipeError:
+        return EXIT_OK

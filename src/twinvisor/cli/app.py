@@ -31,7 +31,8 @@ from twinvisor.cli.common import (
     socket_path,
 )
 from twinvisor.cli.parser_base import ArgumentParser, Partial
-from twinvisor.cli.render import outcome_text, status_table
+from twinvisor.cli.render import outcome_text
+from twinvisor.cli.status_verb import cmd_status
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # the structs come with msgspec: imported by the verbs that talk to the daemon
@@ -41,33 +42,6 @@ if TYPE_CHECKING:  # the structs come with msgspec: imported by the verbs that t
 Command = Callable[[argparse.Namespace], int]  # a verb: its parsed arguments in, exit code out
 
 # ---- verbs ---------------------------------------------------------------------------------------
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    if getattr(args, "watch", False):
-        return _observe("watch")(args)
-    from twinvisor.core.states import ProcessState
-
-    query = {"names": ",".join(args.names)} if args.names else None
-    reply = request_status(args, query)  # read with json: msgspec is most of a call's time
-    rows = reply.programs
-    if args.json:
-        print_json([row.as_json() for row in rows])
-    else:
-        if reply.config:  # which config this daemon runs (several may share a folder)
-            print(f"config {reply.config} (supervisor pid {reply.pid})")
-        print(status_table(rows))
-    problems = reply.config_problems
-    if problems:
-        print(
-            "twinvisor: the config file has errors; the daemon runs on the last applied config:",
-            *(f"  {p}" for p in problems),
-            sep="\n",
-            file=sys.stderr,
-        )
-    # like `systemctl is-active`: non-zero when something is not running as asked
-    bad = [r for r in rows if r.state in (ProcessState.FATAL, ProcessState.BACKOFF)]
-    return EXIT_FAILED if bad else EXIT_OK
 
 
 def cmd_verb(args: argparse.Namespace) -> int:

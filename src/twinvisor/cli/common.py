@@ -7,13 +7,13 @@ imported by the functions that need them.
 
 from __future__ import annotations
 
-import argparse
 import os
 
 from twinvisor.exitcodes import Exit
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: `status` runs without argparse (cli/quick.py)
+    import argparse
     from collections.abc import Callable, Container
     from typing import TypeVar
 

@@ -1,5 +1,6 @@
 """The warm child of `twinvisor up` (twin/bytecode.py): writes the supervisor's optimized
-bytecode, so the supervisor can start with -OO. Run as `python -OO -P -c WARM_BOOT`."""
+bytecode, so the supervisor can start with -OO. Run as `python -OO -P -c WARM_BOOT` by `up`,
+or as `python -OO -m twinvisor.service.warm` where `up` cannot write (an image's build step)."""
 
 from __future__ import annotations
 
@@ -36,3 +37,7 @@ def warm() -> int:
         if not is_fresh(source):
             ok = compileall.compile_file(source, quiet=2, optimize=LEVEL) and ok
     return 0 if ok else 1
+
+
+if __name__ == "__main__":  # an image's build step: `python -OO -m twinvisor.service.warm`
+    raise SystemExit(warm())

@@ -10,27 +10,77 @@ and the guard. So both always agree (${VAR} is expanded in both).
 from __future__ import annotations
 
 import os
-import re
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing, msgspec, the specs: not for the CLI's socket lookup (`status` is hot)
+    from collections.abc import Callable
     from typing import Any
 
     from twinvisor.config.specs import DaemonSpec
 
-# a table header line: [daemon] opens the table, any other [...] line ends it
-_HEADER = re.compile(rb"^[ \t]*\[")
-_DAEMON_HEADER = re.compile(rb"^[ \t]*\[[ \t]*daemon[ \t]*\][ \t]*(#.*)?$")
-# a header that may name the daemon table or one under it: ["daemon"], [daemon.http], or an
-# escape that could spell it; the quick read keeps these tables and drops the others
-_MAYBE_DAEMON_HEADER = re.compile(rb"^[ \t]*\[.*(daemon|\\)")
-# blank, a comment, or a bare key set to a string without escapes or control characters
-_PLAIN_LINE = re.compile(
-    rb"^[ \t]*(?:#[^\x00-\x08\x0a-\x1f\x7f]*)?$"
-    rb"|^[ \t]*([A-Za-z0-9_-]+)[ \t]*=[ \t]*"
-    rb"(?:\"([^\"\\\x00-\x08\x0a-\x1f\x7f]*)\"|'([^'\x00-\x08\x0a-\x1f\x7f]*)')"
-    rb"[ \t]*(?:#[^\x00-\x08\x0a-\x1f\x7f]*)?$"
-)
+# The quick read's line classes, by hand rather than with `re`: the CLI's `status` reads them on
+# every call, and importing re (with enum) was 7 ms of such a call (tests/unit/test_paths_lines.py
+# holds each against the regular expression it replaces, on generated lines).
+_BLANKS = b" \t"
+_KEY_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_CONTROL = frozenset([*range(0x00, 0x09), *range(0x0A, 0x20), 0x7F])  # not tab
+
+
+def _is_header(line: bytes) -> bool:
+    """A table header line (`^[ \t]*\\[`): [daemon] opens the table, any other ends it."""
+    return line.lstrip(_BLANKS).startswith(b"[")
+
+
+def _is_daemon_header(line: bytes) -> bool:
+    """`^[ \t]*\\[[ \t]*daemon[ \t]*\\][ \t]*(#.*)?$`: the [daemon] header itself."""
+    rest = line.lstrip(_BLANKS)
+    for part in (b"[", b"daemon", b"]"):
+        if not rest.startswith(part):
+            return False
+        rest = rest[len(part) :].lstrip(_BLANKS)
+    return not rest or rest.startswith(b"#")
+
+
+def _may_name_daemon(line: bytes) -> bool:
+    """`^[ \t]*\\[.*(daemon|\\)`: a header that may name the daemon table or one under it:
+    ["daemon"], [daemon.http], or an escape that could spell it; the quick read keeps these
+    tables and drops the others."""
+    rest = line.lstrip(_BLANKS)
+    return rest.startswith(b"[") and (b"daemon" in rest or b"\\" in rest)
+
+
+def _no_control(text: bytes) -> bool:
+    return _CONTROL.isdisjoint(text)
+
+
+def _plain_line(line: bytes) -> tuple[bytes, bytes] | tuple[None, None] | None:
+    """Blank or a comment: (None, None); a bare key set to a string without escapes or
+    control characters (`key = "text"`, `key = 'text'`, a comment may follow): (key, text);
+    anything else: None."""
+    rest = line.lstrip(_BLANKS)
+    if not rest or rest.startswith(b"#"):
+        return (None, None) if _no_control(rest[1:]) else None
+    end = 0
+    while end < len(rest) and rest[end] in _KEY_BYTES:
+        end += 1
+    key, rest = rest[:end], rest[end:].lstrip(_BLANKS)
+    if not key or not rest.startswith(b"="):
+        return None
+    rest = rest[1:].lstrip(_BLANKS)
+    quote = rest[:1]
+    if quote not in (b'"', b"'"):
+        return None
+    close = rest.find(quote, 1)
+    if close < 0:
+        return None
+    value, tail = rest[1:close], rest[close + 1 :].lstrip(_BLANKS)
+    if not _no_control(value) or (quote == b'"' and b"\\" in value):
+        return None
+    if tail and not (tail.startswith(b"#") and _no_control(tail[1:])):
+        return None
+    return key, value
+
+
 MAX_READ = 64 * 1024 * 1024  # past this the full loader refuses the file anyway
 
 
@@ -175,7 +225,7 @@ def _quick_read(data: bytes) -> bytes | None:
     whole file), so a quick read that parses gives the table the whole file would."""
     if b'"""' in data or b"'''" in data:
         return None
-    return _lines_of_tables(data, _MAYBE_DAEMON_HEADER, top_level=True)
+    return _lines_of_tables(data, _may_name_daemon, top_level=True)
 
 
 def _plain_daemon_table(quick: bytes) -> dict[str, str] | None:
@@ -186,22 +236,22 @@ def _plain_daemon_table(quick: bytes) -> dict[str, str] | None:
     table: dict[str, str] = {}
     header = False
     for line in quick.splitlines():
-        if _DAEMON_HEADER.match(line):
+        if _is_daemon_header(line):
             if header:
                 return None  # [daemon] twice: tomllib says what is wrong
             header = True
             continue
-        m = _PLAIN_LINE.match(line)
-        if m is None:
+        plain = _plain_line(line)
+        if plain is None:
             return None
-        key, basic, literal = m.groups()
-        if key is None:
+        key, text = plain
+        if key is None or text is None:
             continue  # blank or a comment
-        name = key.decode()  # ASCII by the pattern
+        name = key.decode()  # ASCII: _KEY_BYTES
         if not header or name in table:
             return None  # a top-level key (dotted daemon keys are tomllib's), or a duplicate
         try:
-            table[name] = (basic if basic is not None else literal).decode()
+            table[name] = text.decode()
         except UnicodeDecodeError:
             return None
     return table
@@ -209,17 +259,17 @@ def _plain_daemon_table(quick: bytes) -> dict[str, str] | None:
 
 def _daemon_lines(data: bytes) -> bytes:
     """The [daemon] table's lines alone: from its header to the next table header."""
-    return _lines_of_tables(data, _DAEMON_HEADER, top_level=False)
+    return _lines_of_tables(data, _is_daemon_header, top_level=False)
 
 
-def _lines_of_tables(data: bytes, header: re.Pattern[bytes], top_level: bool) -> bytes:
+def _lines_of_tables(data: bytes, header: Callable[[bytes], bool], top_level: bool) -> bytes:
     """The lines of the tables whose header matches `header` (and of the top-level keys
     before any header, with `top_level`)."""
     out: list[bytes] = []
     inside = top_level
     for line in data.splitlines():
-        if _HEADER.match(line):
-            inside = bool(header.match(line))
+        if _is_header(line):
+            inside = header(line)
         if inside:
             out.append(line)
     return b"\n".join(out)

@@ -15,3 +15,20 @@ def test_a_listen_key_gives_back_its_address_and_no_other_key_does() -> None:
 def test_pipe_keys_differ_by_program_generation_and_stream() -> None:
     keys = {fdkeys.pipe(n, p, s) for n in ("a", "b") for p in (1, 2) for s in ("out", "err")}
     assert len(keys) == 8
+
+
+def test_pipe_keys_read_back_and_others_are_none() -> None:
+    for name in ("web", "web:1", "group:web:2", "a b"):
+        for stream in ("out", "err"):
+            assert fdkeys.pipe_of(fdkeys.pipe(name, 4242, stream)) == (name, 4242, stream)
+    for key in (
+        fdkeys.CONTROL,
+        fdkeys.INFLIGHT,
+        fdkeys.listen("127.0.0.1:80"),
+        "pipe:",
+        "pipe:web",
+        "pipe:web:x:out",
+        "pipe:web:12:both",
+        "pipe::12:out",
+    ):
+        assert fdkeys.pipe_of(key) is None, key

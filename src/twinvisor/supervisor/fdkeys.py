@@ -30,6 +30,21 @@ def listen_addr(key: str) -> str | None:
     return key.removeprefix(_LISTEN) if key.startswith(_LISTEN) else None
 
 
+_PIPE = "pipe:"
+
+
 def pipe(name: str, pid: int, stream: str) -> str:
     """`stream`: "out" or "err"."""
-    return f"pipe:{name}:{pid}:{stream}"
+    return f"{_PIPE}{name}:{pid}:{stream}"
+
+
+def pipe_of(key: str) -> tuple[str, int, str] | None:
+    """(instance, pid, stream) of a `pipe:` key; None for any other key (or a malformed one:
+    the guard hands back what it was given, but a key is read as untrusted all the same)."""
+    if not key.startswith(_PIPE):
+        return None
+    name, _, rest = key.removeprefix(_PIPE).rpartition(":")
+    name, _, pid = name.rpartition(":")
+    if not name or not pid.isdigit() or rest not in ("out", "err"):
+        return None
+    return name, int(pid), rest

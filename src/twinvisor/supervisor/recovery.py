@@ -46,8 +46,12 @@ def recover(rt: Recoverable, saved: statefile.PersistedState, handed: dict[str, 
         started = rt.clock() - max(0.0, time.time() - rec.started_wall)
         rt.dispatch(Adopted(rec.name, rec.pid, started))
         adopted.add(rec.name)
-    for fd in handed.values():  # pipes of children that are gone
-        os.close(fd)
+    for key, fd in handed.items():  # what is left: pipes of generations that are gone
+        pipe = fdkeys.pipe_of(key)
+        if pipe is not None and pipe[0] in procs:
+            rt.write_leftover(*pipe, fd)  # their last words to the log, then closed
+        else:
+            os.close(fd)
     handed.clear()
     rt.remove_stale()
     rt.mark_state_dirty()

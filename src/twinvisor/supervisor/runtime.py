@@ -508,10 +508,14 @@ class Runtime:
         """Where `recovery.claim_sockets` puts the sockets it takes back (owned by listeners)."""
         return self.listeners.registry
 
+    def write_leftover(self, name: str, pid: int, stream: str, fd: int) -> None:
+        self.watcher.write_leftover(name, pid, stream, fd)
+
     def recover(self, saved: statefile.PersistedState, handed: dict[str, int]) -> set[str]:
-        adopted = recovery.recover(self, saved, handed)
-        self.watcher.write_pending()  # before the loop reads any pipe again
-        return adopted
+        # first the chunk a killed supervisor had read, then what waits in the pipes (the
+        # leftovers of gone generations here, the live ones' once the loop reads them)
+        self.watcher.write_pending()
+        return recovery.recover(self, saved, handed)
 
     def claim_sockets(self) -> None:
         recovery.claim_sockets(self, sorted(self.listeners.unbound))

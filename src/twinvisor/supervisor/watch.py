@@ -217,6 +217,35 @@ class ChildWatcher:
         if kept and self.inflight is not None:
             self.inflight.clear()
 
+    def write_leftover(self, name: str, pid: int, stream: str, fd: int) -> None:
+        """The pipe of a generation that ended while no supervisor read it (killed, and its
+        guard held the pipe): what it wrote last (often why it ended) goes to its log, then
+        the pipe is closed. Bounded by what a pipe holds (children.FIFO_BUFFER)."""
+        streams = self._sinks.get(name)
+        sink = None if streams is None else (streams.stdout if stream == "out" else streams.stderr)
+        taken = 0
+        try:
+            os.set_blocking(fd, False)
+            while isinstance(sink, LogFile) and taken <= children.FIFO_BUFFER:
+                data = os.read(fd, 65536)  # its writers are gone: EOF after the data
+                if not data:
+                    break
+                sink.write(data)
+                taken += len(data)
+        except OSError:
+            pass  # BlockingIOError: a descendant still holds it open; nothing more now
+        finally:
+            os.close(fd)
+        if taken:
+            log.info(
+                "%s: wrote %d bytes of std%s that pid %d wrote before it ended, while no "
+                "supervisor read them",
+                name,
+                taken,
+                stream,
+                pid,
+            )
+
     def write_pending(self) -> None:
         """After a takeover, before any pipe is read again: write the chunk the previous
         supervisor had read and not written, so the log keeps the program's order."""

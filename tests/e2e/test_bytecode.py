@@ -25,7 +25,7 @@ def _supervisor_argv(daemon: Daemon) -> list[str]:
 
 def _own_sentinel() -> Path:
     """One of our modules whose optimized bytecode stands for the rest (a sentinel)."""
-    return Path(bytecode.package_parent(), bytecode.OWN_SENTINELS[-1])
+    return Path(bytecode.package_root(), bytecode.OWN_SENTINELS[-1])
 
 
 def test_up_runs_the_supervisor_with_OO(daemon: Daemon) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,8 +27,6 @@ from tests.support.paths import EXAMPLES
 from twinvisor.errors import ControlError
 
 WORKER = str(EXAMPLES / "worker.py")
-
-needs_strace = pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
 
 
 def _lines(path: str, name: str) -> list[int]:
@@ -53,7 +50,6 @@ def _kill_at_write(pid: int, path: str, nth: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen([*argv, "-e", "trace=write", "-e", inject], stdin=subprocess.DEVNULL)
 
 
-@needs_strace
 @pytest.mark.parametrize("timestamps", [False, True])
 def test_killed_between_read_and_write_no_line_lost_or_repeated(
     daemon: Daemon, timestamps: bool

@@ -93,7 +93,7 @@ def test_messages_carry_fds_that_arrive_close_on_exec() -> None:
 def test_the_guard_command_runs_isolated_from_the_callers_directory() -> None:
     argv = protocol.command("guard", "/etc/x.toml")
     assert argv[0] == sys.executable and argv[1].startswith("-IS")
-    assert argv[4] == protocol.package_root()
+    assert argv[4] == bytecode.package_root()
     assert os.path.isdir(os.path.join(argv[4], "twinvisor"))
     assert argv[5:] == ["twinvisor", "guard", "-c", "/etc/x.toml"]
 

@@ -19,13 +19,7 @@ def main(argv: list[str] | None = None) -> int:
         from twinvisor.cli.app import main as parse_and_run
 
         return parse_and_run(argv)
-    from twinvisor.cli.common import EXIT_OK, Fail
+    from twinvisor.cli.common import reported
     from twinvisor.cli.status_verb import cmd_status
 
-    try:
-        return cmd_status(args)  # type: ignore[arg-type]  # argparse's fields, no argparse
-    except Fail as e:  # as app.main reports it
-        print(f"twinvisor: {e}", file=sys.stderr)
-        return e.code
-    except BrokenPipeError:
-        return EXIT_OK
+    return reported(lambda: cmd_status(args))  # type: ignore[arg-type]  # argparse's fields

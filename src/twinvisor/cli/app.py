@@ -26,6 +26,7 @@ from twinvisor.cli.common import (
     daemon_table,
     load_config,
     print_json,
+    reported,
     request,
     request_status,
     socket_path,
@@ -540,15 +541,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return remote.run(parser, args, argv)
     from twinvisor.cli import jsonout
 
-    try:
-        if jsonout.wrapped(args):  # --json: one JSON document on stdout, errors included
-            return jsonout.run(args.func, args, Fail)
-        return int(args.func(args))
-    except Fail as e:
-        print(f"twinvisor: {e}", file=sys.stderr)
-        return e.code
-    except BrokenPipeError:
-        return EXIT_OK
+    if jsonout.wrapped(args):  # --json: one JSON document on stdout, errors included
+        return reported(lambda: jsonout.run(args.func, args, Fail))
+    return reported(lambda: args.func(args))
 
 
 if __name__ == "__main__":

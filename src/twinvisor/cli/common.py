@@ -43,6 +43,21 @@ class Fail(Exception):
         self.problems = problems  # a config's, one "file:line: [key] message" each (--json)
 
 
+def reported(run: Callable[[], int]) -> int:
+    """Run a verb as the command line ends one: a Fail prints its message and gives its exit
+    code; a reader that went away (`| head`) is no error. Both ways in use it: app.main,
+    and cli.main for the `status` read without argparse."""
+    import sys
+
+    try:
+        return int(run())
+    except Fail as e:
+        print(f"twinvisor: {e}", file=sys.stderr)
+        return e.code
+    except BrokenPipeError:
+        return EXIT_OK
+
+
 class Refused(Fail):
     """The daemon answered with an error status: ``reply`` has its message and details."""
 

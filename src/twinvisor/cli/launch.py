@@ -3,6 +3,7 @@ ask it to stop and make sure nothing it started is left."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -51,15 +52,14 @@ def start_background(
 WARM_TIMEOUT = 120.0
 
 
-def prepare_bytecode() -> bool:
+def prepare_bytecode() -> None:
     """Write the supervisor's optimized bytecode if it is not there yet (twin/bytecode.py),
     so the supervisor about to start runs with -OO. Once per install: later calls only look.
     Where this user cannot write, the supervisor starts plain and its log says why."""
-    if not bytecode.enabled():
-        return False
-    if bytecode.ready():
-        return True
-    try:
+    if not bytecode.enabled() or bytecode.ready():
+        return
+    # a failure leaves it not ready: the supervisor starts plain, and its log says why
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
         subprocess.run(
             bytecode.warm_command(),
             stdin=subprocess.DEVNULL,
@@ -68,9 +68,6 @@ def prepare_bytecode() -> bool:
             timeout=WARM_TIMEOUT,
             check=False,
         )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return bytecode.ready()
 
 
 def _spawn_detached(

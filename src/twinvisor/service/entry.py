@@ -77,7 +77,7 @@ def run(config_path: str, foreground: bool) -> int:
     daemonlog.setup(config.daemon, foreground)
     for message in moved:
         log.warning("run dir: %s", message)
-    if sys.flags.optimize < bytecode.LEVEL:  # nothing happens silently: 0.7 MiB more
+    if sys.flags.optimize < bytecode.LEVEL:  # nothing happens silently: 0.6 MiB more
         log.info("running on plain bytecode, not -OO: %s", bytecode.why_plain())
     if problems:
         log.error(

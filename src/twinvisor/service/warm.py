@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import sys
 
-from twinvisor.twin.bytecode import LEVEL, is_fresh, package_parent
+from twinvisor.twin.bytecode import LEVEL, is_fresh, package_root
 
 
 def warm() -> int:
@@ -26,9 +26,7 @@ def warm() -> int:
     import twinvisor.service.entry
     import twinvisor.service.process  # noqa: F401
 
-    ok = compileall.compile_dir(
-        os.path.join(package_parent(), "twinvisor"), quiet=2, optimize=LEVEL
-    )
+    ok = compileall.compile_dir(os.path.join(package_root(), "twinvisor"), quiet=2, optimize=LEVEL)
     for module in list(sys.modules.values()):
         spec = getattr(module, "__spec__", None)
         source, cached = getattr(spec, "origin", None), getattr(spec, "cached", None)

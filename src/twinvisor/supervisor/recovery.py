@@ -48,7 +48,7 @@ def recover(rt: Recoverable, saved: statefile.PersistedState, handed: dict[str, 
         adopted.add(rec.name)
     for key, fd in handed.items():  # what is left: pipes of generations that are gone
         pipe = fdkeys.pipe_of(key)
-        if pipe is not None and pipe[0] in procs:
+        if pipe is not None:
             rt.write_leftover(*pipe, fd)  # their last words to the log, then closed
         else:
             os.close(fd)

@@ -59,15 +59,15 @@ class ChildWatcher:
         self._link = link
         self._fifo_dir = fifo_dir
         self._children = children
-        self._pipe_keys: dict[int, str] = {}  # pipe fd -> key it is held under by the guard
+        # pipe fd -> (instance, pid, "out" | "err"): whose output it carries, the key the guard
+        # holds it under (fdkeys.pipe), and what a chunk in flight is noted as
+        self._pipes: dict[int, tuple[str, int, str]] = {}
         self._fifo_paths: dict[int, str] = {}  # pipe fd -> its FIFO in the run dir
         # pipe fd -> the child whose output it carries, while we read it: the fd is closed at
         # its end, and its number may then name anything we open next (a control connection)
         self._reading: dict[int, Child] = {}
         self._sigchld_fallback = False
         self._peek: PipePeek | None = None  # made for the first console stream
-        # pipe fd -> (instance, "out" | "err"): what a chunk in flight is noted as
-        self._stream_of: dict[int, tuple[str, str]] = {}
         self.inflight: InFlight | None = None  # set by the runtime (held by the guard)
 
     def watch(self, name: str, child: Child) -> None:
@@ -78,7 +78,7 @@ class ChildWatcher:
 
     def detach(self) -> None:
         """Upgrade: stop reading the pipes; the next supervisor reads them from the guard."""
-        for fd in list(self._pipe_keys):
+        for fd in list(self._pipes):
             self.loop.remove_reader(fd)
 
     def live_fifos(self) -> set[str]:
@@ -139,24 +139,19 @@ class ChildWatcher:
         link = self._link()
         for stream, fd in (("out", child.stdout_fd), ("err", child.stderr_fd)):
             if fd is not None:
-                key = fdkeys.pipe(name, child.pid, stream)
-                self._pipe_keys[fd] = key
+                self._pipes[fd] = (name, child.pid, stream)
                 if child.named_fifos:  # removed from the run dir once read to the end
                     self._fifo_paths[fd] = children.fifo_path(
                         self._fifo_dir, f"{name}.{stream}", child.pid
                     )
                 if link is not None:
-                    link.hold(key, fd)
+                    link.hold(fdkeys.pipe(name, child.pid, stream), fd)
 
     def _watch_output(self, name: str, child: Child) -> None:
         streams = self._sinks[name]
-        for fd, sink, stream in (
-            (child.stdout_fd, streams.stdout, "out"),
-            (child.stderr_fd, streams.stderr, "err"),
-        ):
+        for fd, sink in ((child.stdout_fd, streams.stdout), (child.stderr_fd, streams.stderr)):
             if fd is not None:
                 self._reading[fd] = child
-                self._stream_of[fd] = (name, stream)
                 self.loop.add_reader(fd, self._read_pipe, fd, sink)
 
     def _read_pipe(self, fd: int, sink: LogFile | ConsoleStream) -> None:
@@ -172,12 +167,11 @@ class ChildWatcher:
             sink.end(fd)
         self.loop.remove_reader(fd)
         self._reading.pop(fd, None)
-        self._stream_of.pop(fd, None)
         os.close(fd)
-        key = self._pipe_keys.pop(fd, None)
+        pipe = self._pipes.pop(fd, None)
         link = self._link()
-        if key is not None and link is not None:
-            link.release(key)
+        if pipe is not None and link is not None:
+            link.release(fdkeys.pipe(*pipe))
         fifo = self._fifo_paths.pop(fd, None)
         if fifo is not None:  # every writer is gone: nothing will ever wait in it again
             fsutil.remove_quietly(fifo)
@@ -205,28 +199,25 @@ class ChildWatcher:
     def _write_kept(self, fd: int, sink: LogFile, data: bytes) -> None:
         """Write a chunk just taken out of a pipe, noted in flight meanwhile: a supervisor
         killed between the read and the write leaves it to the next one (linux/inflight.py)."""
-        where = self._stream_of.get(fd)
-        kept = (
-            self.inflight is not None
-            and where is not None
-            and bool(data)
-            and sink.path is not None
-            and self.inflight.put(where[0], where[1], sink.position(), data)
-        )
+        pipe = self._pipes.get(fd)
+        note = self.inflight if pipe is not None and data and sink.path is not None else None
+        if note is not None and pipe is not None:
+            name, _pid, stream = pipe
+            if not note.put(name, stream, sink.position(), data):
+                note = None  # too big to note (a read takes at most inflight.MAX_DATA)
         sink.write(data)
-        if kept and self.inflight is not None:
-            self.inflight.clear()
+        if note is not None:
+            note.clear()
 
     def write_leftover(self, name: str, pid: int, stream: str, fd: int) -> None:
         """The pipe of a generation that ended while no supervisor read it (killed, and its
         guard held the pipe): what it wrote last (often why it ended) goes to its log, then
         the pipe is closed. Bounded by what a pipe holds (children.FIFO_BUFFER)."""
-        streams = self._sinks.get(name)
-        sink = None if streams is None else (streams.stdout if stream == "out" else streams.stderr)
+        sink = self._log_file(name, stream)
         taken = 0
         try:
             os.set_blocking(fd, False)
-            while isinstance(sink, LogFile) and taken <= children.FIFO_BUFFER:
+            while sink is not None and taken <= children.FIFO_BUFFER:
                 data = os.read(fd, 65536)  # its writers are gone: EOF after the data
                 if not data:
                     break
@@ -246,6 +237,14 @@ class ChildWatcher:
                 pid,
             )
 
+    def _log_file(self, name: str, stream: str) -> LogFile | None:
+        """Where instance `name`'s "out" or "err" is written, if to a file."""
+        streams = self._sinks.get(name)
+        if streams is None:
+            return None
+        sink = streams.stdout if stream == "out" else streams.stderr
+        return sink if isinstance(sink, LogFile) and sink.path is not None else None
+
     def write_pending(self) -> None:
         """After a takeover, before any pipe is read again: write the chunk the previous
         supervisor had read and not written, so the log keeps the program's order."""
@@ -253,11 +252,8 @@ class ChildWatcher:
             return
         pending = self.inflight.pending()
         self.inflight.clear()
-        streams = None if pending is None else self._sinks.get(pending.name)
-        if pending is None or streams is None:
-            return
-        sink = streams.stdout if pending.stream == "out" else streams.stderr
-        if not isinstance(sink, LogFile) or sink.path is None or pending.written(sink.path):
+        sink = None if pending is None else self._log_file(pending.name, pending.stream)
+        if pending is None or sink is None or pending.written(sink.path or ""):
             return
         sink.write(pending.data)
         log.info(

@@ -1,7 +1,7 @@
 """The supervisor runs on optimized bytecode (`python -OO`) when that bytecode is there.
 
 Why (issue 16): `-OO` leaves docstrings out of every module the supervisor imports. Measured on
-the running supervisor with 10 programs (smaps_rollup), that is 0.7 MiB of its 12 MiB of
+the running supervisor with 10 programs (smaps_rollup), that is 0.6 MiB of its 12 MiB of
 anonymous memory: asyncio and the stdlib it pulls in carry about 0.5 MiB of docstrings, our
 own modules 0.09, h11 0.01. It also drops `assert` statements: ours only narrow types, and the
 core's invariant checks raise explicitly.
@@ -18,7 +18,7 @@ compiler's garbage costs more than the docstrings save (+1 MiB measured). So:
   install, whatever PYTHONDONTWRITEBYTECODE says), where this user may write;
 - the supervisor is started with -OO only when `ready()`; otherwise as before, plain.
   A read-only install (a container's image, a system Python a service user cannot write)
-  keeps the plain start; `python -OO -m compileall` at image build prepares it there.
+  keeps the plain start; `python -OO -m twinvisor.service.warm` at image build prepares it.
 
 `TWINVISOR_OPTIMIZE=0` turns it off (a plain supervisor, no bytecode written).
 
@@ -55,15 +55,15 @@ def enabled() -> bool:
     return os.environ.get(OPTIMIZE_ENV, "1") != "0"
 
 
-def package_parent() -> str:
-    """The directory holding the twinvisor package we run from."""
+def package_root() -> str:
+    """The directory the running twinvisor package is imported from (its parent)."""
     here = os.path.dirname(os.path.abspath(__file__))  # .../twinvisor/twin
     return os.path.dirname(os.path.dirname(here))
 
 
 def sentinels() -> list[str]:
     stdlib = os.path.dirname(os.__file__)
-    own = package_parent()
+    own = package_root()
     return [os.path.join(stdlib, s) for s in STDLIB_SENTINELS] + [
         os.path.join(own, s) for s in OWN_SENTINELS
     ]
@@ -112,7 +112,7 @@ def why_plain() -> str:
         if not is_fresh(source):
             return (
                 f"no fresh optimized bytecode beside {source} (`twinvisor up` writes it where "
-                "its user may write; `python -OO -m compileall` does it for an image)"
+                "its user may write; `python -OO -m twinvisor.service.warm` does it for an image)"
             )
     return "not started with -OO (by an older twinvisor, or `up --foreground --no-twin`)"
 
@@ -126,5 +126,5 @@ def warm_command() -> list[str]:
     """A child that writes the supervisor's optimized bytecode where this user may write.
     Its sys.path is the caller's (the CLI's: site-packages with h11 and msgspec), minus the
     current directory (-P), plus our package's parent (an install run from a checkout)."""
-    boot = f"import sys; sys.path[:0] = {[package_parent()]!r}; {WARM_BOOT}"
+    boot = f"import sys; sys.path[:0] = {[package_root()]!r}; {WARM_BOOT}"
     return [sys.executable, FLAG, "-P", "-c", boot]

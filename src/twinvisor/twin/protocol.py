@@ -21,6 +21,7 @@ import os
 import sys
 
 from twinvisor.twin import bytecode, cjson
+from twinvisor.twin.bytecode import package_root
 
 TYPE_CHECKING = False  # the guard imports this: typing stays out of it
 if TYPE_CHECKING:
@@ -59,15 +60,9 @@ GUARD_BOOT = (
 
 # the supervisor: `-c`, not `-m twinvisor daemon` either (runpy, 0.6 MiB for the daemon's
 # whole life); -P keeps the caller's directory out of its sys.path; -OO when its optimized
-# bytecode is ready (twin/bytecode.py: 0.7 MiB of docstrings). service/entry.main reads
+# bytecode is ready (twin/bytecode.py: 0.6 MiB of docstrings). service/entry.main reads
 # the rest of the argv (`twinvisor daemon -c CONFIG`).
 DAEMON_BOOT = "from twinvisor.service.entry import main; raise SystemExit(main())"
-
-
-def package_root() -> str:
-    """The directory the running twinvisor package is imported from."""
-    here = os.path.dirname(os.path.abspath(__file__))  # .../twinvisor/twin
-    return os.path.dirname(os.path.dirname(here))
 
 
 def command(verb: str, config_path: str, *extra: str) -> list[str]:
